@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages needed to build and run gpt2 (add --test for the test extras).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libopenblas-openmp-dev  # CBLAS; the OpenMP build shares our thread pool
+  libhdf5-dev hdf5-tools  # model files and checkpoints; h5ls
+  libcli11-dev            # command-line parsing
+  doctest-dev             # unit tests
+)
+# The tests also read our HDF5 files with h5py and compare the model with PyTorch.
+test_packages=(python3 python3-numpy python3-h5py python3-torch)
+
+want=("${packages[@]}")
+for arg in "$@"; do
+  case "$arg" in
+    --test) want+=("${test_packages[@]}") ;;
+    *) echo "usage: $0 [--test]" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "setup: all ${#want[@]} packages already installed"
+  exit 0
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "setup: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"
