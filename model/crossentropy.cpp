@@ -1,0 +1,62 @@
+// Softmax + cross-entropy over the real vocabulary. Shapes in layers.h.
+#include "model/layers.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace model {
+
+// probs (N,Vp) from logits (N,Vp) (may alias), losses (N); targets (N) in [-1, V)
+template <class T>
+int softmax_crossentropy_forward(T* probs, T* losses, const T* logits, const int* targets, int N,
+                                 int V, int Vp) {
+    int kept = 0;
+#pragma omp parallel for reduction(+ : kept)
+    for (int n = 0; n < N; ++n) {
+        const T* x = logits + size_t(n) * Vp;
+        T* p = probs + size_t(n) * Vp;
+        const T mx = *std::max_element(x, x + V);
+        const int target = targets ? targets[n] : -1;
+        // Read the target's logit before p (which may alias x) is overwritten.
+        const T x_target = target >= 0 ? x[target] : T(0);
+        T sum = 0;
+        for (int v = 0; v < V; ++v) {
+            p[v] = std::exp(x[v] - mx);
+            sum += p[v];
+        }
+        const T inv = T(1) / sum;
+        for (int v = 0; v < V; ++v) p[v] *= inv;
+        std::fill(p + V, p + Vp, T(0));
+        // -log softmax from the logits, not log(p): exact even where p underflows.
+        losses[n] = target >= 0 ? std::log(sum) - (x_target - mx) : T(0);
+        kept += target >= 0;
+    }
+    return kept;
+}
+
+// dlogits (N,Vp) = dloss * (probs - onehot(target)), 0 for ignored rows and padding.
+template <class T>
+void softmax_crossentropy_backward(T* dlogits, const T* probs, const int* targets, T dloss, int N,
+                                   int V, int Vp) {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+        const T* p = probs + size_t(n) * Vp;
+        T* d = dlogits + size_t(n) * Vp;
+        const int target = targets[n];
+        if (target < 0) {
+            std::fill(d, d + Vp, T(0));
+            continue;
+        }
+        for (int v = 0; v < V; ++v) d[v] = dloss * p[v];
+        d[target] -= dloss;
+        std::fill(d + V, d + Vp, T(0));
+    }
+}
+
+#define INSTANTIATE(T)                                                                            \
+    template int softmax_crossentropy_forward<T>(T*, T*, const T*, const int*, int, int, int);   \
+    template void softmax_crossentropy_backward<T>(T*, const T*, const int*, T, int, int, int);
+INSTANTIATE(float)
+INSTANTIATE(double)
+
+} // namespace model

@@ -1,0 +1,85 @@
+// LayerNorm, eps 1e-5. Shapes in layers.h.
+#include "model/layers.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace model {
+
+// out (N,C), mean (N), rstd (N);  inp (N,C), weight (C), bias (C)
+template <class T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
+                       int N, int C) {
+    const T eps = T(1e-5);
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+        const T* x = inp + size_t(n) * C;
+        T m = 0;
+        for (int c = 0; c < C; ++c) m += x[c];
+        m /= C;
+        T v = 0;
+        for (int c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        const T s = T(1) / std::sqrt(v + eps);
+        T* o = out + size_t(n) * C;
+        for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+// With xhat = (x - mean) * rstd and g = dout * weight:
+//   dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)),
+//   dweight = sum_n dout * xhat,  dbias = sum_n dout.
+template <class T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                        const T* weight, const T* mean, const T* rstd, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n) {
+        const T* d = dout + size_t(n) * C;
+        const T* x = inp + size_t(n) * C;
+        const T m = mean[n], s = rstd[n];
+        T g_mean = 0, gx_mean = 0;
+        for (int c = 0; c < C; ++c) {
+            const T g = d[c] * weight[c];
+            g_mean += g;
+            gx_mean += g * (x[c] - m) * s;
+        }
+        g_mean /= C;
+        gx_mean /= C;
+        T* di = dinp + size_t(n) * C;
+        for (int c = 0; c < C; ++c)
+            di[c] += s * (d[c] * weight[c] - g_mean - (x[c] - m) * s * gx_mean);
+    }
+    // Parameter gradients sum over rows; threads own channel blocks so the order of the
+    // sum does not depend on the thread count.
+    constexpr int kBlock = 64;
+    const int n_blocks = (C + kBlock - 1) / kBlock;
+#pragma omp parallel for
+    for (int blk = 0; blk < n_blocks; ++blk) {
+        const int c0 = blk * kBlock, c1 = std::min(C, c0 + kBlock);
+        T dw[kBlock] = {}, db[kBlock] = {};
+        for (int n = 0; n < N; ++n) {
+            const T* d = dout + size_t(n) * C;
+            const T* x = inp + size_t(n) * C;
+            const T m = mean[n], s = rstd[n];
+            for (int c = c0; c < c1; ++c) {
+                dw[c - c0] += d[c] * (x[c] - m) * s;
+                db[c - c0] += d[c];
+            }
+        }
+        for (int c = c0; c < c1; ++c) {
+            dweight[c] += dw[c - c0];
+            dbias[c] += db[c - c0];
+        }
+    }
+}
+
+#define INSTANTIATE(T)                                                                            \
+    template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);      \
+    template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,      \
+                                        const T*, int, int);
+INSTANTIATE(float)
+INSTANTIATE(double)
+
+} // namespace model

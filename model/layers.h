@@ -1,0 +1,83 @@
+// GPT-2's layers, each a forward/backward pair of free functions, templated on the
+// scalar type (float for training, double for gradient checks).
+//
+// Conventions, as in llm.c:
+// - outputs come first; N = B*T rows; a shape (B,T,C) is row-major, C fastest.
+// - backward functions ACCUMULATE (+=) into every gradient they write, so the caller
+//   zeroes a buffer once and several paths (or micro-batches) can add into it.
+//   The one exception is softmax_crossentropy_backward, which assigns.
+// - No function allocates; scratch space is passed in.
+#pragma once
+
+#include <cstddef>
+
+namespace model {
+
+// Token + position embedding.
+// out (B,T,C) = wte[tokens[b,t]] + wpe[t];  tokens (B,T), wte (Vp,C), wpe (maxT,C)
+template <class T>
+void encoder_forward(T* out, const int* tokens, const T* wte, const T* wpe, int B, int Tn, int C);
+// dwte (Vp,C), dwpe (maxT,C) += from dout (B,T,C)
+template <class T>
+void encoder_backward(T* dwte, T* dwpe, const T* dout, const int* tokens, int B, int Tn, int C);
+
+// LayerNorm over the last axis, eps 1e-5, biased variance.
+// out (N,C), mean (N), rstd (N) = 1/sqrt(var + eps); inp (N,C), weight (C), bias (C)
+template <class T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
+                       int N, int C);
+// dinp (N,C), dweight (C), dbias (C) += from dout (N,C) and the forward's mean, rstd
+template <class T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                        const T* weight, const T* mean, const T* rstd, int N, int C);
+
+// Linear layer. out (N,OC) = inp (N,C) @ weight^T + bias;  weight (OC,C), bias (OC) or null
+template <class T>
+void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC);
+// dinp (N,C), dweight (OC,C), dbias (OC) (skipped if null) += from dout (N,OC)
+template <class T>
+void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     int N, int C, int OC);
+
+// Causal multi-head self-attention on packed q,k,v.
+// qkv (B,T,3C) holds q | k | v, each split into NH heads of hs = C/NH channels.
+// att (B,NH,T,T): softmax(q k^T / sqrt(hs)) over the causal prefix, zero above the
+// diagonal (saved for backward); out (B,T,C): att @ v, heads side by side.
+template <class T>
+void attention_forward(T* out, T* att, const T* qkv, int B, int Tn, int C, int NH);
+// dqkv (B,T,3C) += from dout (B,T,C); scratch holds n_slots (T,T) matrices, one per
+// thread (n_slots >= 1 threads are used).
+template <class T>
+void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T* qkv,
+                        const T* att, int B, int Tn, int C, int NH);
+
+// GELU, tanh approximation (as GPT-2):
+// out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));  out, inp (n)
+template <class T>
+void gelu_forward(T* out, const T* inp, size_t n);
+// dinp (n) += gelu'(inp) * dout
+template <class T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n);
+
+// Residual add. out (n) = a + b
+template <class T>
+void residual_forward(T* out, const T* a, const T* b, size_t n);
+// da, db (n) += dout
+template <class T>
+void residual_backward(T* da, T* db, const T* dout, size_t n);
+
+// Softmax over the first V of Vp logits and cross-entropy against targets.
+// logits (N,Vp) -> probs (N,Vp) (may alias logits; columns V..Vp-1 become 0);
+// losses (N) = -log probs[target], or 0 where target == -1 (ignored).
+// targets (N) in [-1, V). Returns the number of targets that are not ignored.
+template <class T>
+int softmax_crossentropy_forward(T* probs, T* losses, const T* logits, const int* targets, int N,
+                                 int V, int Vp);
+// dlogits (N,Vp) = dloss * (probs - onehot(target)) for each kept row, 0 for ignored rows
+// and for the padded columns. ASSIGNS (dlogits may alias probs). With dloss = 1/kept this
+// is the gradient of the mean loss over kept targets.
+template <class T>
+void softmax_crossentropy_backward(T* dlogits, const T* probs, const int* targets, T dloss, int N,
+                                   int V, int Vp);
+
+} // namespace model

@@ -1,0 +1,50 @@
+// Linear layer through GEMM. Shapes in layers.h.
+#include "model/layers.h"
+
+#include <algorithm>
+
+#include "model/blas.h"
+
+namespace model {
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC)
+template <class T>
+void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC) {
+    T beta = 0;
+    if (bias) {
+#pragma omp parallel for
+        for (int n = 0; n < N; ++n) std::copy(bias, bias + OC, out + size_t(n) * OC);
+        beta = 1;
+    }
+    gemm(false, true, N, OC, C, T(1), inp, C, weight, C, beta, out, OC);
+}
+
+// dinp (N,C) += dout @ weight;  dweight (OC,C) += dout^T @ inp;  dbias (OC) += sum_n dout
+template <class T>
+void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     int N, int C, int OC) {
+    gemm(false, false, N, C, OC, T(1), dout, OC, weight, C, T(1), dinp, C);
+    gemm(true, false, OC, C, N, T(1), dout, OC, inp, C, T(1), dweight, C);
+    if (!dbias) return;
+    // Threads own blocks of output channels: a fixed summation order over rows.
+    constexpr int kBlock = 64;
+    const int n_blocks = (OC + kBlock - 1) / kBlock;
+#pragma omp parallel for
+    for (int blk = 0; blk < n_blocks; ++blk) {
+        const int o0 = blk * kBlock, o1 = std::min(OC, o0 + kBlock);
+        T acc[kBlock] = {};
+        for (int n = 0; n < N; ++n) {
+            const T* d = dout + size_t(n) * OC;
+            for (int o = o0; o < o1; ++o) acc[o - o0] += d[o];
+        }
+        for (int o = o0; o < o1; ++o) dbias[o] += acc[o - o0];
+    }
+}
+
+#define INSTANTIATE(T)                                                                            \
+    template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);            \
+    template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);
+INSTANTIATE(float)
+INSTANTIATE(double)
+
+} // namespace model

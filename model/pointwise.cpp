@@ -1,0 +1,60 @@
+// Element-wise layers: GELU and the residual add. Shapes in layers.h.
+#include "model/layers.h"
+
+#include <cmath>
+#include <numbers>
+
+namespace model {
+
+// out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+template <class T>
+void gelu_forward(T* out, const T* inp, size_t n) {
+    const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
+#pragma omp parallel for simd
+    for (size_t i = 0; i < n; ++i) {
+        const T x = inp[i];
+        out[i] = T(0.5) * x * (T(1) + std::tanh(s * (x + T(0.044715) * x * x * x)));
+    }
+}
+
+// gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) s (1 + 3 * 0.044715 x^2),
+// u = s (x + 0.044715 x^3)
+template <class T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n) {
+    const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
+#pragma omp parallel for simd
+    for (size_t i = 0; i < n; ++i) {
+        const T x = inp[i];
+        const T th = std::tanh(s * (x + T(0.044715) * x * x * x));
+        const T grad = T(0.5) * (T(1) + th) +
+                       T(0.5) * x * (T(1) - th * th) * s * (T(1) + T(3 * 0.044715) * x * x);
+        dinp[i] += grad * dout[i];
+    }
+}
+
+// out (n) = a + b
+template <class T>
+void residual_forward(T* out, const T* a, const T* b, size_t n) {
+#pragma omp parallel for simd
+    for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+// da, db (n) += dout
+template <class T>
+void residual_backward(T* da, T* db, const T* dout, size_t n) {
+#pragma omp parallel for simd
+    for (size_t i = 0; i < n; ++i) {
+        da[i] += dout[i];
+        db[i] += dout[i];
+    }
+}
+
+#define INSTANTIATE(T)                                                                            \
+    template void gelu_forward<T>(T*, const T*, size_t);                                         \
+    template void gelu_backward<T>(T*, const T*, const T*, size_t);                              \
+    template void residual_forward<T>(T*, const T*, const T*, size_t);                           \
+    template void residual_backward<T>(T*, T*, const T*, size_t);
+INSTANTIATE(float)
+INSTANTIATE(double)
+
+} // namespace model

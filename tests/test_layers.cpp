@@ -1,0 +1,138 @@
+// Each layer's forward on hand-computed cases, its backward by finite differences.
+#include <cmath>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "model/gradcheck.h"
+#include "model/layers.h"
+
+using doctest::Approx;
+using namespace model;
+
+TEST_CASE("encoder adds the token's and the position's embedding") {
+    // Vp = 3 tokens, C = 2, B = 1, T = 2
+    const std::vector<double> wte = {1, 2, 10, 20, 100, 200}, wpe = {0.5, -0.5, 3, 4};
+    const std::vector<int> tokens = {2, 0};
+    std::vector<double> out(4);
+    encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), 1, 2, 2);
+    CHECK(out == std::vector<double>{100.5, 199.5, 4, 6});
+
+    // A token seen twice collects both gradients in its row.
+    const std::vector<int> twice = {1, 1};
+    std::vector<double> dwte(6, 0), dwpe(4, 0);
+    const std::vector<double> dout = {1, 2, 3, 4};
+    encoder_backward(dwte.data(), dwpe.data(), dout.data(), twice.data(), 1, 2, 2);
+    CHECK(dwte == std::vector<double>{0, 0, 4, 6, 0, 0});
+    CHECK(dwpe == std::vector<double>{1, 2, 3, 4});
+}
+
+TEST_CASE("layernorm normalises each row and applies weight and bias") {
+    // x = (1, 2, 3, 4): mean 2.5, biased variance 1.25, rstd = 1/sqrt(1.25 + 1e-5).
+    const std::vector<float> x = {1, 2, 3, 4}, w = {1, 1, 2, 1}, b = {0, 0, 0, 10};
+    std::vector<float> out(4), mean(1), rstd(1);
+    layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), 1, 4);
+    const double r = 1 / std::sqrt(1.25 + 1e-5); // 0.8944236
+    CHECK(mean[0] == Approx(2.5));
+    CHECK(rstd[0] == Approx(r).epsilon(1e-6));
+    CHECK(out[0] == Approx(-1.5 * r).epsilon(1e-6)); // -1.3416355
+    CHECK(out[1] == Approx(-0.5 * r).epsilon(1e-6));
+    CHECK(out[2] == Approx(2 * 0.5 * r).epsilon(1e-6));
+    CHECK(out[3] == Approx(1.5 * r + 10).epsilon(1e-6));
+}
+
+TEST_CASE("matmul computes inp @ weight^T + bias") {
+    // inp (2,2), weight (3,2), bias (3)
+    const std::vector<double> inp = {1, 2, 3, 4}, w = {1, 0, 0, 1, 1, 1}, b = {0.5, -1, 0};
+    std::vector<double> out(6);
+    matmul_forward(out.data(), inp.data(), w.data(), b.data(), 2, 2, 3);
+    CHECK(out == std::vector<double>{1.5, 1, 3, 3.5, 3, 7});
+    matmul_forward(out.data(), inp.data(), w.data(), static_cast<const double*>(nullptr), 2, 2, 3);
+    CHECK(out == std::vector<double>{1, 2, 3, 3, 4, 7});
+
+    // dinp = dout @ w, dweight = dout^T @ inp, dbias = column sums of dout; all accumulate.
+    const std::vector<double> dout = {1, 0, 2, 0, 1, -1};
+    std::vector<double> dinp(4, 1), dw(6, 0), db(3, 0);
+    matmul_backward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), 2, 2, 3);
+    CHECK(dinp == std::vector<double>{1 + 3, 1 + 2, 1 - 1, 1 + 0});
+    CHECK(dw == std::vector<double>{1, 2, 3, 4, 2 - 3, 4 - 4});
+    CHECK(db == std::vector<double>{1, 1, 1});
+}
+
+TEST_CASE("attention is causal and mixes values by softmax(q k^T / sqrt(hs))") {
+    // B = 1, T = 2, C = 2, one head. Rows of qkv are q | k | v.
+    const std::vector<double> qkv = {1, 0, 1, 0, 1, 2,   // t = 0
+                                     0, 1, 0, 2, 3, 4};  // t = 1
+    std::vector<double> out(4), att(4);
+    attention_forward(out.data(), att.data(), qkv.data(), 1, 2, 2, 1);
+    // t = 0 sees only itself.
+    CHECK(att[0] == Approx(1.0));
+    CHECK(att[1] == 0.0);
+    CHECK(out[0] == Approx(1.0));
+    CHECK(out[1] == Approx(2.0));
+    // t = 1: scores (q1.k0, q1.k1) / sqrt(2) = (0, sqrt(2)); p1 = e^sqrt2 / (1 + e^sqrt2).
+    const double p1 = std::exp(std::sqrt(2.0)) / (1 + std::exp(std::sqrt(2.0))); // 0.804382
+    CHECK(att[2] == Approx(1 - p1));
+    CHECK(att[3] == Approx(p1));
+    CHECK(out[2] == Approx((1 - p1) * 1 + p1 * 3)); // 2.608764
+    CHECK(out[3] == Approx((1 - p1) * 2 + p1 * 4)); // 3.608764
+}
+
+TEST_CASE("gelu uses GPT-2's tanh approximation") {
+    const std::vector<double> x = {0, 1, -1, 2};
+    std::vector<double> y(4);
+    gelu_forward(y.data(), x.data(), 4);
+    CHECK(y[0] == 0.0);
+    CHECK(y[1] == Approx(0.8411920).epsilon(1e-6));
+    CHECK(y[2] == Approx(-0.1588080).epsilon(1e-6));
+    CHECK(y[3] == Approx(1.9545977).epsilon(1e-6));
+}
+
+TEST_CASE("residual add and its backward") {
+    const std::vector<float> a = {1, 2}, b = {10, 20};
+    std::vector<float> out(2), da = {1, 1}, db = {0, 0};
+    residual_forward(out.data(), a.data(), b.data(), 2);
+    CHECK(out == std::vector<float>{11, 22});
+    const std::vector<float> dout = {3, 4};
+    residual_backward(da.data(), db.data(), dout.data(), 2);
+    CHECK(da == std::vector<float>{4, 5});
+    CHECK(db == std::vector<float>{3, 4});
+}
+
+TEST_CASE("cross-entropy ignores target -1 and never predicts padded vocabulary") {
+    // V = 3, Vp = 4. Row 0 logits (0, ln 2, ln 3) give probs (1/6, 2/6, 3/6).
+    const std::vector<double> logits = {0, std::log(2.0), std::log(3.0), 50, 1, 2, 3, 50};
+    const std::vector<int> targets = {2, -1};
+    std::vector<double> probs(8), losses(2);
+    const int kept = softmax_crossentropy_forward(probs.data(), losses.data(), logits.data(),
+                                                  targets.data(), 2, 3, 4);
+    CHECK(kept == 1);
+    CHECK(probs[0] == Approx(1.0 / 6));
+    CHECK(probs[2] == Approx(0.5));
+    CHECK(probs[3] == 0.0);
+    CHECK(losses[0] == Approx(std::log(2.0)));
+    CHECK(losses[1] == 0.0);
+
+    std::vector<double> dlogits(8, 99);
+    softmax_crossentropy_backward(dlogits.data(), probs.data(), targets.data(), 0.5, 2, 3, 4);
+    CHECK(dlogits[0] == Approx(0.5 / 6));
+    CHECK(dlogits[2] == Approx(0.5 * (0.5 - 1)));
+    CHECK(dlogits[3] == 0.0);
+    for (int v = 4; v < 8; ++v) CHECK(dlogits[v] == 0.0);
+}
+
+TEST_CASE("cross-entropy stays finite where a probability underflows") {
+    const std::vector<float> logits = {0, 200};
+    const std::vector<int> targets = {0};
+    std::vector<float> probs(2), losses(1);
+    softmax_crossentropy_forward(probs.data(), losses.data(), logits.data(), targets.data(), 1, 2, 2);
+    CHECK(probs[0] == 0.0f);
+    CHECK(losses[0] == Approx(200.0));
+}
+
+TEST_CASE("every layer's backward matches finite differences in double") {
+    for (const auto& e : check_layer_gradients(7)) {
+        INFO(e.name, " max abs err ", e.max_abs);
+        CHECK(e.rel < 1e-6);
+    }
+}
