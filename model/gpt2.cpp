@@ -1,0 +1,315 @@
+#include "model/gpt2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+#include <omp.h>
+
+#include "model/layers.h"
+
+namespace model {
+
+template <class T>
+GPT2<T>::GPT2(const Config& config) : layout_(config), params_(layout_.total(), T(0)) {}
+
+namespace {
+
+// Box-Muller on a 64-bit Mersenne Twister: the same numbers on every platform
+// (std::normal_distribution's algorithm is implementation-defined).
+class NormalRng {
+public:
+    explicit NormalRng(uint64_t seed) : gen_(seed) {}
+    double next() {
+        if (has_spare_) {
+            has_spare_ = false;
+            return spare_;
+        }
+        const double u1 = (double(gen_() >> 11) + 1.0) * 0x1.0p-53; // (0, 1]
+        const double u2 = double(gen_() >> 11) * 0x1.0p-53;         // [0, 1)
+        const double r = std::sqrt(-2.0 * std::log(u1));
+        spare_ = r * std::sin(2.0 * std::numbers::pi * u2);
+        has_spare_ = true;
+        return r * std::cos(2.0 * std::numbers::pi * u2);
+    }
+
+private:
+    std::mt19937_64 gen_;
+    double spare_ = 0;
+    bool has_spare_ = false;
+};
+
+} // namespace
+
+template <class T>
+void GPT2<T>::init_weights(uint64_t seed) {
+    NormalRng rng(seed);
+    const Config& c = config();
+    const double residual_std = 0.02 / std::sqrt(2.0 * c.n_layer);
+    for (const TensorInfo& t : layout_.tensors()) {
+        T* p = params_.data() + t.offset;
+        switch (t.group) {
+        case kLn1w:
+        case kLn2w:
+        case kLnfw: std::fill(p, p + t.size, T(1)); break;
+        case kQkvw:
+        case kFcw:
+        case kWpe:
+            for (size_t i = 0; i < t.size; ++i) p[i] = T(0.02 * rng.next());
+            break;
+        case kWte: {
+            const size_t real = size_t(c.vocab) * c.n_embd; // padded rows stay 0
+            for (size_t i = 0; i < real; ++i) p[i] = T(0.02 * rng.next());
+            std::fill(p + real, p + t.size, T(0));
+            break;
+        }
+        case kAttprojw:
+        case kFcprojw:
+            for (size_t i = 0; i < t.size; ++i) p[i] = T(residual_std * rng.next());
+            break;
+        default: std::fill(p, p + t.size, T(0)); break; // biases
+        }
+    }
+}
+
+template <class T>
+template <class U>
+void GPT2<T>::set_params(const U* values, size_t count) {
+    if (count != params_.size())
+        throw std::invalid_argument("parameter count " + std::to_string(count) +
+                                    " does not match the model's " +
+                                    std::to_string(params_.size()));
+    std::transform(values, values + count, params_.begin(), [](U v) { return T(v); });
+}
+
+template <class T>
+void GPT2<T>::allocate_grads() {
+    if (grads_.empty()) grads_.assign(params_.size(), T(0));
+}
+
+template <class T>
+void GPT2<T>::zero_grad() {
+    allocate_grads();
+    std::fill(grads_.begin(), grads_.end(), T(0));
+}
+
+namespace {
+
+// The one list of activation buffers and their sizes. take(n) hands out n elements
+// (or, for sizing, just counts them); backward scratch is only taken for training.
+template <class T, class Take>
+void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
+                        size_t slots, Take&& take) {
+    const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
+    a.encoded = take(BT * C);
+    a.ln1 = take(L * BT * C);
+    a.ln1_mean = take(L * BT);
+    a.ln1_rstd = take(L * BT);
+    a.qkv = take(L * BT * 3 * C);
+    a.atty = take(L * BT * C);
+    a.att = take(L * B * NH * Tn * Tn);
+    a.residual2 = take(L * BT * C);
+    a.ln2 = take(L * BT * C);
+    a.ln2_mean = take(L * BT);
+    a.ln2_rstd = take(L * BT);
+    a.fch = take(L * BT * 4 * C);
+    a.fch_gelu = take(L * BT * 4 * C);
+    a.residual3 = take(L * BT * C);
+    a.lnf = take(BT * C);
+    a.lnf_mean = take(BT);
+    a.lnf_rstd = take(BT);
+    a.logits = take(BT * size_t(c.padded_vocab));
+    a.losses = take(BT);
+    a.proj = take(BT * C);
+    const size_t k = training ? 1 : 0;
+    a.dresidual = take(k * BT * C);
+    a.dbt_c = take(k * BT * C);
+    a.dqkv = take(k * BT * 3 * C);
+    a.dfch = take(k * BT * 4 * C);
+    a.dfch_gelu = take(k * BT * 4 * C);
+    a.datt = take(k * slots * Tn * Tn);
+}
+
+} // namespace
+
+template <class T>
+void GPT2<T>::reserve(int max_batch, int max_seq, bool for_training) {
+    if (max_batch <= 0 || max_seq <= 0 || max_seq > config().max_seq)
+        throw std::invalid_argument("batch " + std::to_string(max_batch) + " x sequence " +
+                                    std::to_string(max_seq) +
+                                    " is not possible (sequence must be 1.." +
+                                    std::to_string(config().max_seq) + ")");
+    attn_slots_ = for_training ? omp_get_max_threads() : 0;
+    size_t total = 0;
+    Activations<T> sizing{};
+    assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_,
+                       [&](size_t n) -> T* {
+                           total += n;
+                           return nullptr;
+                       });
+    act_memory_.assign(total, T(0));
+    act_memory_.shrink_to_fit();
+    tokens_.assign(size_t(max_batch) * max_seq, 0);
+    targets_.assign(size_t(max_batch) * max_seq, -1);
+    cap_batch_ = max_batch;
+    cap_seq_ = max_seq;
+    cap_training_ = for_training;
+    if (for_training) allocate_grads();
+}
+
+// Points the activation fields into act_memory_ for this (B, T); no allocation.
+template <class T>
+void GPT2<T>::carve(int B, int Tn) {
+    T* next = act_memory_.data();
+    assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, [&](size_t n) {
+        T* p = n ? next : nullptr;
+        next += n;
+        return p;
+    });
+}
+
+template <class T>
+double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn) {
+    const Config& c = config();
+    if (cap_batch_ == 0) reserve(B, Tn, !grads_.empty());
+    if (B <= 0 || Tn <= 0 || B > cap_batch_ || Tn > cap_seq_)
+        throw std::invalid_argument("batch " + std::to_string(B) + " x " + std::to_string(Tn) +
+                                    " exceeds the reserved " + std::to_string(cap_batch_) + " x " +
+                                    std::to_string(cap_seq_));
+    const size_t BT = size_t(B) * Tn;
+    for (size_t i = 0; i < BT; ++i) {
+        if (tokens[i] < 0 || tokens[i] >= c.vocab)
+            throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " at position " +
+                                        std::to_string(i) + " is outside the vocabulary [0, " +
+                                        std::to_string(c.vocab) + ")");
+        if (targets && (targets[i] < -1 || targets[i] >= c.vocab))
+            throw std::invalid_argument("target id " + std::to_string(targets[i]) +
+                                        " at position " + std::to_string(i) +
+                                        " is outside [-1, " + std::to_string(c.vocab) + ")");
+    }
+    std::copy(tokens, tokens + BT, tokens_.begin());
+    if (targets) std::copy(targets, targets + BT, targets_.begin());
+    has_targets_ = targets != nullptr;
+    B_ = B;
+    T_ = Tn;
+    carve(B, Tn);
+
+    const int L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab, Vp = c.padded_vocab;
+    const int N = int(BT);
+    const ParamViews<const T> p(params_.data(), layout_);
+    const Activations<T>& a = acts_;
+
+    encoder_forward(a.encoded, tokens_.data(), p[kWte], p[kWpe], B, Tn, C);
+    for (int l = 0; l < L; ++l) {
+        // Layer l's slices: C = one vector per layer, BTC = one activation per layer.
+        const size_t lC = size_t(l) * C, lBT = size_t(l) * BT, lBTC = lBT * C;
+        const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
+        T* ln1 = a.ln1 + lBTC;
+        T* qkv = a.qkv + lBTC * 3;
+        T* atty = a.atty + lBTC;
+        T* residual2 = a.residual2 + lBTC;
+        T* ln2 = a.ln2 + lBTC;
+        T* fch = a.fch + lBTC * 4;
+        T* fch_gelu = a.fch_gelu + lBTC * 4;
+
+        layernorm_forward(ln1, a.ln1_mean + lBT, a.ln1_rstd + lBT, residual, p[kLn1w] + lC,
+                          p[kLn1b] + lC, N, C);
+        matmul_forward(qkv, ln1, p[kQkvw] + lC * 3 * C, p[kQkvb] + lC * 3, N, C, 3 * C);
+        attention_forward(atty, a.att + size_t(l) * B * NH * Tn * Tn, qkv, B, Tn, C, NH);
+        matmul_forward(a.proj, atty, p[kAttprojw] + lC * C, p[kAttprojb] + lC, N, C, C);
+        residual_forward(residual2, residual, a.proj, BT * C);
+        layernorm_forward(ln2, a.ln2_mean + lBT, a.ln2_rstd + lBT, residual2, p[kLn2w] + lC,
+                          p[kLn2b] + lC, N, C);
+        matmul_forward(fch, ln2, p[kFcw] + lC * 4 * C, p[kFcb] + lC * 4, N, C, 4 * C);
+        gelu_forward(fch_gelu, fch, BT * 4 * C);
+        matmul_forward(a.proj, fch_gelu, p[kFcprojw] + lC * 4 * C, p[kFcprojb] + lC, N, 4 * C, C);
+        residual_forward(a.residual3 + lBTC, residual2, a.proj, BT * C);
+    }
+    const T* last = a.residual3 + size_t(L - 1) * BT * C;
+    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p[kLnfw], p[kLnfb], N, C);
+    matmul_forward(a.logits, a.lnf, p[kWte], static_cast<const T*>(nullptr), N, C, Vp);
+    if (!targets) {
+        kept_ = 0;
+        return 0.0;
+    }
+    kept_ = softmax_crossentropy_forward(a.logits, a.losses, a.logits, targets_.data(),
+                                         N, V, Vp);
+    double sum = 0;
+    for (size_t i = 0; i < BT; ++i) sum += a.losses[i];
+    return kept_ ? sum / kept_ : 0.0;
+}
+
+template <class T>
+void GPT2<T>::backward() {
+    if (!has_targets_) throw std::logic_error("backward() needs a forward() with targets");
+    if (!cap_training_ || grads_.empty())
+        throw std::logic_error("backward() needs reserve(..., for_training = true)");
+    const Config& c = config();
+    const int L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab, Vp = c.padded_vocab;
+    const int B = B_, Tn = T_, N = B * Tn;
+    const size_t BT = size_t(N);
+    const ParamViews<const T> p(params_.data(), layout_);
+    const ParamViews<T> g(grads_.data(), layout_);
+    const Activations<T>& a = acts_;
+    auto zero = [](T* x, size_t n) { std::fill(x, x + n, T(0)); };
+
+    // The loss is the mean over kept targets: each kept row's loss has weight 1/kept.
+    const T dloss = kept_ ? T(1) / T(kept_) : T(0);
+    softmax_crossentropy_backward(a.logits, a.logits, targets_.data(), dloss, N, V, Vp);
+    zero(a.dbt_c, BT * C);
+    matmul_backward(a.dbt_c, g[kWte], static_cast<T*>(nullptr), a.logits, a.lnf, p[kWte], N, C,
+                    Vp);
+    zero(a.dresidual, BT * C);
+    layernorm_backward(a.dresidual, g[kLnfw], g[kLnfb], a.dbt_c,
+                       a.residual3 + size_t(L - 1) * BT * C, p[kLnfw], a.lnf_mean, a.lnf_rstd, N,
+                       C);
+
+    // dresidual holds the gradient of the residual stream. Going back through a block,
+    // residual3 = residual2 + mlp(...) and residual2 = residual + attn(...): the skip
+    // path passes dresidual through unchanged, so each branch's backward just adds its
+    // input gradient (from the LayerNorm) into dresidual.
+    for (int l = L - 1; l >= 0; --l) {
+        const size_t lC = size_t(l) * C, lBT = size_t(l) * BT, lBTC = lBT * C;
+        const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
+
+        // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
+        zero(a.dfch_gelu, BT * 4 * C);
+        matmul_backward(a.dfch_gelu, g[kFcprojw] + lC * 4 * C, g[kFcprojb] + lC, a.dresidual,
+                        a.fch_gelu + lBTC * 4, p[kFcprojw] + lC * 4 * C, N, 4 * C, C);
+        zero(a.dfch, BT * 4 * C);
+        gelu_backward(a.dfch, a.fch + lBTC * 4, a.dfch_gelu, BT * 4 * C);
+        zero(a.dbt_c, BT * C);
+        matmul_backward(a.dbt_c, g[kFcw] + lC * 4 * C, g[kFcb] + lC * 4, a.dfch, a.ln2 + lBTC,
+                        p[kFcw] + lC * 4 * C, N, C, 4 * C);
+        layernorm_backward(a.dresidual, g[kLn2w] + lC, g[kLn2b] + lC, a.dbt_c,
+                           a.residual2 + lBTC, p[kLn2w] + lC, a.ln2_mean + lBT, a.ln2_rstd + lBT,
+                           N, C);
+
+        // Attention branch: residual2 = residual + attproj(attention(qkv(ln1(residual)))).
+        zero(a.dbt_c, BT * C);
+        matmul_backward(a.dbt_c, g[kAttprojw] + lC * C, g[kAttprojb] + lC, a.dresidual,
+                        a.atty + lBTC, p[kAttprojw] + lC * C, N, C, C);
+        zero(a.dqkv, BT * 3 * C);
+        attention_backward(a.dqkv, a.datt, attn_slots_, a.dbt_c, a.qkv + lBTC * 3,
+                           a.att + size_t(l) * B * NH * Tn * Tn, B, Tn, C, NH);
+        zero(a.dbt_c, BT * C);
+        matmul_backward(a.dbt_c, g[kQkvw] + lC * 3 * C, g[kQkvb] + lC * 3, a.dqkv,
+                        a.ln1 + lBTC, p[kQkvw] + lC * 3 * C, N, C, 3 * C);
+        layernorm_backward(a.dresidual, g[kLn1w] + lC, g[kLn1b] + lC, a.dbt_c, residual,
+                           p[kLn1w] + lC, a.ln1_mean + lBT, a.ln1_rstd + lBT, N, C);
+    }
+    encoder_backward(g[kWte], g[kWpe], a.dresidual, tokens_.data(), B, Tn, C);
+    has_targets_ = false; // the probabilities have become gradients
+}
+
+template class GPT2<float>;
+template class GPT2<double>;
+template void GPT2<float>::set_params<float>(const float*, size_t);
+template void GPT2<float>::set_params<double>(const double*, size_t);
+template void GPT2<double>::set_params<float>(const float*, size_t);
+template void GPT2<double>::set_params<double>(const double*, size_t);
+
+} // namespace model

@@ -1,0 +1,101 @@
+// The GPT-2 model: parameters, gradients and activations in flat buffers, with the
+// forward and backward passes written out layer by layer.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/layout.h"
+
+namespace model {
+
+// Every buffer the forward pass writes and the backward pass reads, carved from one
+// allocation sized for at most (max_batch, max_seq) at reserve() time. Per-layer
+// buffers stack L slices: ln1 is (L,B,T,C), att is (L,B,NH,T,T), and so on.
+template <class T>
+struct Activations {
+    T* encoded;   // (B,T,C)
+    T* ln1;       // (L,B,T,C)
+    T* ln1_mean;  // (L,B,T)
+    T* ln1_rstd;  // (L,B,T)
+    T* qkv;       // (L,B,T,3C)
+    T* atty;      // (L,B,T,C)
+    T* att;       // (L,B,NH,T,T)
+    T* residual2; // (L,B,T,C)
+    T* ln2;       // (L,B,T,C)
+    T* ln2_mean;  // (L,B,T)
+    T* ln2_rstd;  // (L,B,T)
+    T* fch;       // (L,B,T,4C)
+    T* fch_gelu;  // (L,B,T,4C)
+    T* residual3; // (L,B,T,C)
+    T* lnf;       // (B,T,C)
+    T* lnf_mean;  // (B,T)
+    T* lnf_rstd;  // (B,T)
+    T* logits;    // (B,T,Vp): logits, then probs after the loss, then dlogits in backward
+    T* losses;    // (B,T)
+    T* proj;      // (B,T,C) scratch: attention and MLP projections before the residual add
+    // Backward scratch, reused by every layer.
+    T* dresidual; // (B,T,C) gradient of the residual stream
+    T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty
+    T* dqkv;      // (B,T,3C)
+    T* dfch;      // (B,T,4C)
+    T* dfch_gelu; // (B,T,4C)
+    T* datt;      // (slots,T,T) one attention scratch matrix per thread
+};
+
+template <class T>
+class GPT2 {
+public:
+    explicit GPT2(const Config& config);
+
+    const Config& config() const { return layout_.config(); }
+    const ParamLayout& layout() const { return layout_; }
+    size_t num_params() const { return params_.size(); }
+    T* params() { return params_.data(); }
+    const T* params() const { return params_.data(); }
+    T* grads() { return grads_.data(); } // null until allocate_grads()
+    const T* grads() const { return grads_.data(); }
+
+    // GPT-2 initialisation: weights ~ N(0, 0.02), the two residual projections of each
+    // block (attn.c_proj, mlp.c_proj) ~ N(0, 0.02/sqrt(2L)), biases 0, LayerNorm
+    // weights 1, padded wte rows 0. Reproducible from the seed, for float and double alike.
+    void init_weights(uint64_t seed);
+    // Copies parameters in (count must equal num_params()); any scalar type.
+    template <class U>
+    void set_params(const U* values, size_t count);
+
+    // Allocate buffers up front so that forward/backward never allocate: activations
+    // for up to (max_batch, max_seq) with or without the backward scratch, gradients.
+    void reserve(int max_batch, int max_seq, bool for_training);
+    void allocate_grads();
+
+    // tokens (B,T) in [0,V); targets (B,T) in [-1,V) with -1 = ignored, or null for
+    // logits only. Returns the mean loss over kept targets (0 if none or no targets).
+    // Throws std::invalid_argument for out-of-range ids or (B,T) beyond reserve();
+    // reserves on first use if nothing was reserved.
+    double forward(const int* tokens, const int* targets, int B, int Tn);
+    // Accumulates d(mean loss)/d(params) into grads() from the last forward with targets.
+    void backward();
+    void zero_grad();
+
+    // After forward: probabilities (B,T,Vp) if targets were given, else logits.
+    const T* logits() const { return acts_.logits; }
+    int targets_kept() const { return kept_; }
+
+private:
+    void carve(int B, int Tn);
+
+    ParamLayout layout_;
+    std::vector<T> params_, grads_;
+    std::vector<T> act_memory_;
+    Activations<T> acts_{};
+    int cap_batch_ = 0, cap_seq_ = 0, attn_slots_ = 0;
+    bool cap_training_ = false;
+    // The last forward's batch, copied in for backward.
+    std::vector<int> tokens_, targets_;
+    bool has_targets_ = false;
+    int B_ = 0, T_ = 0, kept_ = 0;
+};
+
+} // namespace model

@@ -1,0 +1,176 @@
+// The whole model: sizes, initialisation, loss semantics, gradients.
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "model/gpt2.h"
+#include "model/gradcheck.h"
+
+using doctest::Approx;
+using namespace model;
+
+namespace {
+
+const Config kTiny = make_config(2, 2, 16, 64, 8); // L2 NH2 C16 V64(Vp128) T8
+
+std::vector<int> iota_tokens(size_t n, int vocab, int start = 0) {
+    std::vector<int> t(n);
+    for (size_t i = 0; i < n; ++i) t[i] = int((start + 7 * i) % vocab);
+    return t;
+}
+
+} // namespace
+
+TEST_CASE("gpt2 has 124,439,808 parameters, plus the padded vocabulary rows") {
+    const ParamLayout layout(preset("gpt2"));
+    CHECK(layout.count_unpadded() == 124439808);
+    CHECK(layout.padding_elements() == size_t(50304 - 50257) * 768);
+    CHECK(layout.total() == 124475904);
+    CHECK(layout.tensors().size() == 2 + 12 * 12 + 2);
+    CHECK(layout.find("h.11.mlp.c_proj.weight").shape == std::vector<int64_t>{768, 3072});
+}
+
+TEST_CASE("presets and configs are validated") {
+    CHECK(preset("d6").n_embd == 384);
+    CHECK(preset("gpt2-xl").n_head == 25);
+    CHECK(pad_vocab(50257) == 50304);
+    CHECK(pad_vocab(128) == 128);
+    CHECK_THROWS_AS(preset("gpt3"), std::invalid_argument);
+    CHECK_THROWS_AS(make_config(2, 3, 16), std::invalid_argument);
+    CHECK_THROWS_AS(make_config(0, 2, 16), std::invalid_argument);
+}
+
+TEST_CASE("initialisation follows GPT-2 and is reproducible from the seed") {
+    GPT2<float> a(kTiny), b(kTiny);
+    a.init_weights(42);
+    b.init_weights(42);
+    CHECK(std::equal(a.params(), a.params() + a.num_params(), b.params()));
+    GPT2<double> d(kTiny);
+    d.init_weights(42);
+    for (size_t i = 0; i < a.num_params(); ++i) REQUIRE(a.params()[i] == float(d.params()[i]));
+
+    const ParamLayout& layout = a.layout();
+    auto values = [&](const std::string& name) {
+        const TensorInfo& t = layout.find(name);
+        return std::vector<float>(a.params() + t.offset, a.params() + t.offset + t.size);
+    };
+    auto stddev = [](const std::vector<float>& v) {
+        double s = 0;
+        for (float x : v) s += double(x) * x;
+        return std::sqrt(s / v.size());
+    };
+    for (float x : values("h.0.ln_1.weight")) CHECK(x == 1.0f);
+    for (float x : values("h.1.mlp.c_fc.bias")) CHECK(x == 0.0f);
+    CHECK(stddev(values("h.0.mlp.c_fc.weight")) == Approx(0.02).epsilon(0.1));
+    CHECK(stddev(values("h.0.mlp.c_proj.weight")) == Approx(0.02 / 2).epsilon(0.1)); // 1/sqrt(2L)
+    const auto wte = values("wte.weight");
+    for (size_t i = size_t(kTiny.vocab) * kTiny.n_embd; i < wte.size(); ++i) CHECK(wte[i] == 0.0f);
+}
+
+TEST_CASE("an untrained model predicts close to uniformly") {
+    GPT2<float> m(kTiny);
+    m.init_weights(1);
+    const auto tokens = iota_tokens(16, kTiny.vocab), targets = iota_tokens(16, kTiny.vocab, 3);
+    const double loss = m.forward(tokens.data(), targets.data(), 2, 8);
+    CHECK(loss == Approx(std::log(64.0)).epsilon(0.02));
+}
+
+TEST_CASE("the loss is the mean over targets that are not -1") {
+    GPT2<double> m(kTiny);
+    m.init_weights(3);
+    const auto tokens = iota_tokens(8, kTiny.vocab);
+    auto targets = iota_tokens(8, kTiny.vocab, 5);
+    m.forward(tokens.data(), targets.data(), 1, 8);
+    std::vector<double> losses(8);
+    // per-position losses via one-hot masks
+    for (int i = 0; i < 8; ++i) {
+        std::vector<int> one(8, -1);
+        one[i] = targets[i];
+        losses[i] = m.forward(tokens.data(), one.data(), 1, 8);
+    }
+    targets[2] = targets[5] = -1;
+    const double masked = m.forward(tokens.data(), targets.data(), 1, 8);
+    CHECK(m.targets_kept() == 6);
+    const double expected = (std::accumulate(losses.begin(), losses.end(), 0.0) - losses[2] - losses[5]) / 6;
+    CHECK(masked == Approx(expected).epsilon(1e-12));
+
+    const std::vector<int> none(8, -1);
+    m.reserve(1, 8, true);
+    m.zero_grad();
+    CHECK(m.forward(tokens.data(), none.data(), 1, 8) == 0.0);
+    m.backward();
+    for (size_t i = 0; i < m.num_params(); ++i) REQUIRE(m.grads()[i] == 0.0);
+}
+
+TEST_CASE("attention is causal: later tokens never change earlier predictions") {
+    GPT2<double> m(kTiny);
+    m.init_weights(5);
+    auto tokens = iota_tokens(8, kTiny.vocab);
+    m.forward(tokens.data(), nullptr, 1, 8);
+    const size_t Vp = kTiny.padded_vocab;
+    const std::vector<double> before(m.logits(), m.logits() + 5 * Vp);
+    tokens[5] = (tokens[5] + 1) % kTiny.vocab;
+    tokens[7] = (tokens[7] + 9) % kTiny.vocab;
+    m.forward(tokens.data(), nullptr, 1, 8);
+    for (size_t i = 0; i < before.size(); ++i) REQUIRE(m.logits()[i] == before[i]);
+}
+
+TEST_CASE("sequences in a batch do not see each other") {
+    GPT2<double> m(kTiny);
+    m.init_weights(9);
+    const auto tokens = iota_tokens(16, kTiny.vocab), targets = iota_tokens(16, kTiny.vocab, 1);
+    const double both = m.forward(tokens.data(), targets.data(), 2, 8);
+    const double first = m.forward(tokens.data(), targets.data(), 1, 8);
+    const double second = m.forward(tokens.data() + 8, targets.data() + 8, 1, 8);
+    CHECK(both == Approx((first + second) / 2).epsilon(1e-12));
+}
+
+TEST_CASE("backward accumulates gradients until zero_grad") {
+    GPT2<double> m(kTiny);
+    m.init_weights(11);
+    m.reserve(2, 8, true);
+    const auto tokens = iota_tokens(16, kTiny.vocab), targets = iota_tokens(16, kTiny.vocab, 2);
+    m.zero_grad();
+    m.forward(tokens.data(), targets.data(), 2, 8);
+    m.backward();
+    const std::vector<double> once(m.grads(), m.grads() + m.num_params());
+    m.forward(tokens.data(), targets.data(), 2, 8);
+    m.backward();
+    for (size_t i = 0; i < once.size(); ++i) REQUIRE(m.grads()[i] == Approx(2 * once[i]));
+    // No gradient reaches the padded vocabulary rows.
+    const size_t pad = size_t(kTiny.vocab) * kTiny.n_embd;
+    for (size_t i = pad; i < size_t(kTiny.padded_vocab) * kTiny.n_embd; ++i) REQUIRE(m.grads()[i] == 0.0);
+}
+
+TEST_CASE("out-of-range tokens and oversized batches are rejected") {
+    GPT2<float> m(kTiny);
+    m.init_weights(1);
+    std::vector<int> tokens(8, 1), targets(8, 1);
+    tokens[3] = kTiny.vocab;
+    CHECK_THROWS_AS(m.forward(tokens.data(), targets.data(), 1, 8), std::invalid_argument);
+    tokens[3] = 1;
+    targets[2] = -2;
+    CHECK_THROWS_AS(m.forward(tokens.data(), targets.data(), 1, 8), std::invalid_argument);
+    m.reserve(1, 4, false);
+    CHECK_THROWS_AS(m.forward(tokens.data(), nullptr, 1, 8), std::invalid_argument);
+    CHECK_THROWS_AS(m.reserve(1, 9, false), std::invalid_argument);
+}
+
+TEST_CASE("the whole model's gradients match finite differences in double") {
+    for (const auto& e : check_model_gradients(kTiny, 2, 8, 1234)) {
+        INFO(e.name, " max abs err ", e.max_abs);
+        CHECK(e.rel < 1e-6);
+    }
+}
+
+TEST_CASE("float and double agree on loss and gradients") {
+    const auto r = compare_precisions(kTiny, 2, 8, 99);
+    CHECK(r.loss_rel < 1e-6);
+    for (const auto& e : r.grads) {
+        INFO(e.name);
+        CHECK(e.rel < 1e-5);
+    }
+}
