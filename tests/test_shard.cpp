@@ -1,0 +1,185 @@
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "data/shard.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with everything in it.
+struct TempDir {
+    fs::path dir;
+    TempDir() {
+        dir = fs::temp_directory_path() /
+              ("gpt2_test_shard_" + std::to_string(std::random_device{}()));
+        fs::create_directories(dir);
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        fs::remove_all(dir, ignored);
+    }
+    std::string operator/(const std::string& name) const { return (dir / name).string(); }
+};
+
+std::vector<uint16_t> some_tokens(size_t n) {
+    std::vector<uint16_t> t(n);
+    for (size_t i = 0; i < n; ++i) t[i] = uint16_t(i * 7919 % 50257);
+    return t;
+}
+
+std::string read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_raw(const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+int32_t header_int(const std::string& bytes, int index) {
+    int32_t v;
+    std::memcpy(&v, bytes.data() + index * sizeof(int32_t), sizeof v);
+    return v;
+}
+
+void set_header_int(std::string& bytes, int index, int32_t value) {
+    std::memcpy(bytes.data() + index * sizeof(int32_t), &value, sizeof value);
+}
+
+// The message is one line, starts with the file name and contains `what`.
+void check_rejected(const std::string& path, const std::string& what) {
+    std::string message = "(no error)";
+    try {
+        data::Shard shard(path);
+    } catch (const std::runtime_error& e) {
+        message = e.what();
+    }
+    INFO(message);
+    CHECK(message.rfind(path + ": ", 0) == 0);
+    CHECK(message.find(what) != std::string::npos);
+    CHECK(message.find('\n') == std::string::npos);
+}
+
+} // namespace
+
+TEST_CASE("token shard written then opened gives back the tokens") {
+    TempDir tmp;
+    const auto tokens = some_tokens(1000);
+    data::write_shard(tmp / "s.bin", tokens.data(), tokens.size());
+
+    const data::Shard shard(tmp / "s.bin");
+    CHECK(shard.path() == tmp / "s.bin");
+    REQUIRE(shard.size() == tokens.size());
+    CHECK(std::vector<uint16_t>(shard.tokens(), shard.tokens() + shard.size()) == tokens);
+    CHECK(shard[999] == tokens[999]);
+}
+
+TEST_CASE("token shard file has llm.c's byte layout") {
+    TempDir tmp;
+    const std::vector<uint16_t> tokens = {0x1234, 0xfffe, 0, 50256};
+    data::write_shard(tmp / "s.bin", tokens.data(), tokens.size());
+
+    const std::string bytes = read_bytes(tmp / "s.bin");
+    REQUIRE(bytes.size() == 1024 + 2 * tokens.size());
+    CHECK(header_int(bytes, 0) == 20240520);
+    CHECK(header_int(bytes, 1) == 1);
+    CHECK(header_int(bytes, 2) == 4);
+    for (int i = 3; i < 256; ++i) CHECK(header_int(bytes, i) == 0);
+    const std::vector<uint8_t> body(bytes.begin() + 1024, bytes.end());
+    CHECK(body == std::vector<uint8_t>{0x34, 0x12, 0xfe, 0xff, 0x00, 0x00, 0x50, 0xc4});
+}
+
+TEST_CASE("token shard with zero tokens opens empty") {
+    TempDir tmp;
+    data::write_shard(tmp / "s.bin", nullptr, 0);
+    CHECK(fs::file_size(tmp / "s.bin") == 1024);
+    CHECK(data::Shard(tmp / "s.bin").size() == 0);
+}
+
+TEST_CASE("token shard write leaves no .tmp file and replaces an existing shard") {
+    TempDir tmp;
+    const auto tokens = some_tokens(10);
+    data::write_shard(tmp / "s.bin", tokens.data(), 5);
+    data::write_shard(tmp / "s.bin", tokens.data(), 10);
+    CHECK(data::Shard(tmp / "s.bin").size() == 10);
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(tmp.dir)) names.push_back(e.path().filename());
+    CHECK(names == std::vector<std::string>{"s.bin"});
+}
+
+TEST_CASE("token shard write into a missing directory fails naming the file") {
+    TempDir tmp;
+    const auto tokens = some_tokens(10);
+    CHECK_THROWS_WITH_AS(data::write_shard(tmp / "no/dir/s.bin", tokens.data(), 10),
+                         doctest::Contains((tmp / "no/dir/s.bin").c_str()), std::runtime_error);
+}
+
+TEST_CASE("token shard moves keep the mapping valid") {
+    TempDir tmp;
+    const auto a = some_tokens(100), b = some_tokens(200);
+    data::write_shard(tmp / "a.bin", a.data(), a.size());
+    data::write_shard(tmp / "b.bin", b.data(), b.size());
+
+    data::Shard first(tmp / "a.bin");
+    data::Shard moved(std::move(first));
+    CHECK(first.size() == 0);
+    CHECK(moved.size() == 100);
+    CHECK(moved[99] == a[99]);
+    data::Shard other(tmp / "b.bin");
+    moved = std::move(other);
+    CHECK(moved.path() == tmp / "b.bin");
+    CHECK(moved.size() == 200);
+    CHECK(moved[199] == b[199]);
+}
+
+TEST_CASE("corrupt token shard files are rejected with one-line messages naming the file") {
+    TempDir tmp;
+    const std::string path = tmp / "s.bin";
+    const auto tokens = some_tokens(100);
+    data::write_shard(path, tokens.data(), tokens.size());
+    std::string good = read_bytes(path);
+
+    SUBCASE("missing") { check_rejected(tmp / "absent.bin", "cannot open"); }
+    SUBCASE("empty") {
+        write_raw(path, "");
+        check_rejected(path, "empty file");
+    }
+    SUBCASE("shorter than the header") {
+        write_raw(path, good.substr(0, 1000));
+        check_rejected(path, "too short for a token shard (1000 bytes");
+    }
+    SUBCASE("wrong magic") {
+        set_header_int(good, 0, 7);
+        write_raw(path, good);
+        check_rejected(path, "bad magic 7 (expected 20240520");
+    }
+    SUBCASE("an llm.c model file's magic") {
+        set_header_int(good, 0, 20240326);
+        write_raw(path, good);
+        check_rejected(path, "looks like an llm.c model file");
+    }
+    SUBCASE("unsupported version") {
+        set_header_int(good, 1, 2);
+        write_raw(path, good);
+        check_rejected(path, "unsupported shard version 2");
+    }
+    SUBCASE("truncated") {
+        write_raw(path, good.substr(0, good.size() - 1));
+        check_rejected(path, "truncated: header says 100 tokens, so expected 1224 bytes, found 1223");
+    }
+    SUBCASE("trailing bytes") {
+        write_raw(path, good + "ab");
+        check_rejected(path, "trailing bytes: header says 100 tokens, so expected 1224 bytes, found 1226");
+    }
+    SUBCASE("a directory") { check_rejected(tmp.dir.string(), "not a regular file"); }
+}
