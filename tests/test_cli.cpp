@@ -1,0 +1,145 @@
+// The gpt2 program end to end: exit codes, output lines, one-line errors.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include "data/shard.h"
+#include "eval/loss.h"
+#include "model/gpt2.h"
+#include "model/io.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+    int status;
+    std::string out; // stdout and stderr together
+};
+
+Run run(const std::string& args) {
+    const std::string cmd = std::string(GPT2_BINARY) + " " + args + " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    std::string out;
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    const int status = pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+size_t count_lines(const std::string& s) {
+    size_t n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
+std::string read_bytes(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+struct Workdir {
+    fs::path dir = fs::temp_directory_path() / ("gpt2_test_cli_" + std::to_string(std::random_device{}()));
+    Workdir() { fs::create_directories(dir); }
+    ~Workdir() { fs::remove_all(dir); }
+    std::string operator/(const std::string& name) const { return (dir / name).string(); }
+};
+
+// A tiny random model file and a shard of tokens for it.
+void make_model_and_shard(const Workdir& w, size_t n_tokens) {
+    const auto config = model::make_config(2, 2, 16, 64, 16);
+    model::GPT2<float> m(config);
+    m.init_weights(5);
+    model::write_llmc(w / "model.bin", config, m.params());
+    std::vector<uint16_t> tokens(n_tokens);
+    for (size_t i = 0; i < n_tokens; ++i) tokens[i] = uint16_t((i * 31 + i / 7) % 64);
+    data::write_shard(w / "shard.bin", tokens.data(), tokens.size());
+}
+
+} // namespace
+
+TEST_CASE("gpt2 gradcheck passes on its default small model") {
+    const Run r = run("gradcheck");
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("h.1.mlp.c_proj.weight") != std::string::npos);
+    CHECK(r.out.find("attention/qkv") != std::string::npos);
+    CHECK(r.out.find("float vs double") != std::string::npos);
+    CHECK(r.out.find("FAIL") == std::string::npos);
+}
+
+TEST_CASE("gpt2 convert .bin -> .h5 -> .bin reproduces the bytes, and info describes the file") {
+    Workdir w;
+    make_model_and_shard(w, 100);
+    CHECK(run("convert " + (w / "model.bin") + " " + (w / "model.h5")).status == 0);
+    CHECK(run("convert " + (w / "model.h5") + " " + (w / "again.bin")).status == 0);
+    CHECK(read_bytes(w / "again.bin") == read_bytes(w / "model.bin"));
+    const Run info = run("info " + (w / "model.h5"));
+    INFO(info.out);
+    CHECK(info.status == 0);
+    CHECK(info.out.find("n_layer 2, n_head 2, n_embd 16, vocab 64 (padded to 128)") != std::string::npos);
+}
+
+TEST_CASE("gpt2 eval loss prints the mean loss over K consecutive batches") {
+    Workdir w;
+    make_model_and_shard(w, 1000);
+    const Run r = run("eval loss --model " + (w / "model.bin") + " --data " + (w / "shard.bin") +
+                      " --batch 2 --seq 16 --batches 3");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+
+    // The same computed here: batch i reads the B*T+1 tokens starting at i*B*T.
+    const auto file = model::read_model(w / "model.bin");
+    model::GPT2<float> m(file.config);
+    m.set_params(file.params.data(), file.params.size());
+    const data::Shard shard(w / "shard.bin");
+    double sum = 0;
+    for (int i = 0; i < 3; ++i) {
+        std::vector<int> t(shard.tokens() + i * 32, shard.tokens() + i * 32 + 33);
+        sum += m.forward(t.data(), t.data() + 1, 2, 16);
+    }
+    char expected[64];
+    std::snprintf(expected, sizeof expected, "loss %.6f\n", sum / 3);
+    CHECK(r.out.find(expected) != std::string::npos);
+}
+
+TEST_CASE("gpt2 gives a one-line error and exit 1 for bad files") {
+    Workdir w;
+    make_model_and_shard(w, 100);
+    SUBCASE("a shard given as the model") {
+        fs::copy_file(w / "shard.bin", w / "notmodel.bin");
+        const Run r = run("info " + (w / "notmodel.bin"));
+        CHECK(r.status == 1);
+        CHECK(count_lines(r.out) == 1);
+        CHECK(r.out.find("notmodel.bin: bad magic") != std::string::npos);
+    }
+    SUBCASE("a truncated model") {
+        const std::string bytes = read_bytes(w / "model.bin");
+        std::ofstream(w / "short.bin", std::ios::binary).write(bytes.data(), std::streamsize(bytes.size() - 10));
+        const Run r = run("convert " + (w / "short.bin") + " " + (w / "out.h5"));
+        CHECK(r.status == 1);
+        CHECK(count_lines(r.out) == 1);
+        CHECK(r.out.find("short.bin: truncated") != std::string::npos);
+        CHECK(!fs::exists(w / "out.h5"));
+    }
+    SUBCASE("a shard too short for the batches asked for") {
+        const Run r = run("eval loss --model " + (w / "model.bin") + " --data " + (w / "shard.bin") +
+                          " --batch 2 --seq 16 --batches 5");
+        CHECK(r.status == 1);
+        CHECK(count_lines(r.out) == 1);
+        CHECK(r.out.find("shard.bin: holds 3 batches") != std::string::npos);
+    }
+    SUBCASE("a sequence longer than the model's context") {
+        const Run r = run("eval loss --model " + (w / "model.bin") + " --data " + (w / "shard.bin") +
+                          " --batch 1 --seq 32");
+        CHECK(r.status == 1);
+        CHECK(count_lines(r.out) == 1);
+    }
+}

@@ -1,0 +1,23 @@
+// gpt2: train, evaluate and inspect GPT-2 models. See `gpt2 --help`.
+#include <cstdio>
+#include <exception>
+
+#include "train/commands.h"
+
+int main(int argc, char** argv) {
+    CLI::App app{"gpt2: GPT-2 from scratch, with hand-written forward and backward passes"};
+    app.require_subcommand(1);
+    train::add_gradcheck(app);
+    train::add_convert(app);
+    train::add_info(app);
+    train::add_eval(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "gpt2: error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
