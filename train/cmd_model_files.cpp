@@ -27,7 +27,7 @@ void print_info(const std::string& path) {
     std::printf("  parameters %s (%s with the vocabulary padded to %d: +%s)\n",
                 with_commas(layout.count_unpadded()).c_str(), with_commas(layout.total()).c_str(),
                 c.padded_vocab, with_commas(layout.padding_elements()).c_str());
-    std::printf("  tensors %zu, %.1f MiB as float32\n", layout.tensors().size(),
+    std::printf("  tensors %zu, %.3g MiB as float32\n", layout.tensors().size(),
                 double(layout.total()) * 4 / (1 << 20));
 }
 
