@@ -143,3 +143,48 @@ TEST_CASE("gpt2 gives a one-line error and exit 1 for bad files") {
         CHECK(count_lines(r.out) == 1);
     }
 }
+
+TEST_CASE("gpt2 tokenize writes a val shard, then train shards, with <|endoftext|> before each document") {
+    Workdir w;
+    {
+        std::ofstream(w / "a.txt") << "First block.\n\nSecond block.\n";
+        std::ofstream(w / "b.txt") << "Another file.";
+    }
+    const std::string common = " --tokenizer " TOKENIZER_DIR " --input " + (w / "a.txt") + " " +
+                               (w / "b.txt") + " --eot-between-docs --doc-split blank-line";
+    const Run r = run("tokenize" + common + " --output " + (w / "out") + " --val-tokens 3 --shard-tokens 4");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    // Documents: "First block.\n\n" | "Second block.\n" | "Another file."
+    // = EOT First(5962) block(2512) .(13) \n\n(628) | EOT Second(12211) block .(13) \n(198)
+    //   | EOT Another(6610) file(2393) .(13)
+    const std::vector<uint16_t> all = {50256, 5962, 2512, 13, 628, 50256, 12211, 2512, 13, 198, 50256, 6610, 2393, 13};
+    std::vector<uint16_t> got;
+    for (const char* name : {"out_val_000000.bin", "out_train_000001.bin", "out_train_000002.bin", "out_train_000003.bin"}) {
+        const data::Shard s(w / name);
+        got.insert(got.end(), s.tokens(), s.tokens() + s.size());
+    }
+    CHECK(data::Shard(w / "out_val_000000.bin").size() == 3);
+    CHECK(got == all);
+    CHECK(!fs::exists(w / "out_train_000004.bin"));
+
+    const Run one = run("tokenize" + common + " --output " + (w / "all.bin"));
+    REQUIRE(one.status == 0);
+    const data::Shard s(w / "all.bin");
+    CHECK(std::vector<uint16_t>(s.tokens(), s.tokens() + s.size()) == all);
+}
+
+TEST_CASE("gpt2 encode and decode are inverse") {
+    Workdir w;
+    std::ofstream(w / "t.txt") << "Caf\xC3\xA9 \xF0\x9F\xA4\x96 <|endoftext|> 42";
+    const Run enc = run("encode --tokenizer " TOKENIZER_DIR " --input " + (w / "t.txt"));
+    REQUIRE(enc.status == 0);
+    std::ofstream(w / "ids.txt") << enc.out;
+    const Run dec = run("decode --tokenizer " TOKENIZER_DIR " --input " + (w / "ids.txt"));
+    REQUIRE(dec.status == 0);
+    CHECK(dec.out == "Caf\xC3\xA9 \xF0\x9F\xA4\x96 <|endoftext|> 42");
+    std::ofstream(w / "bad.txt") << "1 2 x3";
+    const Run bad = run("decode --tokenizer " TOKENIZER_DIR " --input " + (w / "bad.txt"));
+    CHECK(bad.status == 1);
+    CHECK(bad.out.find("bad.txt: 'x3' is not a token id") != std::string::npos);
+}

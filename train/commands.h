@@ -2,6 +2,8 @@
 // its callback) on the app; callbacks throw on errors, which main() prints as one line.
 #pragma once
 
+#include <string>
+
 #include <CLI/CLI.hpp>
 
 namespace train {
@@ -9,6 +11,12 @@ namespace train {
 void add_gradcheck(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_info(CLI::App& app);
-void add_eval(CLI::App& app); // eval loss (later: ppl, lambada)
+void add_eval(CLI::App& app);   // eval loss, eval grads (later: ppl, lambada)
+void add_tokens(CLI::App& app); // encode, decode, tokenize
+
+// Where the GPT-2 tokenizer files are unless --tokenizer says: $GPT2_TOKENIZER_DIR, else
+// datasets/gpt2-tokenizer in the working directory or beside the build directory.
+std::string default_tokenizer_dir();
+void add_tokenizer_option(CLI::App& cmd, std::string& dir);
 
 } // namespace train

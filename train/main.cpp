@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
     train::add_convert(app);
     train::add_info(app);
     train::add_eval(app);
+    train::add_tokens(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
