@@ -1,0 +1,76 @@
+// Batches of B x T inputs and targets streamed from token shards.
+//
+// The stream is the concatenation of the shards a glob matches, in sorted path order.
+// Without shuffling, batch i of an epoch on rank r of W reads the B*T+1 tokens starting
+// at token (i*W + r)*B*T of the stream (inputs: the first B*T; targets: shifted by one),
+// crossing shard boundaries as needed; so W ranks of batch B together see exactly
+// what one rank of batch W*B sees. An epoch holds (n_tokens - 1) / (W*B*T) batches.
+//
+// With shuffling, the unit is a window of B*T+1 tokens at offset k*B*T inside one shard;
+// each epoch permutes the shard order and the windows inside each shard, reproducibly
+// from (seed, epoch), and batch i on rank r takes window i*W + r of that order. An epoch
+// holds (number of windows) / W batches; shards shorter than B*T+1 contribute none.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/shard.h"
+
+namespace data {
+
+struct LoaderOptions {
+    int batch = 4;       // B
+    int seq = 64;        // T
+    int rank = 0;        // r in [0, world)
+    int world = 1;       // W
+    bool shuffle = false;
+    uint64_t seed = 1337;
+    int vocab = 50257;   // token ids must be below this
+};
+
+// Where the loader stands: the next batch is batch `batch` of epoch `epoch`.
+struct LoaderState {
+    uint64_t epoch = 0;
+    uint64_t batch = 0;
+    bool operator==(const LoaderState&) const = default;
+};
+
+class Loader {
+public:
+    // Throws std::runtime_error if the glob matches nothing, a shard is bad, or the
+    // shards hold less than one batch; std::invalid_argument for bad options.
+    Loader(const std::string& pattern, const LoaderOptions& options);
+
+    // Fills inputs (B*T) and targets (B*T) with this rank's next batch and advances,
+    // moving to the next epoch after the last batch of one. Throws std::runtime_error
+    // naming the shard if a token id is >= vocab.
+    void next(int* inputs, int* targets);
+
+    LoaderState state() const { return state_; }
+    void restore(const LoaderState& state);
+
+    const LoaderOptions& options() const { return options_; }
+    const std::vector<std::string>& files() const { return files_; }
+    size_t num_tokens() const { return n_tokens_; }
+    size_t batches_per_epoch() const { return batches_per_epoch_; }
+
+private:
+    void enter_epoch(uint64_t epoch);
+    void read_window(size_t pos, int* inputs, int* targets) const;
+
+    LoaderOptions options_;
+    std::vector<std::string> files_;
+    std::vector<Shard> shards_;
+    std::vector<size_t> starts_;  // starts_[s]: stream position of shard s's first token; (S+1)
+    size_t n_tokens_ = 0;
+    size_t batches_per_epoch_ = 0;
+    LoaderState state_;
+    // Shuffle mode: the epoch's windows as stream positions, and its shard order (scratch).
+    std::vector<size_t> order_;
+    std::vector<size_t> shard_order_;
+};
+
+} // namespace data

@@ -1,0 +1,295 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "data/shard.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory under the system temp dir, removed with everything in it.
+struct TempDir {
+    fs::path dir;
+    TempDir() {
+        dir = fs::temp_directory_path() /
+              ("gpt2_test_loader_" + std::to_string(std::random_device{}()));
+        fs::create_directories(dir);
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        fs::remove_all(dir, ignored);
+    }
+    std::string operator/(const std::string& name) const { return (dir / name).string(); }
+    std::string glob() const { return (dir / "shard_*.bin").string(); }
+};
+
+// The token at stream position p; unique while streams stay below kPeriod tokens.
+constexpr int kPeriod = 50000;
+
+// Shards shard_00.bin, shard_01.bin, ... of the given sizes whose concatenation holds
+// token p % kPeriod at stream position p. Returns each shard's first stream position.
+std::vector<size_t> write_stream(const TempDir& tmp, const std::vector<size_t>& sizes) {
+    std::vector<size_t> starts;
+    size_t p = 0;
+    for (size_t s = 0; s < sizes.size(); ++s) {
+        starts.push_back(p);
+        std::vector<uint16_t> tokens(sizes[s]);
+        for (auto& t : tokens) t = uint16_t(p++ % kPeriod);
+        data::write_shard(tmp / ("shard_" + std::string(s < 10 ? "0" : "") + std::to_string(s) + ".bin"),
+                          tokens.data(), tokens.size());
+    }
+    return starts;
+}
+
+struct Batch {
+    std::vector<int> inputs, targets;
+    bool operator==(const Batch&) const = default;
+};
+
+Batch next_batch(data::Loader& loader) {
+    const size_t n = size_t(loader.options().batch) * size_t(loader.options().seq);
+    Batch b{std::vector<int>(n), std::vector<int>(n)};
+    loader.next(b.inputs.data(), b.targets.data());
+    return b;
+}
+
+std::vector<Batch> next_batches(data::Loader& loader, size_t count) {
+    std::vector<Batch> batches;
+    for (size_t i = 0; i < count; ++i) batches.push_back(next_batch(loader));
+    return batches;
+}
+
+// The batch a loader must produce when reading B*T+1 stream tokens from `pos`.
+Batch stream_batch(size_t pos, size_t n) {
+    Batch b{std::vector<int>(n), std::vector<int>(n)};
+    for (size_t j = 0; j < n; ++j) {
+        b.inputs[j] = int((pos + j) % kPeriod);
+        b.targets[j] = int((pos + j + 1) % kPeriod);
+    }
+    return b;
+}
+
+data::LoaderOptions options(int batch, int seq, int rank = 0, int world = 1, bool shuffle = false) {
+    data::LoaderOptions o;
+    o.batch = batch;
+    o.seq = seq;
+    o.rank = rank;
+    o.world = world;
+    o.shuffle = shuffle;
+    return o;
+}
+
+// Sizes chosen so windows cross shard boundaries, and one shard is shorter than B*T+1 = 9.
+const std::vector<size_t> kSizes = {50, 3, 37, 100};
+constexpr size_t kStreamTokens = 190;
+
+} // namespace
+
+TEST_CASE("loader without shuffling reads batch i of rank r at (i*W + r)*B*T") {
+    TempDir tmp;
+    write_stream(tmp, kSizes);
+    const int B = 2, T = 4, W = 2;
+    for (int r = 0; r < W; ++r) {
+        data::Loader loader(tmp.glob(), options(B, T, r, W));
+        CHECK(loader.files().size() == kSizes.size());
+        CHECK(loader.files()[0] == tmp / "shard_00.bin");
+        CHECK(loader.num_tokens() == kStreamTokens);
+        REQUIRE(loader.batches_per_epoch() == (kStreamTokens - 1) / (W * B * T));
+        for (size_t i = 0; i < loader.batches_per_epoch(); ++i) {
+            CAPTURE(r);
+            CAPTURE(i);
+            CHECK(next_batch(loader) == stream_batch((i * W + size_t(r)) * B * T, B * T));
+        }
+    }
+}
+
+TEST_CASE("W ranks of batch B see what one rank of batch W*B sees") {
+    TempDir tmp;
+    write_stream(tmp, kSizes);
+    const int B = 2, T = 3;
+    for (int W : {2, 3}) {
+        CAPTURE(W);
+        data::Loader whole(tmp.glob(), options(W * B, T));
+        std::vector<data::Loader> ranks;
+        for (int r = 0; r < W; ++r) ranks.emplace_back(tmp.glob(), options(B, T, r, W));
+        REQUIRE(ranks[0].batches_per_epoch() == whole.batches_per_epoch());
+
+        // Two epochs and a bit, to cover the wraparound.
+        for (size_t i = 0; i < 2 * whole.batches_per_epoch() + 3; ++i) {
+            CAPTURE(i);
+            Batch joined;
+            for (auto& rank : ranks) {
+                const Batch b = next_batch(rank);
+                joined.inputs.insert(joined.inputs.end(), b.inputs.begin(), b.inputs.end());
+                joined.targets.insert(joined.targets.end(), b.targets.begin(), b.targets.end());
+            }
+            CHECK(joined == next_batch(whole));
+        }
+    }
+}
+
+TEST_CASE("loader restarts the stream at token 0 after batches_per_epoch batches and counts the epoch") {
+    TempDir tmp;
+    write_stream(tmp, kSizes);
+    data::Loader loader(tmp.glob(), options(3, 5));
+    const size_t n = loader.batches_per_epoch();
+    CHECK(loader.state() == data::LoaderState{0, 0});
+    const Batch first = next_batch(loader);
+    CHECK(first == stream_batch(0, 15));
+    CHECK(loader.state() == data::LoaderState{0, 1});
+    next_batches(loader, n - 1);
+    CHECK(loader.state() == data::LoaderState{1, 0});
+    CHECK(next_batch(loader) == first);
+    next_batches(loader, n - 1);
+    CHECK(loader.state() == data::LoaderState{2, 0});
+}
+
+TEST_CASE("shuffled loader visits every window once per epoch, reproducibly from the seed and epoch") {
+    TempDir tmp;
+    const auto starts = write_stream(tmp, kSizes);
+    const int B = 2, T = 4, W = 2;
+    const size_t bt = B * T;
+
+    // Every window: offset k*B*T inside a shard with k < (size-1)/(B*T); shard 1 has none.
+    std::multiset<int> windows;
+    for (size_t s = 0; s < kSizes.size(); ++s)
+        for (size_t k = 0; k < (kSizes[s] - 1) / bt; ++k) windows.insert(int(starts[s] + k * bt));
+    REQUIRE(windows.size() == 22);
+
+    auto shard_of = [&](int pos) {
+        return int(std::upper_bound(starts.begin(), starts.end(), size_t(pos)) - starts.begin()) - 1;
+    };
+
+    // Each epoch's window starts in order: batch i, rank r -> element i*W + r.
+    auto epochs = [&](uint64_t seed, size_t count) {
+        std::vector<data::Loader> ranks;
+        for (int r = 0; r < W; ++r) {
+            auto o = options(B, T, r, W, true);
+            o.seed = seed;
+            ranks.emplace_back(tmp.glob(), o);
+        }
+        REQUIRE(ranks[0].batches_per_epoch() == windows.size() / W);
+        std::vector<std::vector<int>> order(count);
+        for (auto& epoch : order)
+            for (size_t i = 0; i < ranks[0].batches_per_epoch(); ++i)
+                for (auto& rank : ranks) {
+                    const Batch b = next_batch(rank);
+                    // A window is contiguous and inside one shard.
+                    CHECK(b == stream_batch(size_t(b.inputs[0]), bt));
+                    CHECK(shard_of(b.inputs[0]) == shard_of(b.inputs[0] + int(bt)));
+                    epoch.push_back(b.inputs[0]);
+                }
+        return order;
+    };
+
+    const auto a = epochs(1337, 3);
+    for (const auto& epoch : a) {
+        CHECK(std::multiset<int>(epoch.begin(), epoch.end()) == windows);
+        // Shards are permuted as wholes: each shard's windows come in one run.
+        std::set<int> done;
+        for (size_t j = 0; j < epoch.size(); ++j) {
+            const int s = shard_of(epoch[j]);
+            if (j > 0 && s != shard_of(epoch[j - 1])) CHECK(done.insert(shard_of(epoch[j - 1])).second);
+            CHECK(done.count(s) == 0);
+        }
+    }
+    CHECK(a[0] != a[1]);
+    CHECK(a[1] != a[2]);
+    CHECK(epochs(1337, 3) == a);
+    CHECK(epochs(1338, 1)[0] != a[0]);
+}
+
+TEST_CASE("loader restored from a saved state continues exactly as an uninterrupted one") {
+    TempDir tmp;
+    write_stream(tmp, kSizes);
+    for (bool shuffle : {false, true}) {
+        const auto o = options(2, 4, 1, 2, shuffle);
+        data::Loader probe(tmp.glob(), o);
+        const size_t n = probe.batches_per_epoch();
+        // Saved mid-epoch, at the last batch, on a boundary, and in a later epoch; each
+        // resumed run crosses at least one epoch boundary.
+        for (size_t k : {size_t(0), size_t(3), n - 1, n, 2 * n + 5}) {
+            CAPTURE(shuffle);
+            CAPTURE(k);
+            data::Loader original(tmp.glob(), o);
+            next_batches(original, k);
+            const data::LoaderState saved = original.state();
+            const auto expected = next_batches(original, n + 2);
+
+            data::Loader resumed(tmp.glob(), o);
+            resumed.restore(saved);
+            CHECK(resumed.state() == saved);
+            CHECK(next_batches(resumed, n + 2) == expected);
+
+            // Restoring also rewinds a loader that has moved on.
+            original.restore(saved);
+            CHECK(next_batches(original, n + 2) == expected);
+        }
+    }
+}
+
+TEST_CASE("loader rejects an empty glob, bad tokens, too few tokens, bad options and restores beyond the epoch") {
+    TempDir tmp;
+
+    SUBCASE("a glob matching nothing") {
+        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4)),
+                             ("no token shards match '" + tmp.glob() + "'").c_str(), std::runtime_error);
+    }
+    SUBCASE("a token id >= vocab, naming the shard and the position in it") {
+        std::vector<uint16_t> tokens(40, 1);
+        data::write_shard(tmp / "shard_00.bin", tokens.data(), tokens.size());
+        tokens[23] = 7;
+        data::write_shard(tmp / "shard_01.bin", tokens.data(), tokens.size());
+        auto o = options(2, 4);
+        o.vocab = 7;
+        data::Loader loader(tmp.glob(), o); // tokens are checked as they are read
+        next_batches(loader, 5);            // stream [0, 41): all of shard_00
+        CHECK_THROWS_WITH_AS(next_batches(loader, 5),
+                             doctest::Contains((tmp / "shard_01.bin" + ": token 7 at position 23").c_str()),
+                             std::runtime_error);
+    }
+    SUBCASE("fewer tokens than one batch needs") {
+        write_stream(tmp, {5, 12}); // 17 = W*B*T + 1 tokens for W*B*T = 16
+        CHECK_NOTHROW(data::Loader(tmp.glob(), options(2, 4, 0, 2)));
+        const std::string message = "shards matching '" + tmp.glob() + "' hold 17 tokens";
+        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4, 1, 3)),
+                             doctest::Contains(message.c_str()), std::runtime_error);
+        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4, 1, 3)), doctest::Contains("25 tokens"),
+                             std::runtime_error);
+        // Shuffled windows may not cross shards: only shard_01 holds one window of 9.
+        CHECK_NOTHROW(data::Loader(tmp.glob(), options(2, 4, 0, 1, true)));
+        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4, 0, 2, true)),
+                             doctest::Contains("windows of B*T+1 = 9 tokens"), std::runtime_error);
+    }
+    SUBCASE("bad options") {
+        write_stream(tmp, {1000});
+        auto bad = [&](auto change) {
+            auto o = options(2, 4);
+            change(o);
+            CHECK_THROWS_AS(data::Loader(tmp.glob(), o), std::invalid_argument);
+        };
+        bad([](auto& o) { o.batch = 0; });
+        bad([](auto& o) { o.seq = 0; });
+        bad([](auto& o) { o.world = 0; });
+        bad([](auto& o) { o.rank = -1; });
+        bad([](auto& o) { o.rank = 2, o.world = 2; });
+        bad([](auto& o) { o.vocab = 0; });
+    }
+    SUBCASE("restoring a batch beyond the epoch") {
+        write_stream(tmp, kSizes);
+        data::Loader loader(tmp.glob(), options(2, 4));
+        const uint64_t n = loader.batches_per_epoch();
+        CHECK_NOTHROW(loader.restore({3, n - 1}));
+        CHECK_THROWS_AS(loader.restore({0, n}), std::invalid_argument);
+        CHECK(loader.state() == data::LoaderState{3, n - 1}); // a failed restore changes nothing
+    }
+}
