@@ -7,6 +7,8 @@
 // so an interrupted write never leaves a damaged file behind.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,11 +31,19 @@ void write_llmc(const std::string& path, const Config& config, const float* para
 // Hugging Face's GPT-2 (linear weights transposed to Conv1D's (in, out); wte keeps all
 // Vp rows), and the config as int attributes on the root group: n_layer, n_head,
 // n_embd, vocab_size, padded_vocab_size, n_positions, plus format = "gpt2-cpp model".
+// `extra`, if given, is called with the open file's HDF5 id (an hid_t) before it is
+// closed, so that a checkpoint can add its groups to the same atomic write.
 ModelFile read_hdf5(const std::string& path);
-void write_hdf5(const std::string& path, const Config& config, const float* params);
+void write_hdf5(const std::string& path, const Config& config, const float* params,
+                const std::string& format = "gpt2-cpp model",
+                const std::function<void(int64_t file)>& extra = {});
 
 // Dispatch on the extension: ".bin" (llm.c) or ".h5"/".hdf5" (HDF5).
 ModelFile read_model(const std::string& path);
 void write_model(const std::string& path, const Config& config, const float* params);
+
+// Calls write(tmp) with tmp = path + ".tmp", flushes tmp to disk and renames it over
+// path; on any failure tmp is removed and path is left as it was.
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write);
 
 } // namespace model

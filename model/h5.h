@@ -1,0 +1,61 @@
+// Small RAII and helpers over HDF5's C API, shared by model files and checkpoints.
+// Every failure throws std::runtime_error as "PATH: what went wrong".
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace model::h5 {
+
+static_assert(sizeof(hid_t) == sizeof(int64_t), "model/io.h passes HDF5 ids as int64_t");
+
+// Owns an HDF5 id and closes it with the matching H5?close.
+class Id {
+public:
+    Id(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+    ~Id() {
+        if (id_ >= 0) close_(id_);
+    }
+    Id(const Id&) = delete;
+    Id& operator=(const Id&) = delete;
+    operator hid_t() const { return id_; }
+    bool ok() const { return id_ >= 0; }
+
+private:
+    hid_t id_;
+    herr_t (*close_)(hid_t);
+};
+
+// HDF5 prints its whole error stack to stderr by default; we report one line instead.
+class Quiet {
+public:
+    Quiet();
+    ~Quiet();
+    Quiet(const Quiet&) = delete;
+    Quiet& operator=(const Quiet&) = delete;
+
+private:
+    H5E_auto2_t func_ = nullptr;
+    void* data_ = nullptr;
+};
+
+// Scalar attributes on a file, group or dataset (integers as int64, text as UTF-8).
+void write_attr(hid_t loc, const char* name, int64_t value, const std::string& path);
+void write_attr(hid_t loc, const char* name, double value, const std::string& path);
+void write_attr(hid_t loc, const char* name, const std::string& value, const std::string& path);
+int64_t read_int(hid_t loc, const char* name, const std::string& path);
+double read_double(hid_t loc, const char* name, const std::string& path);
+std::string read_string(hid_t loc, const char* name, const std::string& path);
+
+// float32 datasets; reading checks the shape and converts any numeric type to float.
+void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
+                  const float* data, const std::string& path);
+void read_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, float* dst,
+                 const std::string& path);
+
+std::string shape_text(const std::vector<hsize_t>& dims);
+
+} // namespace model::h5
