@@ -1,0 +1,67 @@
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <sstream>
+#include <stdexcept>
+
+#include "optim/optim.h"
+
+namespace optim {
+
+double Schedule::at(int step) const {
+    if (step < warmup) return lr * (step + 1) / warmup;
+    const double lr_min = lr * final_fraction;
+    switch (kind) {
+    case Kind::constant: return lr;
+    case Kind::cosine: {
+        if (step >= total) return lr_min;
+        const double r = double(step - warmup) / (total - warmup);
+        return lr_min + 0.5 * (1.0 + std::cos(std::numbers::pi * r)) * (lr - lr_min);
+    }
+    case Kind::wsd: {
+        if (step >= total) return lr_min;
+        const int d = std::max(warmup, total - int(std::lround(decay_fraction * total)));
+        if (step < d) return lr;
+        return lr - (lr - lr_min) * (step - d + 1) / (total - d);
+    }
+    }
+    return lr;
+}
+
+void Schedule::validate() const {
+    auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
+    if (!(lr >= 0)) fail("--lr must be >= 0, got " + std::to_string(lr));
+    if (warmup < 0) fail("--warmup must be >= 0, got " + std::to_string(warmup));
+    if (kind != Kind::constant && total < 1)
+        fail("--steps must be >= 1 for the " + std::string(name(kind)) + " schedule, got " +
+             std::to_string(total));
+    if (!(final_fraction >= 0 && final_fraction <= 1))
+        fail("--lr-final-fraction must be in [0, 1], got " + std::to_string(final_fraction));
+    if (!(decay_fraction > 0 && decay_fraction <= 1))
+        fail("--decay-fraction must be in (0, 1], got " + std::to_string(decay_fraction));
+}
+
+Schedule::Kind Schedule::parse(const std::string& s) {
+    for (Kind k : {Kind::constant, Kind::cosine, Kind::wsd})
+        if (s == name(k)) return k;
+    throw std::invalid_argument("unknown schedule '" + s + "' (expected constant, cosine or wsd)");
+}
+
+const char* Schedule::name(Kind kind) {
+    switch (kind) {
+    case Kind::constant: return "constant";
+    case Kind::cosine: return "cosine";
+    case Kind::wsd: return "wsd";
+    }
+    return "?";
+}
+
+std::string Schedule::describe() const {
+    std::ostringstream out;
+    out << name(kind) << " lr " << lr << " warmup " << warmup;
+    if (kind != Kind::constant) out << " steps " << total << " final x" << final_fraction;
+    if (kind == Kind::wsd) out << " decay " << decay_fraction;
+    return out.str();
+}
+
+} // namespace optim
