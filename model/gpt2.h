@@ -68,6 +68,8 @@ public:
     // Allocate buffers up front so that forward/backward never allocate: activations
     // for up to (max_batch, max_seq) with or without the backward scratch, gradients.
     void reserve(int max_batch, int max_seq, bool for_training);
+    int reserved_batch() const { return cap_batch_; } // 0 before reserve()
+    int reserved_seq() const { return cap_seq_; }
     void allocate_grads();
 
     // tokens (B,T) in [0,V); targets (B,T) in [-1,V) with -1 = ignored, or null for

@@ -1,0 +1,114 @@
+// gpt2 train: pretraining and fine-tuning.
+#include <memory>
+#include <string>
+
+#include "model/config.h"
+#include "train/commands.h"
+#include "train/trainer.h"
+
+namespace train {
+
+void add_train(CLI::App& app) {
+    auto o = std::make_shared<TrainOptions>();
+    auto* cmd = app.add_subcommand(
+        "train", "Pretrain a GPT-2 from scratch (--model PRESET) or fine-tune one (--model FILE) "
+                 "on llm.c token shards. Each step prints loss, lr, gradient norm, time and "
+                 "tokens/s; Ctrl-C finishes the step, writes a checkpoint and exits");
+    std::string presets;
+    for (const auto& p : model::preset_names()) presets += (presets.empty() ? "" : ", ") + p;
+
+    cmd->add_option("--model", o->model, "Preset (" + presets + ") or model file (.bin, .h5, a checkpoint)")
+        ->capture_default_str()
+        ->group("Model");
+    cmd->add_option("--n-layer", o->n_layer, "Override the preset's layers")->group("Model");
+    cmd->add_option("--n-head", o->n_head, "Override the preset's heads")->group("Model");
+    cmd->add_option("--n-embd", o->n_embd, "Override the preset's channels")->group("Model");
+    cmd->add_option("--max-seq", o->max_seq, "Override the preset's maximum sequence length")->group("Model");
+
+    cmd->add_option("--train-data", o->train_data, "Glob of training shards")->required()->group("Data");
+    cmd->add_option("--val-data", o->val_data, "Glob of validation shards")->group("Data");
+    cmd->add_option("--batch", o->batch, "Sequences per micro-batch B")->capture_default_str()->group("Data");
+    cmd->add_option("--seq", o->seq, "Sequence length T")->capture_default_str()->group("Data");
+    cmd->add_option("--grad-accum", o->grad_accum, "Micro-batches per optimizer step")
+        ->capture_default_str()
+        ->group("Data");
+    cmd->add_option("--total-batch-tokens", o->total_batch_tokens,
+                    "Tokens per optimizer step; sets --grad-accum = this / (B x T x ranks)")
+        ->group("Data");
+    cmd->add_option("--shuffle", o->shuffle, "on|off: permute shards and windows every epoch")
+        ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"on", true}, {"off", false}}))
+        ->default_str("on")
+        ->group("Data");
+    auto* steps = cmd->add_option("--steps", o->steps, "Optimizer steps")->group("Schedule");
+    cmd->add_option("--epochs", o->epochs, "Passes over the training data (instead of --steps)")
+        ->excludes(steps)
+        ->group("Schedule");
+
+    cmd->add_option("--lr", o->lr, "Peak learning rate")->capture_default_str()->group("Schedule");
+    cmd->add_option("--lr-schedule", o->lr_schedule,
+                    "constant | cosine (warmup, then cosine to lr x final fraction) | wsd "
+                    "(warmup, stable, then linear decay over the last --decay-fraction of steps)")
+        ->check(CLI::IsMember({"constant", "cosine", "wsd"}))
+        ->capture_default_str()
+        ->group("Schedule");
+    cmd->add_option("--warmup", o->warmup, "Linear warmup steps: lr x (step+1)/warmup")
+        ->capture_default_str()
+        ->group("Schedule");
+    cmd->add_option("--lr-final-fraction", o->lr_final_fraction, "Final lr as a fraction of --lr")
+        ->capture_default_str()
+        ->group("Schedule");
+    cmd->add_option("--decay-fraction", o->decay_fraction, "wsd: fraction of steps spent decaying")
+        ->capture_default_str()
+        ->group("Schedule");
+
+    cmd->add_option("--weight-decay", o->weight_decay,
+                    "AdamW decoupled weight decay (p -= lr x wd x p), on matrices and embeddings "
+                    "only, never biases or LayerNorm")
+        ->capture_default_str()
+        ->group("Optimizer");
+    cmd->add_option("--beta1", o->beta1, "AdamW beta1")->capture_default_str()->group("Optimizer");
+    cmd->add_option("--beta2", o->beta2, "AdamW beta2")->capture_default_str()->group("Optimizer");
+    cmd->add_option("--eps", o->eps, "AdamW epsilon")->capture_default_str()->group("Optimizer");
+    cmd->add_option("--grad-clip", o->grad_clip, "Clip the global gradient norm to this (0 = off)")
+        ->capture_default_str()
+        ->group("Optimizer");
+    cmd->add_option("--seed", o->seed, "Seed for init, shuffling and samples")
+        ->capture_default_str()
+        ->group("Optimizer");
+
+    cmd->add_option("--val-every", o->val_every, "Validate every N steps (and at the start and end)")
+        ->capture_default_str()
+        ->group("Monitoring");
+    cmd->add_option("--val-batches", o->val_batches, "Validation batches (0 = the whole val set)")
+        ->capture_default_str()
+        ->group("Monitoring");
+    cmd->add_option("--sample-every", o->sample_every, "Print a text sample every N steps and at the end (0 = never)")
+        ->capture_default_str()
+        ->group("Monitoring");
+    cmd->add_option("--sample-tokens", o->sample_tokens, "Tokens per sample")->capture_default_str()->group("Monitoring");
+    cmd->add_option("--sample-top-k", o->sample_top_k, "Sample among the k most likely tokens (0 = all)")
+        ->capture_default_str()
+        ->group("Monitoring");
+    cmd->add_option("--sample-temperature", o->sample_temperature, "Sampling temperature (0 = greedy)")
+        ->capture_default_str()
+        ->group("Monitoring");
+    add_tokenizer_option(*cmd, o->tokenizer);
+
+    cmd->add_option("--out", o->out, "Run folder: checkpoints ckpt_NNNNNNNN.h5 and log.jsonl")
+        ->capture_default_str()
+        ->group("Output");
+    cmd->add_option("--log-file", o->log_file, "JSON-lines log (default OUT/log.jsonl)")->group("Output");
+    cmd->add_option("--checkpoint-every", o->checkpoint_every, "Checkpoint every N steps (and at the end)")
+        ->capture_default_str()
+        ->group("Output");
+    cmd->add_option("--keep", o->keep, "Keep the newest K checkpoints (0 = all)")->capture_default_str()->group("Output");
+    cmd->add_option("--resume", o->resume, "Continue from a checkpoint file, or the newest in a folder")
+        ->group("Output");
+
+    cmd->callback([o] {
+        SingleProcess comm;
+        train_model(*o, comm);
+    });
+}
+
+} // namespace train

@@ -1,0 +1,313 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "eval/sample.h"
+#include "model/gpt2.h"
+#include "model/io.h"
+#include "optim/optim.h"
+#include "train/checkpoint.h"
+
+namespace train {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
+    TrainOptions, model, n_layer, n_head, n_embd, max_seq, train_data, val_data, batch, seq,
+    grad_accum, total_batch_tokens, steps, epochs, lr, lr_schedule, warmup, lr_final_fraction,
+    decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
+    val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer, out,
+    log_file, resume, checkpoint_every, keep)
+
+std::string to_json(const TrainOptions& o) { return json(o).dump(); }
+
+namespace {
+
+// Set by SIGINT/SIGTERM, read by the loop between steps. A signal handler can reach
+// nothing else, hence this one piece of global state.
+volatile std::sig_atomic_t g_stop_requested = 0;
+
+extern "C" void request_stop(int sig) {
+    g_stop_requested = 1;
+    std::signal(sig, SIG_DFL); // a second Ctrl-C stops at once
+}
+
+// Restores the previous handlers when training returns or throws.
+class StopOnSignal {
+public:
+    StopOnSignal() {
+        g_stop_requested = 0;
+        old_int_ = std::signal(SIGINT, request_stop);
+        old_term_ = std::signal(SIGTERM, request_stop);
+    }
+    ~StopOnSignal() {
+        std::signal(SIGINT, old_int_);
+        std::signal(SIGTERM, old_term_);
+    }
+    bool requested() const { return g_stop_requested != 0; }
+
+private:
+    void (*old_int_)(int);
+    void (*old_term_)(int);
+};
+
+std::string duration_text(double seconds) {
+    const long s = std::lround(seconds);
+    char buf[32];
+    if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+    else std::snprintf(buf, sizeof buf, "%lds", s);
+    return buf;
+}
+
+// The model and where training starts: a preset, a model file, or a checkpoint.
+struct Start {
+    model::Config config;
+    std::vector<float> params;
+    std::optional<Checkpoint> checkpoint;
+    std::string from;
+};
+
+Start load_start(const TrainOptions& o) {
+    Start s;
+    if (!o.resume.empty()) {
+        const std::string path = fs::is_directory(o.resume) ? latest_checkpoint(o.resume) : o.resume;
+        if (path.empty()) throw std::runtime_error(o.resume + ": no checkpoint (ckpt_*.h5) to resume from");
+        Checkpoint c = load_checkpoint(path);
+        const auto saved = json::parse(c.args_json).get<TrainOptions>();
+        if (saved.batch != o.batch || saved.seq != o.seq || saved.shuffle != o.shuffle ||
+            saved.seed != o.seed)
+            throw std::runtime_error(path + ": resuming needs the run's --batch, --seq, --shuffle and "
+                                            "--seed (the checkpoint has " +
+                                     std::to_string(saved.batch) + ", " + std::to_string(saved.seq) +
+                                     ", " + (saved.shuffle ? "on" : "off") + ", " +
+                                     std::to_string(saved.seed) + ")");
+        s.config = c.config;
+        s.params = c.params;
+        s.from = path + " (step " + std::to_string(c.step) + ")";
+        s.checkpoint = std::move(c);
+    } else if (model::is_preset(o.model)) {
+        s.config = model::preset(o.model);
+        s.config = model::make_config(o.n_layer ? o.n_layer : s.config.n_layer,
+                                      o.n_head ? o.n_head : s.config.n_head,
+                                      o.n_embd ? o.n_embd : s.config.n_embd, s.config.vocab,
+                                      o.max_seq ? o.max_seq : s.config.max_seq);
+        model::GPT2<float> init(s.config);
+        init.init_weights(o.seed);
+        s.params.assign(init.params(), init.params() + init.num_params());
+        s.from = "random init (" + o.model + ", seed " + std::to_string(o.seed) + ")";
+    } else {
+        if (o.n_layer || o.n_head || o.n_embd || o.max_seq)
+            throw std::invalid_argument("--n-layer/--n-head/--n-embd/--max-seq reshape a preset, not a model file");
+        model::ModelFile f = model::read_model(o.model);
+        s.config = f.config;
+        s.params = std::move(f.params);
+        s.from = o.model;
+    }
+    return s;
+}
+
+// Steps and micro-steps per step from the options and the data.
+struct Plan {
+    int grad_accum = 1;
+    int steps = 0;
+};
+
+Plan make_plan(const TrainOptions& o, const data::Loader& loader, int ranks) {
+    Plan p;
+    p.grad_accum = o.grad_accum;
+    if (o.total_batch_tokens > 0) {
+        const int64_t per_micro = int64_t(o.batch) * o.seq * ranks;
+        if (o.total_batch_tokens % per_micro != 0)
+            throw std::invalid_argument("--total-batch-tokens " + std::to_string(o.total_batch_tokens) +
+                                        " is not a multiple of batch x seq x ranks = " +
+                                        std::to_string(per_micro));
+        p.grad_accum = int(o.total_batch_tokens / per_micro);
+    }
+    if (p.grad_accum < 1) throw std::invalid_argument("--grad-accum must be at least 1");
+    if (o.steps > 0) p.steps = o.steps;
+    else if (o.epochs > 0)
+        p.steps = int(std::ceil(o.epochs * double(loader.batches_per_epoch()) / p.grad_accum));
+    else throw std::invalid_argument("give --steps or --epochs");
+    return p;
+}
+
+} // namespace
+
+void train_model(const TrainOptions& o, Communicator& comm) {
+    const bool root = comm.is_root();
+    auto say = [&](const char* fmt, auto... args) {
+        if (root) std::printf(fmt, args...), std::fflush(stdout);
+    };
+    if (o.train_data.empty()) throw std::invalid_argument("--train-data is required");
+    Start start = load_start(o);
+    const model::Config& config = start.config;
+    if (o.seq > config.max_seq)
+        throw std::invalid_argument("--seq " + std::to_string(o.seq) + " exceeds the model's " +
+                                    std::to_string(config.max_seq) + " positions");
+
+    model::GPT2<float> gpt(config);
+    gpt.set_params(start.params.data(), start.params.size());
+    start.params = {};
+    gpt.reserve(o.batch, o.seq, true);
+    const size_t n_params = gpt.num_params();
+
+    data::LoaderOptions lo{o.batch, o.seq, comm.rank(), comm.size(), o.shuffle, o.seed, config.vocab};
+    data::Loader train_loader(o.train_data, lo);
+    std::optional<data::Loader> val_loader;
+    if (!o.val_data.empty()) {
+        lo.shuffle = false;
+        val_loader.emplace(o.val_data, lo);
+    }
+    const Plan plan = make_plan(o, train_loader, comm.size());
+    optim::Schedule schedule{optim::Schedule::parse(o.lr_schedule), o.lr, o.warmup, plan.steps,
+                             o.lr_final_fraction, o.decay_fraction};
+    schedule.validate();
+    optim::AdamW adam(gpt.layout(), {o.beta1, o.beta2, o.eps, o.weight_decay});
+
+    int step = 0;
+    if (start.checkpoint) {
+        const Checkpoint& c = *start.checkpoint;
+        std::copy(c.m.begin(), c.m.end(), adam.m().begin());
+        std::copy(c.v.begin(), c.v.end(), adam.v().begin());
+        adam.set_t(c.adam_t);
+        train_loader.restore(c.loader);
+        step = int(c.step);
+        start.checkpoint.reset();
+    }
+
+    std::optional<data::Tokenizer> tokenizer;
+    if (o.sample_every > 0) tokenizer.emplace(o.tokenizer);
+
+    if (root) fs::create_directories(o.out);
+    const std::string log_path = o.log_file.empty() ? (fs::path(o.out) / "log.jsonl").string() : o.log_file;
+    std::ofstream log;
+    if (root) {
+        log.open(log_path, std::ios::app);
+        if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
+    }
+
+    const int64_t tokens_per_step = int64_t(o.batch) * o.seq * plan.grad_accum * comm.size();
+    say("model %s: %s parameters, from %s\n", config.describe().c_str(),
+        std::to_string(gpt.layout().count_unpadded()).c_str(), start.from.c_str());
+    say("data: %zu train tokens in %zu shards (%zu batches per epoch per rank)%s\n",
+        train_loader.num_tokens(), train_loader.files().size(), train_loader.batches_per_epoch(),
+        val_loader ? (", " + std::to_string(val_loader->num_tokens()) + " val tokens").c_str() : "");
+    say("steps %d of %lld tokens (batch %d x seq %d x grad-accum %d x ranks %d); %s\n", plan.steps,
+        static_cast<long long>(tokens_per_step), o.batch, o.seq, plan.grad_accum, comm.size(),
+        schedule.describe().c_str());
+
+    std::vector<int> inputs(size_t(o.batch) * o.seq), targets(inputs.size());
+    auto validate = [&]() {
+        val_loader->restore({0, 0});
+        const int n = std::min<int>(o.val_batches > 0 ? o.val_batches : INT32_MAX,
+                                    int(val_loader->batches_per_epoch()));
+        double sum = 0;
+        for (int i = 0; i < n; ++i) {
+            val_loader->next(inputs.data(), targets.data());
+            sum += gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
+        }
+        return comm.allreduce_mean(sum / n);
+    };
+    auto sample = [&](int at_step) {
+        eval::SampleOptions so;
+        so.max_tokens = o.sample_tokens;
+        so.top_k = o.sample_top_k;
+        so.temperature = o.sample_temperature;
+        so.seed = o.seed + uint64_t(at_step);
+        const auto ids = eval::generate(gpt, {data::Tokenizer::kEndOfText}, so);
+        say("sample at step %d:\n%s\n---\n", at_step,
+            data::sanitize_utf8(tokenizer->decode(ids)).c_str());
+    };
+    auto write_log = [&](const json& entry) {
+        if (root) log << entry.dump() << '\n' << std::flush;
+    };
+
+    if (val_loader && step == 0) {
+        const double v = validate();
+        say("step 0 | val loss %.6f\n", v);
+        write_log({{"step", 0}, {"val_loss", v}});
+    }
+
+    StopOnSignal stop;
+    using clock = std::chrono::steady_clock;
+    const auto run_start = clock::now();
+    const int first_step = step;
+    float* params = gpt.params();
+    float* grads = gpt.grads();
+    while (step < plan.steps) {
+        const auto t0 = clock::now();
+        gpt.zero_grad();
+        double loss = 0;
+        for (int k = 0; k < plan.grad_accum; ++k) {
+            train_loader.next(inputs.data(), targets.data());
+            const double l = gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
+            if (!std::isfinite(l))
+                throw std::runtime_error("step " + std::to_string(step + 1) + ": the loss is " +
+                                         std::to_string(l) + "; stopping (checkpoints untouched)");
+            gpt.backward();
+            loss += l;
+        }
+        loss /= plan.grad_accum;
+        if (plan.grad_accum > 1) {
+            const float scale = 1.0f / float(plan.grad_accum);
+#pragma omp parallel for simd
+            for (size_t i = 0; i < n_params; ++i) grads[i] *= scale;
+        }
+        comm.allreduce_mean(grads, n_params);
+        loss = comm.allreduce_mean(loss);
+        const double norm = optim::clip_grad_norm(grads, n_params, o.grad_clip);
+        if (!std::isfinite(norm))
+            throw std::runtime_error("step " + std::to_string(step + 1) + ": the gradient norm is " +
+                                     std::to_string(norm) + "; stopping (checkpoints untouched)");
+        const double lr = schedule.at(step);
+        adam.step(params, grads, float(lr));
+        ++step;
+
+        const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
+        const double elapsed = std::chrono::duration<double>(clock::now() - run_start).count();
+        const double eta = elapsed / (step - first_step) * (plan.steps - step);
+        say("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %s\n", step,
+            plan.steps, loss, lr, norm, seconds * 1e3, tokens_per_step / seconds,
+            duration_text(eta).c_str());
+        json entry = {{"step", step},        {"loss", loss},          {"lr", lr},
+                      {"grad_norm", norm},   {"ms", seconds * 1e3},   {"tok_per_s", tokens_per_step / seconds}};
+        const bool last = step == plan.steps;
+        if (val_loader && ((o.val_every > 0 && step % o.val_every == 0) || last)) {
+            entry["val_loss"] = validate();
+            say("step %d | val loss %.6f\n", step, entry["val_loss"].get<double>());
+        }
+        write_log(entry);
+        if (tokenizer && (step % o.sample_every == 0 || last)) sample(step);
+        const bool stopping = stop.requested();
+        if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || last || stopping) {
+            if (root) {
+                const std::string path = checkpoint_path(o.out, step);
+                save_checkpoint(path, config, params, adam, step, train_loader.state(), to_json(o));
+                prune_checkpoints(o.out, o.keep);
+                say("checkpoint %s\n", path.c_str());
+            }
+        }
+        if (stopping) {
+            say("stopped by signal after step %d; resume with --resume %s\n", step, o.out.c_str());
+            return;
+        }
+    }
+}
+
+} // namespace train
