@@ -78,10 +78,8 @@ std::string read_string(hid_t loc, const char* name, const std::string& path) {
     if (H5Tget_class(type) != H5T_STRING)
         fail(path, std::string("attribute '") + name + "' is not text");
     if (H5Tis_variable_str(type) > 0) {
-        Id mem(H5Tcopy(H5T_C_S1), H5Tclose);
-        H5Tset_size(mem, H5T_VARIABLE);
-        char* text = nullptr;
-        if (H5Aread(attr, mem, &text) < 0 || !text)
+        char* text = nullptr; // read with the file's own type: HDF5 will not convert the charset
+        if (H5Aread(attr, type, &text) < 0 || !text)
             fail(path, std::string("cannot read attribute '") + name + "'");
         std::string value(text);
         H5free_memory(text);

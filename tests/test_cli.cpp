@@ -2,55 +2,23 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
+#include "helpers.h"
 #include "data/shard.h"
 #include "eval/loss.h"
 #include "model/gpt2.h"
 #include "model/io.h"
 
 namespace fs = std::filesystem;
+using namespace testing;
 
 namespace {
 
-struct Run {
-    int status;
-    std::string out; // stdout and stderr together
-};
-
-Run run(const std::string& args) {
-    const std::string cmd = std::string(GPT2_BINARY) + " " + args + " 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    REQUIRE(pipe != nullptr);
-    std::string out;
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-    const int status = pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-size_t count_lines(const std::string& s) {
-    size_t n = 0;
-    for (char c : s) n += c == '\n';
-    return n;
-}
-
-std::string read_bytes(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-struct Workdir {
-    fs::path dir = fs::temp_directory_path() / ("gpt2_test_cli_" + std::to_string(std::random_device{}()));
-    Workdir() { fs::create_directories(dir); }
-    ~Workdir() { fs::remove_all(dir); }
-    std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
+Run run(const std::string& args) { return run_gpt2(args); }
 
 // A tiny random model file and a shard of tokens for it.
 void make_model_and_shard(const Workdir& w, size_t n_tokens) {

@@ -1,0 +1,41 @@
+// Shared by the tests that run the gpt2 program or write files.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+
+namespace testing {
+
+namespace fs = std::filesystem;
+
+// A fresh folder under the system temp dir, removed with everything in it.
+struct Workdir {
+    fs::path dir = fs::temp_directory_path() /
+                   ("gpt2_test_" + std::to_string(std::random_device{}()) + std::to_string(std::random_device{}()));
+    Workdir() { fs::create_directories(dir); }
+    ~Workdir() {
+        std::error_code ignored;
+        fs::remove_all(dir, ignored);
+    }
+    std::string operator/(const std::string& name) const { return (dir / name).string(); }
+};
+
+inline std::string read_bytes(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+struct Run {
+    int status; // exit status, or -1 if killed by a signal
+    std::string out; // stdout and stderr together
+};
+
+// Runs build/gpt2 with args (a shell fragment) and waits for it.
+Run run_gpt2(const std::string& args);
+
+size_t count_lines(const std::string& s);
+
+} // namespace testing

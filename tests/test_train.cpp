@@ -1,0 +1,191 @@
+// gpt2 train end to end: exact resume, Ctrl-C, NaN, checkpoints.
+#include <csignal>
+#include <cstdio>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "data/shard.h"
+#include "model/gpt2.h"
+#include "model/io.h"
+#include "optim/optim.h"
+#include "train/checkpoint.h"
+
+using namespace testing;
+
+namespace {
+
+// A 2-layer model on a preset's vocabulary, and 6000 tokens of pseudo-text.
+const std::string kModel = "--model d6 --n-layer 2 --n-head 2 --n-embd 32 --max-seq 32";
+
+void make_shards(const Workdir& w) {
+    std::vector<uint16_t> tokens(6000);
+    uint32_t x = 12345;
+    for (auto& t : tokens) {
+        x = x * 1103515245u + 12345u;
+        t = uint16_t((x >> 16) % 500); // a small, learnable slice of the vocabulary
+    }
+    data::write_shard(w / "train_000001.bin", tokens.data(), 4000);
+    data::write_shard(w / "train_000002.bin", tokens.data() + 4000, 1500);
+    data::write_shard(w / "val_000000.bin", tokens.data() + 5500, 500);
+}
+
+std::string train_args(const Workdir& w, const std::string& out) {
+    return "train " + kModel + " --train-data '" + (w / "train_*.bin") + "' --val-data '" +
+           (w / "val_*.bin") + "' --batch 2 --seq 16 --grad-accum 2 --lr 3e-3 --warmup 2 " +
+           "--lr-schedule cosine --grad-clip 1 --val-every 3 --val-batches 2 --out " + (w / out);
+}
+
+// The "step n/N | loss ..." lines of a run's output.
+std::vector<std::string> step_lines(const std::string& out) {
+    std::vector<std::string> lines;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);)
+        if (line.starts_with("step ") && line.find(" | loss ") != std::string::npos)
+            lines.push_back(line.substr(0, line.find(" | lr "))); // step and loss, not timings
+    return lines;
+}
+
+} // namespace
+
+TEST_CASE("a run resumed from its step-N checkpoint prints the same losses as the uninterrupted run") {
+    Workdir w;
+    make_shards(w);
+    const Run full = run_gpt2(train_args(w, "full") + " --steps 6 --checkpoint-every 3 --keep 0");
+    INFO(full.out);
+    REQUIRE(full.status == 0);
+    const auto full_lines = step_lines(full.out);
+    REQUIRE(full_lines.size() == 6);
+
+    const Run resumed = run_gpt2(train_args(w, "resumed") + " --steps 6 --resume " +
+                                 (w / "full/ckpt_00000003.h5"));
+    INFO(resumed.out);
+    REQUIRE(resumed.status == 0);
+    const auto resumed_lines = step_lines(resumed.out);
+    REQUIRE(resumed_lines.size() == 3);
+    for (int i = 0; i < 3; ++i) CHECK(resumed_lines[i] == full_lines[3 + i]);
+    // Bit for bit the same weights and moments at the end.
+    CHECK(read_bytes(w / "full/ckpt_00000006.h5").size() > 0);
+    const auto a = train::load_checkpoint(w / "full/ckpt_00000006.h5");
+    const auto b = train::load_checkpoint(w / "resumed/ckpt_00000006.h5");
+    CHECK(a.params == b.params);
+    CHECK(a.m == b.m);
+    CHECK(a.v == b.v);
+    CHECK(a.loader == b.loader);
+}
+
+TEST_CASE("resuming with another batch size is refused") {
+    Workdir w;
+    make_shards(w);
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 1").status == 0);
+    const Run r = run_gpt2("train " + kModel + " --train-data '" + (w / "train_*.bin") +
+                           "' --batch 4 --seq 16 --steps 2 --out " + (w / "run") + " --resume " + (w / "run"));
+    CHECK(r.status == 1);
+    CHECK(r.out.find("resuming needs the run's --batch") != std::string::npos);
+}
+
+TEST_CASE("Ctrl-C finishes the step, writes a checkpoint and exits 0") {
+    Workdir w;
+    make_shards(w);
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        const std::string cmd = std::string("exec ") + GPT2_BINARY + " " + train_args(w, "run") + " --steps 100000";
+        execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    close(fds[1]);
+    std::string out;
+    char buf[4096];
+    bool signalled = false;
+    while (ssize_t n = read(fds[0], buf, sizeof buf)) {
+        if (n < 0) break;
+        out.append(buf, size_t(n));
+        if (!signalled && out.find("step 2/") != std::string::npos) {
+            kill(pid, SIGINT);
+            signalled = true;
+        }
+    }
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    INFO(out);
+    REQUIRE(signalled);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(out.find("stopped by signal") != std::string::npos);
+    const std::string latest = train::latest_checkpoint(w / "run");
+    REQUIRE(!latest.empty());
+    CHECK(train::load_checkpoint(latest).step >= 2);
+}
+
+TEST_CASE("a non-finite loss stops the run naming the step, and checkpoints are untouched") {
+    Workdir w;
+    make_shards(w);
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 1").status == 0);
+    const std::string good = read_bytes(w / "run/ckpt_00000001.h5");
+
+    // A model whose weights hold a NaN.
+    const auto config = model::make_config(2, 2, 32, 50257, 32);
+    model::GPT2<float> m(config);
+    m.init_weights(1);
+    m.params()[m.layout().find("ln_f.bias").offset] = std::numeric_limits<float>::quiet_NaN();
+    model::write_llmc(w / "nan.bin", config, m.params());
+    const Run r = run_gpt2("train --model " + (w / "nan.bin") + " --train-data '" + (w / "train_*.bin") +
+                           "' --batch 2 --seq 16 --steps 3 --out " + (w / "run"));
+    INFO(r.out);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("step 1: the loss is nan") != std::string::npos);
+    CHECK(read_bytes(w / "run/ckpt_00000001.h5") == good);
+}
+
+TEST_CASE("a checkpoint holds the weights, moments, step and loader position, and converts to a model file") {
+    Workdir w;
+    make_shards(w);
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 2").status == 0);
+    const auto c = train::load_checkpoint(w / "run/ckpt_00000002.h5");
+    CHECK(c.step == 2);
+    CHECK(c.adam_t == 2);
+    CHECK(c.loader.batch == 4); // 2 steps x 2 micro-batches
+    CHECK(c.args_json.find("\"grad_accum\":2") != std::string::npos);
+    REQUIRE(run_gpt2("convert " + (w / "run/ckpt_00000002.h5") + " " + (w / "model.bin")).status == 0);
+    CHECK(model::read_model(w / "model.bin").params == c.params);
+    // A plain model file is not a checkpoint.
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(w / "nonexistent.h5"), doctest::Contains("nonexistent.h5"),
+                         std::runtime_error);
+    model::write_hdf5(w / "plain.h5", c.config, c.params.data());
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(w / "plain.h5"), doctest::Contains("not a training checkpoint"),
+                         std::runtime_error);
+}
+
+TEST_CASE("an interrupted atomic write leaves the previous file intact and no temporary behind") {
+    Workdir w;
+    { std::ofstream(w / "ckpt.h5") << "previous"; }
+    CHECK_THROWS(model::write_atomically(w / "ckpt.h5", [](const std::string& tmp) {
+        std::ofstream(tmp) << "half";
+        throw std::runtime_error("disk full");
+    }));
+    CHECK(read_bytes(w / "ckpt.h5") == "previous");
+    CHECK(!std::filesystem::exists(w / "ckpt.h5.tmp"));
+}
+
+TEST_CASE("only the newest checkpoints are kept") {
+    Workdir w;
+    make_shards(w);
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 4 --checkpoint-every 1 --keep 2").status == 0);
+    CHECK(!std::filesystem::exists(w / "run/ckpt_00000002.h5"));
+    CHECK(std::filesystem::exists(w / "run/ckpt_00000003.h5"));
+    CHECK(train::latest_checkpoint(w / "run") == w / "run/ckpt_00000004.h5");
+}
