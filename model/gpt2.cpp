@@ -1,6 +1,7 @@
 #include "model/gpt2.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numbers>
 #include <random>
@@ -12,6 +13,22 @@
 #include "model/layers.h"
 
 namespace model {
+
+const char* stage_name(Stage stage) {
+    static constexpr const char* kNames[kNumStages] = {"matmul", "attention", "layernorm",
+                                                       "pointwise", "loss"};
+    return kNames[stage];
+}
+
+// Runs one layer call, adding its wall time to profile_[stage].
+#define TIMED(stage, call)                                                                         \
+    do {                                                                                           \
+        const auto timed_start_ = std::chrono::steady_clock::now();                                \
+        call;                                                                                      \
+        profile_[stage] +=                                                                         \
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - timed_start_)         \
+                .count();                                                                          \
+    } while (0)
 
 template <class T>
 GPT2<T>::GPT2(const Config& config) : layout_(config), params_(layout_.total(), T(0)) {}
@@ -44,8 +61,7 @@ private:
 
 } // namespace
 
-template <class T>
-void GPT2<T>::init_weights(uint64_t seed) {
+template <class T> void GPT2<T>::init_weights(uint64_t seed) {
     NormalRng rng(seed);
     const Config& c = config();
     const double residual_std = 0.02 / std::sqrt(2.0 * c.n_layer);
@@ -54,7 +70,9 @@ void GPT2<T>::init_weights(uint64_t seed) {
         switch (t.group) {
         case kLn1w:
         case kLn2w:
-        case kLnfw: std::fill(p, p + t.size, T(1)); break;
+        case kLnfw:
+            std::fill(p, p + t.size, T(1));
+            break;
         case kQkvw:
         case kFcw:
         case kWpe:
@@ -70,14 +88,14 @@ void GPT2<T>::init_weights(uint64_t seed) {
         case kFcprojw:
             for (size_t i = 0; i < t.size; ++i) p[i] = T(residual_std * rng.next());
             break;
-        default: std::fill(p, p + t.size, T(0)); break; // biases
+        default:
+            std::fill(p, p + t.size, T(0));
+            break; // biases
         }
     }
 }
 
-template <class T>
-template <class U>
-void GPT2<T>::set_params(const U* values, size_t count) {
+template <class T> template <class U> void GPT2<T>::set_params(const U* values, size_t count) {
     if (count != params_.size())
         throw std::invalid_argument("parameter count " + std::to_string(count) +
                                     " does not match the model's " +
@@ -85,13 +103,11 @@ void GPT2<T>::set_params(const U* values, size_t count) {
     std::transform(values, values + count, params_.begin(), [](U v) { return T(v); });
 }
 
-template <class T>
-void GPT2<T>::allocate_grads() {
+template <class T> void GPT2<T>::allocate_grads() {
     if (grads_.empty()) grads_.assign(params_.size(), T(0));
 }
 
-template <class T>
-void GPT2<T>::zero_grad() {
+template <class T> void GPT2<T>::zero_grad() {
     allocate_grads();
     std::fill(grads_.begin(), grads_.end(), T(0));
 }
@@ -135,13 +151,11 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
 
 } // namespace
 
-template <class T>
-void GPT2<T>::reserve(int max_batch, int max_seq, bool for_training) {
+template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_training) {
     if (max_batch <= 0 || max_seq <= 0 || max_seq > config().max_seq)
-        throw std::invalid_argument("batch " + std::to_string(max_batch) + " x sequence " +
-                                    std::to_string(max_seq) +
-                                    " is not possible (sequence must be 1.." +
-                                    std::to_string(config().max_seq) + ")");
+        throw std::invalid_argument(
+            "batch " + std::to_string(max_batch) + " x sequence " + std::to_string(max_seq) +
+            " is not possible (sequence must be 1.." + std::to_string(config().max_seq) + ")");
     attn_slots_ = for_training ? omp_get_max_threads() : 0;
     size_t total = 0;
     Activations<T> sizing{};
@@ -161,8 +175,7 @@ void GPT2<T>::reserve(int max_batch, int max_seq, bool for_training) {
 }
 
 // Points the activation fields into act_memory_ for this (B, T); no allocation.
-template <class T>
-void GPT2<T>::carve(int B, int Tn) {
+template <class T> void GPT2<T>::carve(int B, int Tn) {
     T* next = act_memory_.data();
     assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, [&](size_t n) {
         T* p = n ? next : nullptr;
@@ -171,8 +184,7 @@ void GPT2<T>::carve(int B, int Tn) {
     });
 }
 
-template <class T>
-double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn) {
+template <class T> double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn) {
     const Config& c = config();
     if (cap_batch_ == 0) reserve(B, Tn, !grads_.empty());
     if (B <= 0 || Tn <= 0 || B > cap_batch_ || Tn > cap_seq_)
@@ -187,8 +199,8 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn) {
                                         std::to_string(c.vocab) + ")");
         if (targets && (targets[i] < -1 || targets[i] >= c.vocab))
             throw std::invalid_argument("target id " + std::to_string(targets[i]) +
-                                        " at position " + std::to_string(i) +
-                                        " is outside [-1, " + std::to_string(c.vocab) + ")");
+                                        " at position " + std::to_string(i) + " is outside [-1, " +
+                                        std::to_string(c.vocab) + ")");
     }
     std::copy(tokens, tokens + BT, tokens_.begin());
     if (targets) std::copy(targets, targets + BT, targets_.begin());
@@ -202,7 +214,7 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn) {
     const ParamViews<const T> p(params_.data(), layout_);
     const Activations<T>& a = acts_;
 
-    encoder_forward(a.encoded, tokens_.data(), p[kWte], p[kWpe], B, Tn, C);
+    TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p[kWte], p[kWpe], B, Tn, C));
     for (int l = 0; l < L; ++l) {
         // Layer l's slices: C = one vector per layer, BTC = one activation per layer.
         const size_t lC = size_t(l) * C, lBT = size_t(l) * BT, lBTC = lBT * C;
@@ -215,35 +227,40 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn) {
         T* fch = a.fch + lBTC * 4;
         T* fch_gelu = a.fch_gelu + lBTC * 4;
 
-        layernorm_forward(ln1, a.ln1_mean + lBT, a.ln1_rstd + lBT, residual, p[kLn1w] + lC,
-                          p[kLn1b] + lC, N, C);
-        matmul_forward(qkv, ln1, p[kQkvw] + lC * 3 * C, p[kQkvb] + lC * 3, N, C, 3 * C);
-        attention_forward(atty, a.att + size_t(l) * B * NH * Tn * Tn, qkv, B, Tn, C, NH);
-        matmul_forward(a.proj, atty, p[kAttprojw] + lC * C, p[kAttprojb] + lC, N, C, C);
-        residual_forward(residual2, residual, a.proj, BT * C);
-        layernorm_forward(ln2, a.ln2_mean + lBT, a.ln2_rstd + lBT, residual2, p[kLn2w] + lC,
-                          p[kLn2b] + lC, N, C);
-        matmul_forward(fch, ln2, p[kFcw] + lC * 4 * C, p[kFcb] + lC * 4, N, C, 4 * C);
-        gelu_forward(fch_gelu, fch, BT * 4 * C);
-        matmul_forward(a.proj, fch_gelu, p[kFcprojw] + lC * 4 * C, p[kFcprojb] + lC, N, 4 * C, C);
-        residual_forward(a.residual3 + lBTC, residual2, a.proj, BT * C);
+        TIMED(kNorm, layernorm_forward(ln1, a.ln1_mean + lBT, a.ln1_rstd + lBT, residual,
+                                       p[kLn1w] + lC, p[kLn1b] + lC, N, C));
+        TIMED(kMatmul,
+              matmul_forward(qkv, ln1, p[kQkvw] + lC * 3 * C, p[kQkvb] + lC * 3, N, C, 3 * C));
+        TIMED(kAttention,
+              attention_forward(atty, a.att + size_t(l) * B * NH * Tn * Tn, qkv, B, Tn, C, NH));
+        TIMED(kMatmul,
+              matmul_forward(a.proj, atty, p[kAttprojw] + lC * C, p[kAttprojb] + lC, N, C, C));
+        TIMED(kPointwise, residual_forward(residual2, residual, a.proj, BT * C));
+        TIMED(kNorm, layernorm_forward(ln2, a.ln2_mean + lBT, a.ln2_rstd + lBT, residual2,
+                                       p[kLn2w] + lC, p[kLn2b] + lC, N, C));
+        TIMED(kMatmul,
+              matmul_forward(fch, ln2, p[kFcw] + lC * 4 * C, p[kFcb] + lC * 4, N, C, 4 * C));
+        TIMED(kPointwise, gelu_forward(fch_gelu, fch, BT * 4 * C));
+        TIMED(kMatmul, matmul_forward(a.proj, fch_gelu, p[kFcprojw] + lC * 4 * C, p[kFcprojb] + lC,
+                                      N, 4 * C, C));
+        TIMED(kPointwise, residual_forward(a.residual3 + lBTC, residual2, a.proj, BT * C));
     }
     const T* last = a.residual3 + size_t(L - 1) * BT * C;
-    layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p[kLnfw], p[kLnfb], N, C);
-    matmul_forward(a.logits, a.lnf, p[kWte], static_cast<const T*>(nullptr), N, C, Vp);
+    TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p[kLnfw], p[kLnfb], N, C));
+    TIMED(kMatmul,
+          matmul_forward(a.logits, a.lnf, p[kWte], static_cast<const T*>(nullptr), N, C, Vp));
     if (!targets) {
         kept_ = 0;
         return 0.0;
     }
-    kept_ = softmax_crossentropy_forward(a.logits, a.losses, a.logits, targets_.data(),
-                                         N, V, Vp);
+    TIMED(kLoss, kept_ = softmax_crossentropy_forward(a.logits, a.losses, a.logits, targets_.data(),
+                                                      N, V, Vp));
     double sum = 0;
     for (size_t i = 0; i < BT; ++i) sum += a.losses[i];
     return kept_ ? sum / kept_ : 0.0;
 }
 
-template <class T>
-void GPT2<T>::backward() {
+template <class T> void GPT2<T>::backward() {
     if (!has_targets_) throw std::logic_error("backward() needs a forward() with targets");
     if (!cap_training_ || grads_.empty())
         throw std::logic_error("backward() needs reserve(..., for_training = true)");
@@ -258,14 +275,15 @@ void GPT2<T>::backward() {
 
     // The loss is the mean over kept targets: each kept row's loss has weight 1/kept.
     const T dloss = kept_ ? T(1) / T(kept_) : T(0);
-    softmax_crossentropy_backward(a.logits, a.logits, targets_.data(), dloss, N, V, Vp);
-    zero(a.dbt_c, BT * C);
-    matmul_backward(a.dbt_c, g[kWte], static_cast<T*>(nullptr), a.logits, a.lnf, p[kWte], N, C,
-                    Vp);
-    zero(a.dresidual, BT * C);
-    layernorm_backward(a.dresidual, g[kLnfw], g[kLnfb], a.dbt_c,
-                       a.residual3 + size_t(L - 1) * BT * C, p[kLnfw], a.lnf_mean, a.lnf_rstd, N,
-                       C);
+    TIMED(kLoss,
+          softmax_crossentropy_backward(a.logits, a.logits, targets_.data(), dloss, N, V, Vp));
+    TIMED(kPointwise, zero(a.dbt_c, BT * C));
+    TIMED(kMatmul, matmul_backward(a.dbt_c, g[kWte], static_cast<T*>(nullptr), a.logits, a.lnf,
+                                   p[kWte], N, C, Vp));
+    TIMED(kPointwise, zero(a.dresidual, BT * C));
+    TIMED(kNorm, layernorm_backward(a.dresidual, g[kLnfw], g[kLnfb], a.dbt_c,
+                                    a.residual3 + size_t(L - 1) * BT * C, p[kLnfw], a.lnf_mean,
+                                    a.lnf_rstd, N, C));
 
     // dresidual holds the gradient of the residual stream. Going back through a block,
     // residual3 = residual2 + mlp(...) and residual2 = residual + attn(...): the skip
@@ -276,32 +294,34 @@ void GPT2<T>::backward() {
         const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
 
         // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
-        zero(a.dfch_gelu, BT * 4 * C);
-        matmul_backward(a.dfch_gelu, g[kFcprojw] + lC * 4 * C, g[kFcprojb] + lC, a.dresidual,
-                        a.fch_gelu + lBTC * 4, p[kFcprojw] + lC * 4 * C, N, 4 * C, C);
-        zero(a.dfch, BT * 4 * C);
-        gelu_backward(a.dfch, a.fch + lBTC * 4, a.dfch_gelu, BT * 4 * C);
-        zero(a.dbt_c, BT * C);
-        matmul_backward(a.dbt_c, g[kFcw] + lC * 4 * C, g[kFcb] + lC * 4, a.dfch, a.ln2 + lBTC,
-                        p[kFcw] + lC * 4 * C, N, C, 4 * C);
-        layernorm_backward(a.dresidual, g[kLn2w] + lC, g[kLn2b] + lC, a.dbt_c,
-                           a.residual2 + lBTC, p[kLn2w] + lC, a.ln2_mean + lBT, a.ln2_rstd + lBT,
-                           N, C);
+        TIMED(kPointwise, zero(a.dfch_gelu, BT * 4 * C));
+        TIMED(kMatmul,
+              matmul_backward(a.dfch_gelu, g[kFcprojw] + lC * 4 * C, g[kFcprojb] + lC, a.dresidual,
+                              a.fch_gelu + lBTC * 4, p[kFcprojw] + lC * 4 * C, N, 4 * C, C));
+        TIMED(kPointwise, zero(a.dfch, BT * 4 * C));
+        TIMED(kPointwise, gelu_backward(a.dfch, a.fch + lBTC * 4, a.dfch_gelu, BT * 4 * C));
+        TIMED(kPointwise, zero(a.dbt_c, BT * C));
+        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kFcw] + lC * 4 * C, g[kFcb] + lC * 4, a.dfch,
+                                       a.ln2 + lBTC, p[kFcw] + lC * 4 * C, N, C, 4 * C));
+        TIMED(kNorm, layernorm_backward(a.dresidual, g[kLn2w] + lC, g[kLn2b] + lC, a.dbt_c,
+                                        a.residual2 + lBTC, p[kLn2w] + lC, a.ln2_mean + lBT,
+                                        a.ln2_rstd + lBT, N, C));
 
         // Attention branch: residual2 = residual + attproj(attention(qkv(ln1(residual)))).
-        zero(a.dbt_c, BT * C);
-        matmul_backward(a.dbt_c, g[kAttprojw] + lC * C, g[kAttprojb] + lC, a.dresidual,
-                        a.atty + lBTC, p[kAttprojw] + lC * C, N, C, C);
-        zero(a.dqkv, BT * 3 * C);
-        attention_backward(a.dqkv, a.datt, attn_slots_, a.dbt_c, a.qkv + lBTC * 3,
-                           a.att + size_t(l) * B * NH * Tn * Tn, B, Tn, C, NH);
-        zero(a.dbt_c, BT * C);
-        matmul_backward(a.dbt_c, g[kQkvw] + lC * 3 * C, g[kQkvb] + lC * 3, a.dqkv,
-                        a.ln1 + lBTC, p[kQkvw] + lC * 3 * C, N, C, 3 * C);
-        layernorm_backward(a.dresidual, g[kLn1w] + lC, g[kLn1b] + lC, a.dbt_c, residual,
-                           p[kLn1w] + lC, a.ln1_mean + lBT, a.ln1_rstd + lBT, N, C);
+        TIMED(kPointwise, zero(a.dbt_c, BT * C));
+        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kAttprojw] + lC * C, g[kAttprojb] + lC,
+                                       a.dresidual, a.atty + lBTC, p[kAttprojw] + lC * C, N, C, C));
+        TIMED(kPointwise, zero(a.dqkv, BT * 3 * C));
+        TIMED(kAttention, attention_backward(a.dqkv, a.datt, attn_slots_, a.dbt_c, a.qkv + lBTC * 3,
+                                             a.att + size_t(l) * B * NH * Tn * Tn, B, Tn, C, NH));
+        TIMED(kPointwise, zero(a.dbt_c, BT * C));
+        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kQkvw] + lC * 3 * C, g[kQkvb] + lC * 3, a.dqkv,
+                                       a.ln1 + lBTC, p[kQkvw] + lC * 3 * C, N, C, 3 * C));
+        TIMED(kNorm,
+              layernorm_backward(a.dresidual, g[kLn1w] + lC, g[kLn1b] + lC, a.dbt_c, residual,
+                                 p[kLn1w] + lC, a.ln1_mean + lBT, a.ln1_rstd + lBT, N, C));
     }
-    encoder_backward(g[kWte], g[kWpe], a.dresidual, tokens_.data(), B, Tn, C);
+    TIMED(kPointwise, encoder_backward(g[kWte], g[kWpe], a.dresidual, tokens_.data(), B, Tn, C));
     has_targets_ = false; // the probabilities have become gradients
 }
 

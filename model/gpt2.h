@@ -2,6 +2,7 @@
 // forward and backward passes written out layer by layer.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -44,6 +45,10 @@ struct Activations {
     T* datt;      // (slots,T,T) one attention scratch matrix per thread
 };
 
+// Kinds of work in a pass, for the time profile.
+enum Stage { kMatmul, kAttention, kNorm, kPointwise, kLoss, kNumStages };
+const char* stage_name(Stage stage); // "matmul", "attention", "layernorm", "pointwise", "loss"
+
 template <class T>
 class GPT2 {
 public:
@@ -85,6 +90,10 @@ public:
     const T* logits() const { return acts_.logits; }
     int targets_kept() const { return kept_; }
 
+    // Seconds forward and backward spent in each Stage since the last reset.
+    const std::array<double, kNumStages>& profile() const { return profile_; }
+    void reset_profile() { profile_.fill(0.0); }
+
 private:
     void carve(int B, int Tn);
 
@@ -98,6 +107,7 @@ private:
     std::vector<int> tokens_, targets_;
     bool has_targets_ = false;
     int B_ = 0, T_ = 0, kept_ = 0;
+    std::array<double, kNumStages> profile_{};
 };
 
 } // namespace model

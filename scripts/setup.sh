@@ -8,13 +8,14 @@ packages=(
   libhdf5-dev hdf5-tools  # model files and checkpoints; h5ls
   libcli11-dev            # command-line parsing
   libpcre2-dev            # the tokenizer's Unicode-aware pattern
-  nlohmann-json3-dev      # encoder.json, safetensors headers
+  nlohmann-json3-dev      # encoder.json, training options in checkpoints
+  python3 python3-numpy python3-matplotlib  # the quickstart's baseline and loss plot
   doctest-dev             # unit tests
   curl ca-certificates unzip  # scripts/get_data.sh downloads when ../shared/data is absent
 )
 # The tests also read our HDF5 files with h5py, compare the model with PyTorch and the
 # tokenizer with a Python transcription of OpenAI's encoder (which needs regex).
-test_packages=(python3 python3-numpy python3-h5py python3-torch python3-regex)
+test_packages=(python3-h5py python3-torch python3-regex)
 
 want=("${packages[@]}")
 for arg in "$@"; do

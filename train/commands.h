@@ -14,6 +14,7 @@ void add_info(CLI::App& app);
 void add_eval(CLI::App& app);   // eval loss, eval grads (later: ppl, lambada)
 void add_tokens(CLI::App& app); // encode, decode, tokenize
 void add_train(CLI::App& app);
+void add_bench(CLI::App& app);
 
 // Where the GPT-2 tokenizer files are unless --tokenizer says: $GPT2_TOKENIZER_DIR, else
 // datasets/gpt2-tokenizer in the working directory or beside the build directory.

@@ -8,6 +8,7 @@ int main(int argc, char** argv) {
     CLI::App app{"gpt2: GPT-2 from scratch, with hand-written forward and backward passes"};
     app.require_subcommand(1);
     train::add_train(app);
+    train::add_bench(app);
     train::add_gradcheck(app);
     train::add_convert(app);
     train::add_info(app);
