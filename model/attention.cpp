@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "model/blas.h"
+#include "model/fastmath.h"
 
 namespace model {
 
@@ -31,8 +32,9 @@ void attention_forward(T* out, T* att, const T* qkv, int B, int Tn, int C, int N
                 T* row = a + size_t(t) * Tn;
                 const T mx = *std::max_element(row, row + t + 1);
                 T sum = 0;
+#pragma omp simd reduction(+ : sum)
                 for (int j = 0; j <= t; ++j) {
-                    row[j] = std::exp(row[j] - mx);
+                    row[j] = exp_fast(row[j] - mx);
                     sum += row[j];
                 }
                 const T inv = T(1) / sum;

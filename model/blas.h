@@ -19,4 +19,8 @@ inline void gemm(bool trans_a, bool trans_b, int M, int N, int K, double alpha, 
                 trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+// Once per process, before the first product: lets the BLAS library use every OpenMP
+// thread and the best kernels for this CPU. GPT2's constructor calls it.
+void configure_blas();
+
 } // namespace model

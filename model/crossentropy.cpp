@@ -1,6 +1,8 @@
 // Softmax + cross-entropy over the real vocabulary. Shapes in layers.h.
 #include "model/layers.h"
 
+#include "model/fastmath.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -20,8 +22,9 @@ int softmax_crossentropy_forward(T* probs, T* losses, const T* logits, const int
         // Read the target's logit before p (which may alias x) is overwritten.
         const T x_target = target >= 0 ? x[target] : T(0);
         T sum = 0;
+#pragma omp simd reduction(+ : sum)
         for (int v = 0; v < V; ++v) {
-            p[v] = std::exp(x[v] - mx);
+            p[v] = exp_fast(x[v] - mx);
             sum += p[v];
         }
         const T inv = T(1) / sum;

@@ -10,6 +10,7 @@
 
 #include <omp.h>
 
+#include "model/blas.h"
 #include "model/layers.h"
 
 namespace model {
@@ -31,7 +32,9 @@ const char* stage_name(Stage stage) {
     } while (0)
 
 template <class T>
-GPT2<T>::GPT2(const Config& config) : layout_(config), params_(layout_.total(), T(0)) {}
+GPT2<T>::GPT2(const Config& config) : layout_(config), params_(layout_.total(), T(0)) {
+    configure_blas();
+}
 
 namespace {
 

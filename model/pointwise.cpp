@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numbers>
 
+#include "model/fastmath.h"
+
 namespace model {
 
 // out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
@@ -13,7 +15,7 @@ void gelu_forward(T* out, const T* inp, size_t n) {
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
         const T x = inp[i];
-        out[i] = T(0.5) * x * (T(1) + std::tanh(s * (x + T(0.044715) * x * x * x)));
+        out[i] = T(0.5) * x * (T(1) + tanh_fast(s * (x + T(0.044715) * x * x * x)));
     }
 }
 
@@ -25,7 +27,7 @@ void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n) {
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
         const T x = inp[i];
-        const T th = std::tanh(s * (x + T(0.044715) * x * x * x));
+        const T th = tanh_fast(s * (x + T(0.044715) * x * x * x));
         const T grad = T(0.5) * (T(1) + th) +
                        T(0.5) * x * (T(1) - th * th) * s * (T(1) + T(3 * 0.044715) * x * x);
         dinp[i] += grad * dout[i];

@@ -4,7 +4,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
-  libopenblas-openmp-dev  # CBLAS; the OpenMP build shares our thread pool
+  libblis-openmp-dev      # CBLAS (default); the OpenMP builds share our thread pool
+  libopenblas-openmp-dev  # CBLAS with -DGPT2_BLAS=openblas
   libhdf5-dev hdf5-tools  # model files and checkpoints; h5ls
   libcli11-dev            # command-line parsing
   libpcre2-dev            # the tokenizer's Unicode-aware pattern
