@@ -27,7 +27,7 @@ AdamW::AdamW(const model::ParamLayout& layout, const AdamWConfig& config, size_t
 
 // Scalars arrive as PyTorch passes them to its float32 kernels: computed in double,
 // rounded to float once.
-void AdamW::step(float* params, const float* grads, float lr) {
+void AdamW::step(float* params, const float* grads, float lr, float grad_scale) {
     ++t_;
     const double bc1 = 1.0 - std::pow(config_.beta1, double(t_));
     const double bc2 = 1.0 - std::pow(config_.beta2, double(t_));
@@ -37,23 +37,23 @@ void AdamW::step(float* params, const float* grads, float lr) {
     // Runs are sorted: alternate undecayed gaps and decayed runs across the slice.
     size_t pos = begin_;
     for (const Run& r : decay_runs_) {
-        update(params, grads, pos, r.begin, 1.0f, neg_step, bc2_sqrt);
-        update(params, grads, r.begin, r.end, decay, neg_step, bc2_sqrt);
+        update(params, grads, grad_scale, pos, r.begin, 1.0f, neg_step, bc2_sqrt);
+        update(params, grads, grad_scale, r.begin, r.end, decay, neg_step, bc2_sqrt);
         pos = r.end;
     }
-    update(params, grads, pos, end_, 1.0f, neg_step, bc2_sqrt);
+    update(params, grads, grad_scale, pos, end_, 1.0f, neg_step, bc2_sqrt);
 }
 
 // Elements [lo, hi) of the full buffers; decay 1 multiplies exactly, i.e. no decay.
-void AdamW::update(float* p, const float* g, size_t lo, size_t hi, float decay,
-                   float neg_step, float bc2_sqrt) {
+void AdamW::update(float* p, const float* g, float grad_scale, size_t lo, size_t hi,
+                   float decay, float neg_step, float bc2_sqrt) {
     const float c1 = float(1.0 - config_.beta1), b2 = float(config_.beta2);
     const float c2 = float(1.0 - config_.beta2), eps = float(config_.eps);
     float* m = m_.data() - begin_; // indexed by absolute position
     float* v = v_.data() - begin_;
 #pragma omp parallel for simd schedule(static)
     for (size_t i = lo; i < hi; ++i) {
-        const float gi = g[i];
+        const float gi = g[i] * grad_scale; // exact when 1
         const float pi = p[i] * decay;
         const float mi = m[i] + c1 * (gi - m[i]); // torch.lerp for weight < 0.5
         const float vi = v[i] * b2 + c2 * gi * gi;

@@ -17,6 +17,7 @@ double grad_norm(const float* grads, size_t n) {
     for (size_t c = 0; c < kChunks; ++c) {
         const size_t lo = std::min(n, c * chunk), hi = std::min(n, lo + chunk);
         double s = 0.0;
+#pragma omp simd reduction(+ : s)
         for (size_t i = lo; i < hi; ++i) s += double(grads[i]) * double(grads[i]);
         partial[c] = s;
     }
@@ -25,10 +26,14 @@ double grad_norm(const float* grads, size_t n) {
     return std::sqrt(sum);
 }
 
+double clip_factor(double norm, double max_norm) {
+    if (!(max_norm > 0) || !std::isfinite(norm)) return 1.0;
+    return std::min(1.0, max_norm / (norm + 1e-6));
+}
+
 double clip_grad_norm(float* grads, size_t n, double max_norm) {
     const double norm = grad_norm(grads, n);
-    if (!(max_norm > 0) || !std::isfinite(norm)) return norm;
-    const double coef = max_norm / (norm + 1e-6);
+    const double coef = clip_factor(norm, max_norm);
     if (coef >= 1.0) return norm;
     const float scale = float(coef);
 #pragma omp parallel for simd schedule(static)

@@ -33,8 +33,10 @@ public:
           size_t end = SIZE_MAX);
 
     // params and grads point at the start of the full buffers; only [begin, end) is
-    // read or written. Allocates nothing.
-    void step(float* params, const float* grads, float lr);
+    // read or written. The gradient used is grads * grad_scale (one float product, as
+    // PyTorch's in-place clipping makes it), so clipping and averaging over
+    // micro-batches cost no pass of their own. Allocates nothing.
+    void step(float* params, const float* grads, float lr, float grad_scale = 1.0f);
 
     // State, for checkpoints: m and v hold end - begin elements, slice-relative.
     int64_t t() const { return t_; }
@@ -52,8 +54,8 @@ public:
     const std::vector<Run>& decay_runs() const { return decay_runs_; }
 
 private:
-    void update(float* p, const float* g, size_t lo, size_t hi, float decay, float neg_step,
-                float bc2_sqrt);
+    void update(float* p, const float* g, float grad_scale, size_t lo, size_t hi, float decay,
+                float neg_step, float bc2_sqrt);
 
     AdamWConfig config_;
     size_t begin_, end_;
@@ -66,9 +68,13 @@ private:
 // so the result does not depend on the number of threads. 0 for n == 0.
 double grad_norm(const float* grads, size_t n);
 
-// torch.nn.utils.clip_grad_norm_: if max_norm > 0, scales grads by
-// min(1, max_norm / (norm + 1e-6)). Returns the norm before clipping; a non-finite
-// norm leaves grads untouched (the caller decides whether to skip the step).
+// torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)), or 1 when
+// max_norm <= 0 (no clipping) or the norm is not finite.
+double clip_factor(double norm, double max_norm);
+
+// torch.nn.utils.clip_grad_norm_: scales grads by clip_factor(norm, max_norm) and
+// returns the norm before clipping; a non-finite norm leaves grads untouched (the
+// caller decides whether to skip the step).
 double clip_grad_norm(float* grads, size_t n, double max_norm);
 
 // Learning rate at 0-based step s of `total` steps. For every kind, warmup is llm.c's:

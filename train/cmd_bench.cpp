@@ -108,8 +108,8 @@ void run_bench(const BenchOptions& o) {
             gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
             gpt.backward();
             const auto t1 = clock::now();
-            optim::clip_grad_norm(gpt.grads(), gpt.num_params(), 1.0);
-            adam.step(gpt.params(), gpt.grads(), 1e-4f);
+            const double norm = optim::grad_norm(gpt.grads(), gpt.num_params());
+            adam.step(gpt.params(), gpt.grads(), 1e-4f, float(optim::clip_factor(norm, 1.0)));
             optimizer_s += seconds_since(t1);
         }
         if (i >= o.warmup) step_s.push_back(seconds_since(t0));

@@ -264,19 +264,17 @@ void train_model(const TrainOptions& o, Communicator& comm) {
             loss += l;
         }
         loss /= plan.grad_accum;
-        if (plan.grad_accum > 1) {
-            const float scale = 1.0f / float(plan.grad_accum);
-#pragma omp parallel for simd
-            for (size_t i = 0; i < n_params; ++i) grads[i] *= scale;
-        }
         comm.allreduce_mean(grads, n_params);
         loss = comm.allreduce_mean(loss);
-        const double norm = optim::clip_grad_norm(grads, n_params, o.grad_clip);
+        // grads hold the sum over micro-batches: the mean's norm is theirs / K, and
+        // AdamW applies the 1/K and the clipping factor as it reads them.
+        const double norm = optim::grad_norm(grads, n_params) / plan.grad_accum;
         if (!std::isfinite(norm))
             throw std::runtime_error("step " + std::to_string(step + 1) + ": the gradient norm is " +
                                      std::to_string(norm) + "; stopping (checkpoints untouched)");
+        const double scale = optim::clip_factor(norm, o.grad_clip) / plan.grad_accum;
         const double lr = schedule.at(step);
-        adam.step(params, grads, float(lr));
+        adam.step(params, grads, float(lr), float(scale));
         ++step;
 
         const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
