@@ -184,6 +184,18 @@ std::vector<GradError> check_layer_gradients(uint64_t seed, double h) {
               });
     }
     {
+        // Long enough for attention's 128-row blocks, the last one partial.
+        const int Tl = 260, Cl = 4;
+        auto qkv = normal_vector(gen, size_t(Tl) * 3 * Cl);
+        std::vector<double> att(size_t(NH) * Tl * Tl), scratch(size_t(Tl) * Tl);
+        check("attention T=260", size_t(Tl) * Cl, {{"qkv", &qkv}},
+              [&](auto& out) { attention_forward(out.data(), att.data(), qkv.data(), 1, Tl, Cl, NH); },
+              [&](const auto& dout, auto& g) {
+                  attention_backward(g[0].data(), scratch.data(), 1, dout.data(), qkv.data(),
+                                     att.data(), 1, Tl, Cl, NH);
+              });
+    }
+    {
         auto inp = normal_vector(gen, size_t(N) * C, 0.0, 2.0);
         check("gelu", inp.size(), {{"inp", &inp}},
               [&](auto& out) { gelu_forward(out.data(), inp.data(), inp.size()); },

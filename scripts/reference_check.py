@@ -25,7 +25,7 @@ except ImportError as e:  # exit 77: ctest reports the check as skipped
 # name, n_layer, n_head, n_embd, vocab, max_seq, batch, seq
 CONFIGS = {
     "tiny": (2, 2, 16, 64, 8, 2, 8),
-    "small": (3, 4, 64, 1000, 64, 2, 64),
+    "small": (3, 4, 64, 1000, 512, 2, 300),  # T = 300: attention's row blocks, a partial last
     "d6-short": (6, 6, 384, 50257, 1024, 2, 32),
     "gpt2-short": (12, 12, 768, 50257, 1024, 1, 64),
     "gpt2": (12, 12, 768, 50257, 1024, 4, 256),
