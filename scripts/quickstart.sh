@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS=${STEPS:-300}   # about 5 minutes on 2 cores
+STEPS=${STEPS:-600}   # about 5 minutes on 2 cores
 run=runs/quickstart
 train="datasets/tinyshakespeare/tiny_shakespeare_train_*.bin"
 val="datasets/tinyshakespeare/tiny_shakespeare_val_*.bin"
@@ -22,7 +22,7 @@ rm -rf "$run"
 build/gpt2 train --model d6 --n-layer 4 --n-head 4 --n-embd 256 --max-seq 128 \
   --train-data "$train" --val-data "$val" --batch 8 --seq 128 --steps "$STEPS" \
   --lr 2e-3 --warmup 30 --lr-schedule cosine --lr-final-fraction 0.1 --weight-decay 0.1 \
-  --val-every 50 --val-batches 10 --sample-every "$STEPS" --sample-tokens 120 \
+  --val-every 100 --val-batches 10 --sample-every "$STEPS" --sample-tokens 120 \
   --sample-temperature 0.8 --out "$run"
 
 /usr/bin/python3 scripts/plot_loss.py "$run/log.jsonl" "$run/loss.png" --baseline "$baseline"
