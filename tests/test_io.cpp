@@ -1,4 +1,6 @@
 #include <doctest/doctest.h>
+
+#include "helpers.h"
 #include <hdf5.h>
 
 #include <algorithm>
@@ -21,19 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        dir = fs::temp_directory_path() /
-              ("gpt2_test_io_" + std::to_string(std::random_device{}()));
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(dir, ignored);
-    }
-    std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
+using TempDir = testing::Workdir;
 
 // L2 NH2 C16 V64 (Vp128) T8: small, yet with padded wte rows and two layers.
 model::Config small_config() { return model::make_config(2, 2, 16, 64, 8); }
@@ -45,10 +35,7 @@ std::vector<float> pattern(const model::Config& c) {
     return p;
 }
 
-std::string read_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using testing::read_bytes;
 
 void write_raw(const std::string& path, const std::string& bytes) {
     std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "helpers.h"
+
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -17,19 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        dir = fs::temp_directory_path() /
-              ("gpt2_test_shard_" + std::to_string(std::random_device{}()));
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(dir, ignored);
-    }
-    std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
+using TempDir = testing::Workdir;
 
 std::vector<uint16_t> some_tokens(size_t n) {
     std::vector<uint16_t> t(n);
