@@ -89,6 +89,8 @@ public:
     // After forward: probabilities (B,T,Vp) if targets were given, else logits.
     const T* logits() const { return acts_.logits; }
     int targets_kept() const { return kept_; }
+    // After forward with targets: each position's loss (B,T), 0 where ignored.
+    const T* losses() const { return acts_.losses; }
 
     // Seconds forward and backward spent in each Stage since the last reset.
     const std::array<double, kNumStages>& profile() const { return profile_; }

@@ -1,0 +1,75 @@
+// Sliding-window scoring: every token scored once, from the right predecessor.
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "eval/perplexity.h"
+#include "model/gpt2.h"
+
+using namespace model;
+
+namespace {
+
+// A model whose prediction depends on the current token only: the blocks' output
+// projections and the position embedding are zero, so the residual stream is wte[x].
+GPT2<float> bigram_model() {
+    GPT2<float> m(make_config(1, 1, 8, 16, 16));
+    m.init_weights(3);
+    for (const TensorInfo& t : m.layout().tensors())
+        if (t.group == kAttprojw || t.group == kAttprojb || t.group == kFcprojw ||
+            t.group == kFcprojb || t.group == kWpe)
+            std::fill(m.params() + t.offset, m.params() + t.offset + t.size, 0.0f);
+    return m;
+}
+
+// -log p(next | prev) computed one pair at a time.
+double pair_nll(GPT2<float>& m, int prev, int next) {
+    return m.forward(&prev, &next, 1, 1);
+}
+
+} // namespace
+
+TEST_CASE("windowed scoring scores every token once, each after its predecessor") {
+    GPT2<float> m = bigram_model();
+    std::vector<int> tokens(37);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int((i * 7 + 3) % 15);
+    const int eot = 15;
+    std::vector<double> expected;
+    for (size_t j = 0; j < tokens.size(); ++j)
+        expected.push_back(pair_nll(m, j == 0 ? eot : tokens[j - 1], tokens[j]));
+
+    for (const auto& [C, S] : {std::pair{16, 16}, {16, 1}, {16, 5}, {8, 3}, {1, 1}, {16, 15}}) {
+        for (int batch : {1, 3}) {
+            INFO("context ", C, " stride ", S, " batch ", batch);
+            GPT2<float> fresh = bigram_model();
+            const auto nll = eval::token_nll(fresh, tokens, {C, S, batch, eot});
+            REQUIRE(nll.size() == tokens.size());
+            for (size_t j = 0; j < tokens.size(); ++j) CHECK(nll[j] == doctest::Approx(expected[j]).epsilon(1e-5));
+        }
+    }
+}
+
+TEST_CASE("a longer context never changes the number of scored tokens, and helps a context-aware model") {
+    GPT2<float> m(make_config(2, 2, 16, 32, 64));
+    m.init_weights(5);
+    std::vector<int> tokens(150);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int((i * i + 3 * i) % 31);
+    const auto disjoint = eval::token_nll(m, tokens, {64, 64, 2, 31});
+    const auto overlapping = eval::token_nll(m, tokens, {64, 8, 2, 31});
+    REQUIRE(disjoint.size() == overlapping.size());
+    // The first window is the same in both.
+    for (size_t j = 0; j < 64; ++j) CHECK(disjoint[j] == doctest::Approx(overlapping[j]).epsilon(1e-5));
+    for (double v : overlapping) CHECK(v > 0);
+}
+
+TEST_CASE("window options are validated") {
+    GPT2<float> m = bigram_model();
+    const std::vector<int> tokens = {1, 2, 3};
+    CHECK_THROWS_AS(eval::token_nll(m, tokens, {17, 1, 1, 15}), std::invalid_argument);
+    CHECK_THROWS_AS(eval::token_nll(m, tokens, {8, 9, 1, 15}), std::invalid_argument);
+    CHECK_THROWS_AS(eval::token_nll(m, tokens, {8, 0, 1, 15}), std::invalid_argument);
+    CHECK_THROWS_AS(eval::token_nll(m, tokens, {8, 8, 1, 16}), std::invalid_argument);
+    CHECK(eval::token_nll(m, {}, {8, 8, 1, 15}).empty());
+}
