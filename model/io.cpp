@@ -17,6 +17,7 @@
 
 #include "model/h5.h"
 #include "model/layout.h"
+#include "model/safetensors.h"
 
 namespace model {
 
@@ -86,13 +87,14 @@ void transpose(const float* src, float* dst, size_t rows, size_t cols) {
         for (size_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
 }
 
-enum class Format { kLlmc, kHdf5 };
+enum class Format { kLlmc, kHdf5, kSafetensors };
 
 Format format_of(const std::string& path) {
     const auto ext = std::filesystem::path(path).extension();
     if (ext == ".bin") return Format::kLlmc;
     if (ext == ".h5" || ext == ".hdf5") return Format::kHdf5;
-    fail(path, "unknown model file extension (expected .bin or .h5)");
+    if (ext == ".safetensors") return Format::kSafetensors;
+    fail(path, "unknown model file extension (expected .bin, .h5 or .safetensors)");
 }
 
 } // namespace
@@ -221,7 +223,12 @@ void write_hdf5(const std::string& path, const Config& config, const float* para
 }
 
 ModelFile read_model(const std::string& path) {
-    return format_of(path) == Format::kLlmc ? read_llmc(path) : read_hdf5(path);
+    switch (format_of(path)) {
+    case Format::kLlmc: return read_llmc(path);
+    case Format::kHdf5: return read_hdf5(path);
+    case Format::kSafetensors: return read_safetensors(path);
+    }
+    fail(path, "unknown model file format");
 }
 
 void write_atomically(const std::string& path,
@@ -246,10 +253,11 @@ void write_atomically(const std::string& path,
 }
 
 void write_model(const std::string& path, const Config& config, const float* params) {
-    if (format_of(path) == Format::kLlmc)
-        write_llmc(path, config, params);
-    else
-        write_hdf5(path, config, params);
+    switch (format_of(path)) {
+    case Format::kLlmc: return write_llmc(path, config, params);
+    case Format::kHdf5: return write_hdf5(path, config, params);
+    case Format::kSafetensors: return write_safetensors(path, config, params);
+    }
 }
 
 } // namespace model

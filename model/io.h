@@ -38,7 +38,8 @@ void write_hdf5(const std::string& path, const Config& config, const float* para
                 const std::string& format = "gpt2-cpp model",
                 const std::function<void(int64_t file)>& extra = {});
 
-// Dispatch on the extension: ".bin" (llm.c) or ".h5"/".hdf5" (HDF5).
+// Dispatch on the extension: ".bin" (llm.c), ".h5"/".hdf5" (HDF5) or ".safetensors"
+// (Hugging Face, with config.json beside it; see model/safetensors.h).
 ModelFile read_model(const std::string& path);
 void write_model(const std::string& path, const Config& config, const float* params);
 

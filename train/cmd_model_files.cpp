@@ -36,8 +36,9 @@ void print_info(const std::string& path) {
 void add_convert(CLI::App& app) {
     auto paths = std::make_shared<std::pair<std::string, std::string>>();
     auto* cmd = app.add_subcommand(
-        "convert", "Convert a model file between formats, chosen by extension: "
-                   ".bin (llm.c, fp32 v3; bf16 v5 is read too) and .h5 (HDF5, Hugging Face names)");
+        "convert", "Convert a model file between formats, chosen by extension: .bin (llm.c, fp32 "
+                   "v3; bf16 v5 is read too), .h5 (HDF5, Hugging Face names; checkpoints too) and "
+                   ".safetensors (Hugging Face, with config.json beside it; f32/f16/bf16 read)");
     cmd->add_option("input", paths->first, "Model file to read")->required()->check(CLI::ExistingFile);
     cmd->add_option("output", paths->second, "Model file to write")->required();
     cmd->callback([paths] {
@@ -51,7 +52,7 @@ void add_convert(CLI::App& app) {
 void add_info(CLI::App& app) {
     auto path = std::make_shared<std::string>();
     auto* cmd = app.add_subcommand("info", "Print a model file's config and parameter count");
-    cmd->add_option("file", *path, "Model file (.bin or .h5)")->required()->check(CLI::ExistingFile);
+    cmd->add_option("file", *path, "Model file (.bin, .h5, .safetensors)")->required()->check(CLI::ExistingFile);
     cmd->callback([path] { print_info(*path); });
 }
 
