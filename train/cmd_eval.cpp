@@ -1,4 +1,4 @@
-// gpt2 eval: evaluations of a model file (loss on a token shard; later ppl, lambada).
+// gpt2 eval loss / eval grads: a model file's loss and gradient on a token shard.
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -68,7 +68,7 @@ void add_eval(CLI::App& app) {
     auto* loss = cmd->add_subcommand(
         "loss", "Mean cross-entropy (nats/token) over consecutive batches of a token shard: "
                 "batch i reads the B*T+1 tokens starting at i*B*T");
-    loss->add_option("--model", o->model, "Model file (.bin or .h5)")
+    loss->add_option("--model", o->model, "Model file (.bin, .h5, .safetensors)")
         ->required()
         ->check(CLI::ExistingFile);
     loss->add_option("--data", o->data, "Token shard (llm.c format)")
@@ -84,8 +84,8 @@ void add_eval(CLI::App& app) {
     auto g = std::make_shared<GradsOptions>();
     auto* grads = cmd->add_subcommand(
         "grads", "Gradient of the mean loss on a shard's first batch (B*T+1 tokens), written "
-                 "as a model file (.bin or .h5) of the same layout; prints the loss");
-    grads->add_option("--model", g->model, "Model file (.bin or .h5)")
+                 "as a model file (.bin, .h5, .safetensors) of the same layout; prints the loss");
+    grads->add_option("--model", g->model, "Model file (.bin, .h5, .safetensors)")
         ->required()
         ->check(CLI::ExistingFile);
     grads->add_option("--data", g->data, "Token shard (llm.c format)")
@@ -93,8 +93,10 @@ void add_eval(CLI::App& app) {
         ->check(CLI::ExistingFile);
     grads->add_option("--batch", g->batch, "Batch size B")->capture_default_str()->check(CLI::PositiveNumber);
     grads->add_option("--seq", g->seq, "Sequence length T")->capture_default_str()->check(CLI::PositiveNumber);
-    grads->add_option("--out", g->out, "Gradient file to write (.bin or .h5)")->required();
+    grads->add_option("--out", g->out, "Gradient file to write (.bin, .h5, .safetensors)")->required();
     grads->callback([g] { run_grads(*g); });
+
+    add_zeroshot(*cmd);
 }
 
 } // namespace train

@@ -1,0 +1,97 @@
+// LAMBADA scoring on a model whose probabilities are known pair by pair.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "helpers.h"
+#include "data/tokenizer.h"
+#include "eval/lambada.h"
+#include "model/gpt2.h"
+
+using namespace model;
+
+namespace {
+
+// Predictions depend on the current token only (see test_perplexity.cpp).
+GPT2<float> bigram_model(uint64_t seed) {
+    GPT2<float> m(make_config(1, 1, 8, 50257, 64));
+    m.init_weights(seed);
+    for (const TensorInfo& t : m.layout().tensors())
+        if (t.group == kAttprojw || t.group == kAttprojb || t.group == kFcprojw ||
+            t.group == kFcprojb || t.group == kWpe)
+            std::fill(m.params() + t.offset, m.params() + t.offset + t.size, 0.0f);
+    return m;
+}
+
+} // namespace
+
+TEST_CASE("LAMBADA accuracy and perplexity equal those computed token pair by token pair") {
+    testing::Workdir w;
+    {
+        std::ofstream f(w / "lambada.jsonl");
+        f << R"({"text": "the cat sat on the mat and looked at the dog"})" << "\n"
+          << R"({"text": "she opened the door and saw her friend Quetzalcoatlus"})" << "\n"
+          << R"({"text": "in the end , the answer was the"})" << "\n";
+    }
+    data::Tokenizer tok(TOKENIZER_DIR);
+    auto examples = eval::read_lambada(w / "lambada.jsonl", tok, eval::LambadaTarget::word);
+    REQUIRE(examples.size() == 3);
+    CHECK(examples[1].context == "she opened the door and saw her friend");
+    CHECK(examples[1].target == " Quetzalcoatlus");
+    CHECK(examples[1].target_ids.size() > 1); // several target tokens
+
+    GPT2<float> m = bigram_model(21);
+    // A fourth example that greedy decoding gets right by construction: each target
+    // token is the model's argmax after the previous one.
+    eval::LambadaExample greedy;
+    greedy.context_ids = {464, 3797};
+    for (int prev = 3797; greedy.target_ids.size() < 3;) {
+        m.forward(&prev, nullptr, 1, 1);
+        const float* logits = m.logits();
+        prev = int(std::max_element(logits, logits + 50257) - logits);
+        greedy.target_ids.push_back(prev);
+    }
+    examples.push_back(greedy);
+    const auto r = eval::evaluate_lambada(m, examples);
+    CHECK(r.items.back().correct);
+
+    GPT2<float> ref = bigram_model(21);
+    size_t correct = 0;
+    double nll_sum = 0;
+    for (const auto& ex : examples) {
+        bool ok = true;
+        double nll = 0;
+        int prev = ex.context_ids.back();
+        for (int target : ex.target_ids) {
+            nll += ref.forward(&prev, &target, 1, 1);
+            const float* p = ref.logits();
+            ok = ok && int(std::max_element(p, p + 50257) - p) == target;
+            prev = target;
+        }
+        correct += ok;
+        nll_sum += nll;
+    }
+    CHECK(r.examples == 4);
+    CHECK(r.correct == correct);
+    CHECK(r.correct >= 1);
+    CHECK(r.target_tokens == examples[0].target_ids.size() + examples[1].target_ids.size() +
+                                 examples[2].target_ids.size() + 3);
+    CHECK(r.ppl() == doctest::Approx(std::exp(nll_sum / 4)).epsilon(1e-5));
+}
+
+TEST_CASE("LAMBADA's last-token variant and bad files") {
+    testing::Workdir w;
+    data::Tokenizer tok(TOKENIZER_DIR);
+    { std::ofstream(w / "plain.txt") << "a passage in plain text with its last word\n"; }
+    const auto ex = eval::read_lambada(w / "plain.txt", tok, eval::LambadaTarget::token);
+    REQUIRE(ex.size() == 1);
+    CHECK(ex[0].target_ids.size() == 1);
+    CHECK(ex[0].target == " word");
+    { std::ofstream(w / "bad.jsonl") << "{\"txt\": 1}\n"; }
+    CHECK_THROWS_WITH_AS(eval::read_lambada(w / "bad.jsonl", tok, eval::LambadaTarget::word),
+                         doctest::Contains("bad.jsonl: line 1"), std::runtime_error);
+}
