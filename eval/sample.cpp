@@ -41,23 +41,24 @@ std::vector<int> generate(model::GPT2<float>& model, const std::vector<int>& pro
                           const SampleOptions& o, const std::function<void(int)>& on_token) {
     if (prompt.empty()) throw std::invalid_argument("generation needs a non-empty prompt");
     const model::Config& c = model.config();
-    if (model.reserved_seq() == 0)
-        model.reserve(1, std::min<int>(c.max_seq, int(prompt.size()) + o.max_tokens), false);
-    const int window_max = std::min(c.max_seq, model.reserved_seq());
+    // Positions are limited to the model's context: a long prompt keeps its end, and
+    // generation stops when the context is full.
+    const size_t keep = std::min(prompt.size(), size_t(c.max_seq));
+    const int positions = int(std::min<size_t>(c.max_seq, keep + size_t(std::max(o.max_tokens, 0))));
+    model.start_generation(positions);
     std::mt19937_64 rng(o.seed);
-    std::vector<int> context = prompt, out;
     std::vector<std::pair<float, int>> scratch;
-    for (int i = 0; i < o.max_tokens; ++i) {
-        const int n = std::min<int>(int(context.size()), window_max);
-        const int* window = context.data() + context.size() - n;
-        model.forward(window, nullptr, 1, n);
-        const float* last = model.logits() + size_t(n - 1) * c.padded_vocab;
+    std::vector<int> out;
+    int pos = 0;
+    const float* logits = nullptr;
+    for (size_t i = prompt.size() - keep; i < prompt.size(); ++i) logits = model.step(prompt[i], pos++);
+    while (int(out.size()) < o.max_tokens) {
         const double u = double(rng() >> 11) * 0x1.0p-53;
-        const int token = pick_token(last, c.vocab, o, u, scratch);
-        context.push_back(token);
+        const int token = pick_token(logits, c.vocab, o, u, scratch);
         out.push_back(token);
         if (on_token) on_token(token);
-        if (token == o.stop_token) break;
+        if (token == o.stop_token || pos >= positions) break;
+        logits = model.step(token, pos++);
     }
     return out;
 }

@@ -23,9 +23,9 @@ struct SampleOptions {
 int pick_token(const float* logits, int V, const SampleOptions& o, double u,
                std::vector<std::pair<float, int>>& scratch);
 
-// Extends prompt (non-empty) by up to max_tokens tokens, calling on_token for each as
-// it comes; returns the new tokens. The context is the last max_seq tokens (or the
-// model's reserved sequence length, if shorter). Reserves the model if it is not yet.
+// Extends prompt (non-empty) by up to max_tokens tokens with the model's key/value
+// cache, calling on_token for each as it comes; returns the new tokens. A prompt longer
+// than the context keeps its end; generation stops when the context is full.
 std::vector<int> generate(model::GPT2<float>& model, const std::vector<int>& prompt,
                           const SampleOptions& options,
                           const std::function<void(int)>& on_token = {});

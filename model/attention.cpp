@@ -107,8 +107,32 @@ void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T
     }
 }
 
+// out (C);  q (C), kv (n, 2C), scores (n)
+template <class T>
+void attention_step(T* out, T* scores, const T* q, const T* kv, int n, int C, int NH) {
+    const int hs = C / NH;
+    const T scale = T(1) / std::sqrt(T(hs));
+    for (int h = 0; h < NH; ++h) {
+        const T* qh = q + size_t(h) * hs;
+        for (int j = 0; j < n; ++j) {
+            const T* kj = kv + size_t(j) * 2 * C + size_t(h) * hs;
+            T dot = 0;
+            for (int i = 0; i < hs; ++i) dot += qh[i] * kj[i];
+            scores[j] = dot * scale;
+        }
+        causal_softmax_row(scores, n - 1, n);
+        T* oh = out + size_t(h) * hs;
+        std::fill(oh, oh + hs, T(0));
+        for (int j = 0; j < n; ++j) {
+            const T* vj = kv + size_t(j) * 2 * C + C + size_t(h) * hs;
+            for (int i = 0; i < hs; ++i) oh[i] += scores[j] * vj[i];
+        }
+    }
+}
+
 #define INSTANTIATE(T)                                                                            \
     template void attention_forward<T>(T*, T*, const T*, int, int, int, int);                    \
+    template void attention_step<T>(T*, T*, const T*, const T*, int, int, int);                  \
     template void attention_backward<T>(T*, T*, int, const T*, const T*, const T*, int, int, int, \
                                         int);
 INSTANTIATE(float)

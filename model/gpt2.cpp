@@ -328,6 +328,61 @@ template <class T> void GPT2<T>::backward() {
     has_targets_ = false; // the probabilities have become gradients
 }
 
+template <class T>
+void GPT2<T>::start_generation(int max_positions) {
+    const Config& c = config();
+    if (max_positions < 1 || max_positions > c.max_seq)
+        throw std::invalid_argument("generation needs 1.." + std::to_string(c.max_seq) +
+                                    " positions, not " + std::to_string(max_positions));
+    kv_positions_ = max_positions;
+    kv_cache_.assign(size_t(c.n_layer) * max_positions * 2 * c.n_embd, T(0));
+    // x, ln, qkv (3C), atty, proj, fch (4C), fch_gelu (4C), mean|rstd, logits (Vp), scores
+    step_memory_.assign(size_t(15) * c.n_embd + 2 + c.padded_vocab + max_positions, T(0));
+}
+
+// The forward pass of one position, B = T = 1, with attention over the cache.
+template <class T>
+const T* GPT2<T>::step(int token, int pos) {
+    const Config& c = config();
+    if (pos < 0 || pos >= kv_positions_)
+        throw std::invalid_argument("position " + std::to_string(pos) + " is outside the " +
+                                    std::to_string(kv_positions_) + " that start_generation made room for");
+    if (token < 0 || token >= c.vocab)
+        throw std::invalid_argument("token id " + std::to_string(token) + " is outside the vocabulary");
+    const int C = c.n_embd;
+    const ParamViews<const T> p(params_.data(), layout_);
+    T* x = step_memory_.data();
+    T* ln = x + C;
+    T* qkv = ln + C;
+    T* atty = qkv + 3 * C;
+    T* proj = atty + C;
+    T* fch = proj + C;
+    T* fch_gelu = fch + 4 * C;
+    T* stats = fch_gelu + 4 * C; // mean, rstd
+    T* logits = stats + 2;
+    T* scores = logits + c.padded_vocab;
+
+    encoder_forward(x, &token, p[kWte], p[kWpe] + size_t(pos) * C, 1, 1, C);
+    for (int l = 0; l < c.n_layer; ++l) {
+        const size_t lC = size_t(l) * C;
+        T* kv = kv_cache_.data() + size_t(l) * kv_positions_ * 2 * C;
+        layernorm_forward(ln, stats, stats + 1, x, p[kLn1w] + lC, p[kLn1b] + lC, 1, C);
+        matmul_forward(qkv, ln, p[kQkvw] + lC * 3 * C, p[kQkvb] + lC * 3, 1, C, 3 * C);
+        std::copy(qkv + C, qkv + 3 * C, kv + size_t(pos) * 2 * C); // this position's k | v
+        attention_step(atty, scores, qkv, kv, pos + 1, C, c.n_head);
+        matmul_forward(proj, atty, p[kAttprojw] + lC * C, p[kAttprojb] + lC, 1, C, C);
+        residual_forward(x, x, proj, size_t(C));
+        layernorm_forward(ln, stats, stats + 1, x, p[kLn2w] + lC, p[kLn2b] + lC, 1, C);
+        matmul_forward(fch, ln, p[kFcw] + lC * 4 * C, p[kFcb] + lC * 4, 1, C, 4 * C);
+        gelu_forward(fch_gelu, fch, size_t(4) * C);
+        matmul_forward(proj, fch_gelu, p[kFcprojw] + lC * 4 * C, p[kFcprojb] + lC, 1, 4 * C, C);
+        residual_forward(x, x, proj, size_t(C));
+    }
+    layernorm_forward(ln, stats, stats + 1, x, p[kLnfw], p[kLnfb], 1, C);
+    matmul_forward(logits, ln, p[kWte], static_cast<const T*>(nullptr), 1, C, c.padded_vocab);
+    return logits;
+}
+
 template class GPT2<float>;
 template class GPT2<double>;
 template void GPT2<float>::set_params<float>(const float*, size_t);

@@ -86,6 +86,13 @@ public:
     void backward();
     void zero_grad();
 
+    // Incremental decoding with a key/value cache: start_generation(n) makes room for n
+    // positions (at most max_seq); then step(token, pos) for pos = 0, 1, ... runs one
+    // position against the cached keys and values of the earlier ones and returns its
+    // logits (Vp). Costs one position's work per token instead of the whole prefix.
+    void start_generation(int max_positions);
+    const T* step(int token, int pos);
+
     // After forward: probabilities (B,T,Vp) if targets were given, else logits.
     const T* logits() const { return acts_.logits; }
     int targets_kept() const { return kept_; }
@@ -110,6 +117,9 @@ private:
     bool has_targets_ = false;
     int B_ = 0, T_ = 0, kept_ = 0;
     std::array<double, kNumStages> profile_{};
+    // Generation: cached k|v per layer (L, positions, 2C), and one position's buffers.
+    std::vector<T> kv_cache_, step_memory_;
+    int kv_positions_ = 0;
 };
 
 } // namespace model

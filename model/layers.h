@@ -51,6 +51,12 @@ template <class T>
 void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T* qkv,
                         const T* att, int B, int Tn, int C, int NH);
 
+// One query position against cached keys and values, for generation (no backward).
+// out (C) = softmax(q k^T / sqrt(hs)) v per head over positions 0..n-1;
+// q (C); kv (n, 2C) holds each position's k | v; scores scratch (n).
+template <class T>
+void attention_step(T* out, T* scores, const T* q, const T* kv, int n, int C, int NH);
+
 // GELU, tanh approximation (as GPT-2):
 // out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));  out, inp (n)
 template <class T>

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -155,4 +156,28 @@ TEST_CASE("gpt2 encode and decode are inverse") {
     const Run bad = run("decode --tokenizer " TOKENIZER_DIR " --input " + (w / "bad.txt"));
     CHECK(bad.status == 1);
     CHECK(bad.out.find("bad.txt: 'x3' is not a token id") != std::string::npos);
+}
+
+TEST_CASE("gpt2 sample is reproducible from its seed and streams ids or text") {
+    Workdir w;
+    const auto config = model::make_config(2, 2, 16, 50257, 32);
+    model::GPT2<float> m(config);
+    m.init_weights(8);
+    model::write_llmc(w / "m.bin", config, m.params());
+    const std::string base = "sample --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR " --max-tokens 12";
+    const Run a = run(base + " --prompt 'Hello' --seed 3 --top-k 20");
+    const Run b = run(base + " --prompt 'Hello' --seed 3 --top-k 20");
+    INFO(a.out);
+    REQUIRE(a.status == 0);
+    CHECK(a.out == b.out);
+    CHECK(a.out.starts_with("Hello"));
+    const Run ids = run(base + " --prompt-ids '15496 995' --ids --temperature 0");
+    REQUIRE(ids.status == 0);
+    std::istringstream in(ids.out);
+    int count = 0;
+    for (int id; in >> id; ++count) CHECK(id < 50257);
+    CHECK(count == 12);
+    const Run bad = run(base + " --prompt-ids '1 x'");
+    CHECK(bad.status == 1);
+    CHECK(bad.out.find("--prompt-ids: 'x' is not a token id") != std::string::npos);
 }

@@ -174,3 +174,20 @@ TEST_CASE("float and double agree on loss and gradients") {
         CHECK(e.rel < 1e-5);
     }
 }
+
+TEST_CASE("generation with the key/value cache gives the full forward pass's logits") {
+    GPT2<float> m(make_config(2, 2, 16, 64, 24));
+    m.init_weights(13);
+    const auto tokens = iota_tokens(20, 64, 4);
+    m.forward(tokens.data(), nullptr, 1, 20);
+    const size_t Vp = 128;
+    const std::vector<float> full(m.logits(), m.logits() + 20 * Vp);
+    m.start_generation(20);
+    for (int pos = 0; pos < 20; ++pos) {
+        const float* step = m.step(tokens[pos], pos);
+        for (size_t v = 0; v < 64; ++v)
+            REQUIRE(step[v] == doctest::Approx(full[size_t(pos) * Vp + v]).epsilon(1e-4));
+    }
+    CHECK_THROWS_AS(m.step(1, 20), std::invalid_argument);
+    CHECK_THROWS_AS(m.start_generation(25), std::invalid_argument);
+}
