@@ -96,6 +96,9 @@ public:
     // After forward: probabilities (B,T,Vp) if targets were given, else logits.
     const T* logits() const { return acts_.logits; }
     int targets_kept() const { return kept_; }
+    // After forward: every activation (features: lnf is HF's last_hidden_state, encoded
+    // and residual3 the other hidden_states). Pointers are valid until the next forward.
+    const Activations<T>& activations() const { return acts_; }
     // After forward with targets: each position's loss (B,T), 0 where ignored.
     const T* losses() const { return acts_.losses; }
 

@@ -12,6 +12,7 @@
 #include "data/shard.h"
 #include "eval/loss.h"
 #include "model/gpt2.h"
+#include "model/h5.h"
 #include "model/io.h"
 
 namespace fs = std::filesystem;
@@ -180,4 +181,29 @@ TEST_CASE("gpt2 sample is reproducible from its seed and streams ids or text") {
     const Run bad = run(base + " --prompt-ids '1 x'");
     CHECK(bad.status == 1);
     CHECK(bad.out.find("--prompt-ids: 'x' is not a token id") != std::string::npos);
+}
+
+TEST_CASE("gpt2 embed writes the last hidden state of every token") {
+    Workdir w;
+    const auto config = model::make_config(2, 2, 16, 50257, 32);
+    model::GPT2<float> m(config);
+    m.init_weights(9);
+    model::write_llmc(w / "m.bin", config, m.params());
+    const Run r = run("embed --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR +
+                      " --input 'Hello world, again.' --all-layers --out " + (w / "e.h5"));
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    const std::vector<int> ids = {15496, 995, 11, 757, 13}; // "Hello world, again."
+    m.forward(ids.data(), nullptr, 1, 5);
+    std::vector<float> last(5 * 16), all(3 * 5 * 16);
+    const hid_t f = H5Fopen((w / "e.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    model::h5::read_floats(f, "last_hidden_state", {5, 16}, last.data(), "e.h5");
+    model::h5::read_floats(f, "hidden_states", {3, 5, 16}, all.data(), "e.h5");
+    H5Fclose(f);
+    for (size_t i = 0; i < last.size(); ++i) {
+        CHECK(last[i] == doctest::Approx(m.activations().lnf[i]).epsilon(1e-5));
+        CHECK(all[2 * 80 + i] == last[i]);
+        CHECK(all[i] == doctest::Approx(m.activations().encoded[i]).epsilon(1e-6));
+    }
 }

@@ -17,6 +17,7 @@ void add_zeroshot(CLI::App& eval); // eval ppl, eval lambada (under the eval com
 void add_train(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_sample(CLI::App& app);
+void add_embed(CLI::App& app);
 
 // Where the GPT-2 tokenizer files are unless --tokenizer says: $GPT2_TOKENIZER_DIR, else
 // datasets/gpt2-tokenizer in the working directory or beside the build directory.

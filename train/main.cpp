@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
     train::add_train(app);
     train::add_bench(app);
     train::add_sample(app);
+    train::add_embed(app);
     train::add_gradcheck(app);
     train::add_convert(app);
     train::add_info(app);
