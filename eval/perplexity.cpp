@@ -1,8 +1,12 @@
 #include "eval/perplexity.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <stdexcept>
 #include <string>
+
+#include "eval/detokenize.h"
 
 namespace eval {
 
@@ -75,6 +79,70 @@ std::vector<double> token_nll(model::GPT2<float>& model, const std::vector<int>&
         if (on_window) on_window(windows[w - 1].end, n);
     }
     return nll;
+}
+
+double TextPerplexity::ppl_token() const { return std::exp(nll / double(std::max<size_t>(tokens, 1))); }
+double TextPerplexity::ppl_word() const { return std::exp(nll / double(std::max<size_t>(words, 1))); }
+double TextPerplexity::bits_per_byte() const {
+    return nll / double(std::max<size_t>(bytes, 1)) / std::log(2.0);
+}
+
+TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& tokenizer,
+                               const std::string& raw, const std::string& name, const TextOptions& o,
+                               const std::function<void(size_t, size_t)>& progress) {
+    if (o.protocol != "lm-eval" && o.protocol != "megatron" && o.protocol != "hf")
+        throw std::invalid_argument("--protocol must be lm-eval, megatron or hf, not '" + o.protocol + "'");
+    Detokenizer detok = Detokenizer::none;
+    if (o.detokenizer == "auto") {
+        if (name.find("wiki") != std::string::npos) detok = Detokenizer::wikitext;
+        else if (name.find("ptb") != std::string::npos) detok = Detokenizer::ptb;
+    } else {
+        detok = parse_detokenizer(o.detokenizer);
+    }
+    TextPerplexity r;
+    r.protocol = o.protocol;
+    r.detokenizer = detok == Detokenizer::wikitext ? "wikitext" : detok == Detokenizer::ptb ? "ptb" : "none";
+
+    std::vector<std::string> docs;
+    if (o.protocol == "lm-eval" && detok == Detokenizer::wikitext) docs = split_wikitext_articles(raw);
+    else docs = {raw};
+    for (const auto& d : docs) {
+        r.bytes += d.size();
+        if (o.protocol == "lm-eval") r.words += count_words_lm_eval(d);
+        else if (o.protocol == "hf") r.words += count_words(d);
+    }
+    if (o.protocol == "megatron") {
+        std::string_view t = raw;
+        while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.remove_prefix(1);
+        while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.remove_suffix(1);
+        r.words = size_t(std::count(t.begin(), t.end(), ' ')); // len(split(" ")) - 1
+    }
+
+    WindowOptions wo;
+    wo.context = o.context > 0 ? o.context : model.config().max_seq;
+    wo.stride = o.stride > 0 ? o.stride : o.protocol == "lm-eval" ? wo.context : o.protocol == "megatron" ? 32 : 512;
+    wo.stride = std::min(wo.stride, wo.context);
+    wo.batch = o.batch;
+    r.context = wo.context;
+    r.stride = wo.stride;
+    std::vector<std::vector<int>> doc_tokens;
+    for (const auto& d : docs) {
+        if (r.cut) break;
+        doc_tokens.push_back(tokenizer.encode(detokenize(d, detok)));
+        if (o.max_tokens && r.tokens + doc_tokens.back().size() >= o.max_tokens) {
+            r.cut = r.tokens + doc_tokens.back().size() > o.max_tokens || doc_tokens.size() < docs.size();
+            doc_tokens.back().resize(o.max_tokens - r.tokens);
+        }
+        r.tokens += doc_tokens.back().size();
+    }
+    r.documents = doc_tokens.size();
+    size_t done = 0;
+    for (const auto& ids : doc_tokens) {
+        for (double v : token_nll(model, ids, wo, [&](size_t d, size_t) { if (progress) progress(done + d, r.tokens); }))
+            r.nll += v;
+        done += ids.size();
+    }
+    return r;
 }
 
 } // namespace eval

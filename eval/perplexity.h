@@ -10,8 +10,10 @@
 
 #include <cstddef>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "data/tokenizer.h"
 #include "model/gpt2.h"
 
 namespace eval {
@@ -28,5 +30,34 @@ struct WindowOptions {
 std::vector<double> token_nll(model::GPT2<float>& model, const std::vector<int>& tokens,
                               const WindowOptions& options,
                               const std::function<void(size_t, size_t)>& on_window = {});
+
+// A text file's perplexity under one of the protocols users compare against:
+//   lm-eval   wikitext pages as documents (other files: one document); disjoint windows
+//             (stride = context); words = len(re.split(r"\s+", page)) per original page
+//   megatron  the whole file; stride 32; words = len(text.strip().split(" ")) - 1 on the
+//             original text, as Megatron-LM's adjusted perplexity divides by
+//   hf        the whole file; stride 512; words = len(text.split())
+// Bytes are those of the original text. The detokenizer "auto" picks by file name.
+struct TextOptions {
+    std::string protocol = "lm-eval", detokenizer = "auto";
+    int context = 0, stride = 0, batch = 4; // 0: the model's maximum, the protocol's stride
+    size_t max_tokens = 0;                  // score only a prefix (0 = all)
+};
+
+struct TextPerplexity {
+    std::string protocol, detokenizer;
+    size_t documents = 0, tokens = 0, words = 0, bytes = 0;
+    int context = 0, stride = 0;
+    double nll = 0;   // nats, summed over the tokens
+    bool cut = false; // max_tokens left text unscored: words and bytes do not apply
+    double ppl_token() const;
+    double ppl_word() const;
+    double bits_per_byte() const;
+};
+
+TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& tokenizer,
+                               const std::string& text, const std::string& file_name,
+                               const TextOptions& options,
+                               const std::function<void(size_t, size_t)>& progress = {});
 
 } // namespace eval

@@ -92,6 +92,19 @@ void add_train(CLI::App& app) {
     cmd->add_option("--sample-temperature", o->sample_temperature, "Sampling temperature (0 = greedy)")
         ->capture_default_str()
         ->group("Monitoring");
+    cmd->add_option("--eval", o->evals,
+                    "Evaluators to run during training, comma-separated: ppl:wikitext2, ppl:ptb, "
+                    "ppl:FILE (lm-eval protocol), lambada[:FILE]")
+        ->group("Monitoring");
+    cmd->add_option("--eval-every", o->eval_every, "Run --eval every N steps (and at the end)")
+        ->capture_default_str()
+        ->group("Monitoring");
+    cmd->add_option("--eval-max-tokens", o->eval_max_tokens, "Tokens scored per perplexity evaluator (0 = all)")
+        ->capture_default_str()
+        ->group("Monitoring");
+    cmd->add_option("--eval-max-examples", o->eval_max_examples, "LAMBADA passages per evaluation (0 = all)")
+        ->capture_default_str()
+        ->group("Monitoring");
     add_tokenizer_option(*cmd, o->tokenizer);
 
     cmd->add_option("--out", o->out, "Run folder: checkpoints ckpt_NNNNNNNN.h5 and log.jsonl")

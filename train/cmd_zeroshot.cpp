@@ -71,98 +71,44 @@ struct PplOptions {
     bool json = false;
 };
 
-// The protocols differ in what a document is, the default stride and the word count:
-//   lm-eval   wikitext pages as documents (other files: one document); disjoint windows
-//             (stride = context); words = len(re.split(r"\s+", page)) per original page
-//   megatron  the whole file; stride 32; words = len(text.strip().split(" ")) - 1 on the
-//             original text, as Megatron-LM's adjusted perplexity divides by
-//   hf        the whole file; stride 512; words = len(text.split())
 void run_ppl(const PplOptions& o) {
-    if (o.protocol != "lm-eval" && o.protocol != "megatron" && o.protocol != "hf")
-        throw std::invalid_argument("--protocol must be lm-eval, megatron or hf");
     auto gpt = load_model(o.model);
     data::Tokenizer tok(o.tokenizer);
-    const std::string raw = read_text(o.data);
-    const std::string name = std::filesystem::path(o.data).filename().string();
-    eval::Detokenizer detok = eval::Detokenizer::none;
-    if (o.detokenizer == "auto") {
-        if (name.find("wiki") != std::string::npos) detok = eval::Detokenizer::wikitext;
-        else if (name.find("ptb") != std::string::npos) detok = eval::Detokenizer::ptb;
-    } else {
-        detok = eval::parse_detokenizer(o.detokenizer);
-    }
-
-    std::vector<std::string> docs;
-    if (o.protocol == "lm-eval" && detok == eval::Detokenizer::wikitext)
-        docs = eval::split_wikitext_articles(raw);
-    else
-        docs = {raw};
-    size_t words = 0, bytes = 0;
-    for (const auto& d : docs) {
-        bytes += d.size();
-        if (o.protocol == "lm-eval") words += eval::count_words_lm_eval(d);
-        else if (o.protocol == "hf") words += eval::count_words(d);
-    }
-    if (o.protocol == "megatron") {
-        std::string_view t = raw;
-        while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.remove_prefix(1);
-        while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.remove_suffix(1);
-        words = size_t(std::count(t.begin(), t.end(), ' ')); // len(split(" ")) - 1
-    }
-
-    eval::WindowOptions wo;
-    wo.context = o.context > 0 ? o.context : gpt->config().max_seq;
-    wo.stride = o.stride > 0 ? o.stride : o.protocol == "lm-eval" ? wo.context : o.protocol == "megatron" ? 32 : 512;
-    wo.stride = std::min(wo.stride, wo.context);
-    wo.batch = o.batch;
-    std::vector<std::vector<int>> doc_tokens;
-    size_t total = 0;
-    bool cut = false; // --max-tokens left text unscored
-    for (const auto& d : docs) {
-        if (cut) break;
-        doc_tokens.push_back(tok.encode(eval::detokenize(d, detok)));
-        if (o.max_tokens && total + doc_tokens.back().size() >= o.max_tokens) {
-            cut = total + doc_tokens.back().size() > o.max_tokens || doc_tokens.size() < docs.size();
-            doc_tokens.back().resize(o.max_tokens - total);
-        }
-        total += doc_tokens.back().size();
-    }
-
+    eval::TextOptions to;
+    to.protocol = o.protocol;
+    to.detokenizer = o.detokenizer;
+    to.context = o.context;
+    to.stride = o.stride;
+    to.batch = o.batch;
+    to.max_tokens = o.max_tokens;
     Progress progress("ppl: tokens");
-    double nll = 0;
-    size_t done = 0;
-    for (const auto& ids : doc_tokens) {
-        const auto per_token = eval::token_nll(*gpt, ids, wo, [&](size_t d, size_t) { progress(done + d, total); });
-        for (double v : per_token) nll += v;
-        done += ids.size();
-    }
-    progress(total, total);
+    const auto r = eval::text_perplexity(*gpt, tok, read_text(o.data),
+                                         std::filesystem::path(o.data).filename().string(), to,
+                                         [&](size_t d, size_t n) { progress(d, n); });
+    progress(r.tokens, r.tokens);
     const double seconds = progress.seconds();
-    const double ln2 = std::log(2.0);
-    json j = {{"protocol", o.protocol},
-              {"detokenizer", detok == eval::Detokenizer::wikitext ? "wikitext" : detok == eval::Detokenizer::ptb ? "ptb" : "none"},
-              {"documents", doc_tokens.size()}, {"context", wo.context}, {"stride", wo.stride},
-              {"tokens", total}, {"nll_sum", nll}, {"ppl_token", std::exp(nll / std::max<size_t>(total, 1))},
-              {"seconds", seconds}, {"ms_per_1000_tokens", 1e6 * seconds / std::max<size_t>(total, 1)}};
-    if (!cut) {
-        j["words"] = words;
-        j["ppl_word"] = std::exp(nll / std::max<size_t>(words, 1));
-        j["bytes"] = bytes;
-        j["bits_per_byte"] = nll / std::max<size_t>(bytes, 1) / ln2;
-        j["byte_perplexity"] = std::exp(nll / std::max<size_t>(bytes, 1));
+    json j = {{"protocol", r.protocol}, {"detokenizer", r.detokenizer}, {"documents", r.documents},
+              {"context", r.context},   {"stride", r.stride},           {"tokens", r.tokens},
+              {"nll_sum", r.nll},       {"ppl_token", r.ppl_token()},   {"seconds", seconds},
+              {"ms_per_1000_tokens", 1e6 * seconds / double(std::max<size_t>(r.tokens, 1))}};
+    if (!r.cut) {
+        j["words"] = r.words;
+        j["ppl_word"] = r.ppl_word();
+        j["bytes"] = r.bytes;
+        j["bits_per_byte"] = r.bits_per_byte();
+        j["byte_perplexity"] = std::exp(r.nll / double(std::max<size_t>(r.bytes, 1)));
     }
     if (o.json) {
         std::printf("%s\n", j.dump().c_str());
         return;
     }
     std::printf("%s: protocol %s, detokenizer %s, %zu documents, context %d, stride %d\n", o.data.c_str(),
-                o.protocol.c_str(), j["detokenizer"].get<std::string>().c_str(), doc_tokens.size(),
-                wo.context, wo.stride);
-    std::printf("tokens %zu | nll %.4f nats | ppl per token %.4f\n", total, nll, j["ppl_token"].get<double>());
-    if (j.contains("words")) {
-        std::printf("words %zu | ppl per word %.4f\n", words, j["ppl_word"].get<double>());
-        std::printf("bytes %zu | bits per byte %.4f | byte perplexity %.4f\n", bytes,
-                    j["bits_per_byte"].get<double>(), j["byte_perplexity"].get<double>());
+                r.protocol.c_str(), r.detokenizer.c_str(), r.documents, r.context, r.stride);
+    std::printf("tokens %zu | nll %.4f nats | ppl per token %.4f\n", r.tokens, r.nll, r.ppl_token());
+    if (!r.cut) {
+        std::printf("words %zu | ppl per word %.4f\n", r.words, r.ppl_word());
+        std::printf("bytes %zu | bits per byte %.4f | byte perplexity %.4f\n", r.bytes, r.bits_per_byte(),
+                    j["byte_perplexity"].get<double>());
     } else {
         std::printf("(--max-tokens cut the text: word and byte normalisations omitted)\n");
     }

@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
+#include <sstream>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -16,6 +18,8 @@
 
 #include "data/loader.h"
 #include "data/tokenizer.h"
+#include "eval/lambada.h"
+#include "eval/perplexity.h"
 #include "eval/sample.h"
 #include "model/gpt2.h"
 #include "model/io.h"
@@ -31,8 +35,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     TrainOptions, model, n_layer, n_head, n_embd, max_seq, train_data, val_data, batch, seq,
     grad_accum, total_batch_tokens, steps, epochs, lr, lr_schedule, warmup, lr_final_fraction,
     decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
-    val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer, out,
-    log_file, resume, checkpoint_every, keep)
+    val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
+    eval_every, evals, eval_max_tokens, eval_max_examples, out, log_file, resume, checkpoint_every,
+    keep)
 
 std::string to_json(const TrainOptions& o) { return json(o).dump(); }
 
@@ -122,6 +127,44 @@ Start load_start(const TrainOptions& o) {
     return s;
 }
 
+// --eval: what to evaluate during training, read once at the start.
+struct Evaluator {
+    std::string label; // log key part: "wikitext2", "lambada", a file's stem
+    std::string file;
+    std::string text;                            // for perplexity
+    std::vector<eval::LambadaExample> lambada;   // for LAMBADA
+};
+
+std::vector<Evaluator> load_evaluators(const TrainOptions& o, data::Tokenizer& tok) {
+    std::vector<Evaluator> out;
+    std::stringstream list(o.evals);
+    for (std::string item; std::getline(list, item, ',');) {
+        if (item.empty()) continue;
+        const size_t colon = item.find(':');
+        const std::string kind = item.substr(0, colon);
+        std::string arg = colon == std::string::npos ? "" : item.substr(colon + 1);
+        Evaluator e;
+        if (kind == "ppl") {
+            if (arg == "wikitext2") e.label = arg, arg = "datasets/wikitext2/wiki.test.raw";
+            else if (arg == "ptb") e.label = arg, arg = "datasets/ptb/ptb.test.txt";
+            else if (arg.empty()) throw std::invalid_argument("--eval: ppl needs a name or file (ppl:wikitext2)");
+            else e.label = fs::path(arg).stem().string();
+            std::ifstream in(arg, std::ios::binary);
+            if (!in) throw std::runtime_error(arg + ": cannot open (for --eval " + item + ")");
+            e.text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        } else if (kind == "lambada") {
+            e.label = "lambada";
+            if (arg.empty()) arg = "datasets/lambada/lambada_test.jsonl";
+            e.lambada = eval::read_lambada(arg, tok, eval::LambadaTarget::word, o.eval_max_examples);
+        } else {
+            throw std::invalid_argument("--eval: unknown evaluator '" + item + "' (ppl:NAME|FILE, lambada[:FILE])");
+        }
+        e.file = arg;
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
 // Steps and micro-steps per step from the options and the data.
 struct Plan {
     int grad_accum = 1;
@@ -192,7 +235,12 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     }
 
     std::optional<data::Tokenizer> tokenizer;
-    if (o.sample_every > 0) tokenizer.emplace(o.tokenizer);
+    if (o.sample_every > 0 || !o.evals.empty()) tokenizer.emplace(o.tokenizer);
+    // Evaluators run on a copy of the weights, so the training model's buffers stay
+    // sized for training.
+    const std::vector<Evaluator> evaluators = tokenizer ? load_evaluators(o, *tokenizer) : std::vector<Evaluator>{};
+    std::unique_ptr<model::GPT2<float>> eval_model;
+    if (!evaluators.empty()) eval_model = std::make_unique<model::GPT2<float>>(config);
 
     if (root) fs::create_directories(o.out);
     const std::string log_path = o.log_file.empty() ? (fs::path(o.out) / "log.jsonl").string() : o.log_file;
@@ -233,6 +281,27 @@ void train_model(const TrainOptions& o, Communicator& comm) {
         const auto ids = eval::generate(gpt, {data::Tokenizer::kEndOfText}, so);
         say("sample at step %d:\n%s\n---\n", at_step,
             data::sanitize_utf8(tokenizer->decode(ids)).c_str());
+    };
+    auto run_evaluators = [&](json& entry) {
+        eval_model->set_params(gpt.params(), gpt.num_params());
+        for (const Evaluator& e : evaluators) {
+            if (e.lambada.empty()) {
+                eval::TextOptions to;
+                to.max_tokens = o.eval_max_tokens;
+                const auto r = eval::text_perplexity(*eval_model, *tokenizer, e.text,
+                                                     fs::path(e.file).filename().string(), to);
+                entry["eval_" + e.label + "_ppl_token"] = r.ppl_token();
+                if (!r.cut) entry["eval_" + e.label + "_ppl_word"] = r.ppl_word();
+                say("step %d | %s: ppl per token %.4f over %zu tokens\n", step, e.label.c_str(),
+                    r.ppl_token(), r.tokens);
+            } else {
+                const auto r = eval::evaluate_lambada(*eval_model, e.lambada);
+                entry["eval_lambada_acc"] = r.accuracy();
+                entry["eval_lambada_ppl"] = r.ppl();
+                say("step %d | lambada: accuracy %.2f%% ppl %.4f over %zu examples\n", step,
+                    100 * r.accuracy(), r.ppl(), r.examples);
+            }
+        }
     };
     auto write_log = [&](const json& entry) {
         if (root) log << entry.dump() << '\n' << std::flush;
@@ -290,8 +359,10 @@ void train_model(const TrainOptions& o, Communicator& comm) {
             entry["val_loss"] = validate();
             say("step %d | val loss %.6f\n", step, entry["val_loss"].get<double>());
         }
+        if (!evaluators.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || last))
+            run_evaluators(entry);
         write_log(entry);
-        if (tokenizer && (step % o.sample_every == 0 || last)) sample(step);
+        if (o.sample_every > 0 && (step % o.sample_every == 0 || last)) sample(step);
         const bool stopping = stop.requested();
         if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || last || stopping) {
             if (root) {

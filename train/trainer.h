@@ -33,6 +33,11 @@ struct TrainOptions {
     int sample_every = 0, sample_tokens = 64, sample_top_k = 40;
     double sample_temperature = 1.0;
     std::string tokenizer;
+    // Evaluators on the current weights every eval_every steps (and at the end): a
+    // comma-separated list of ppl:wikitext2, ppl:ptb, ppl:FILE, lambada, lambada:FILE.
+    int eval_every = 0;
+    std::string evals;
+    size_t eval_max_tokens = 16384, eval_max_examples = 500;
     // Output.
     std::string out = "runs/train", log_file, resume;
     int checkpoint_every = 0, keep = 2;
