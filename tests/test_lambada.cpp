@@ -10,6 +10,7 @@
 #include "helpers.h"
 #include "data/tokenizer.h"
 #include "eval/lambada.h"
+#include "eval/perplexity.h"
 #include "model/gpt2.h"
 
 using namespace model;
@@ -94,4 +95,30 @@ TEST_CASE("LAMBADA's last-token variant and bad files") {
     { std::ofstream(w / "bad.jsonl") << "{\"txt\": 1}\n"; }
     CHECK_THROWS_WITH_AS(eval::read_lambada(w / "bad.jsonl", tok, eval::LambadaTarget::word),
                          doctest::Contains("bad.jsonl: line 1"), std::runtime_error);
+}
+
+TEST_CASE("text perplexity: token NLL, word and byte normalisations from known pair probabilities") {
+    data::Tokenizer tok(TOKENIZER_DIR);
+    GPT2<float> m = bigram_model(4);
+    const std::string text = "the quick brown fox jumps over the lazy dog\nand runs away";
+    eval::TextOptions o;
+    o.protocol = "hf";
+    o.detokenizer = "none";
+    o.context = 8;
+    const auto r = eval::text_perplexity(m, tok, text, "plain.txt", o);
+    const auto ids = tok.encode(text);
+    GPT2<float> ref = bigram_model(4);
+    double nll = 0;
+    for (size_t j = 0; j < ids.size(); ++j) {
+        int prev = j == 0 ? 50256 : ids[j - 1], next = ids[j];
+        nll += ref.forward(&prev, &next, 1, 1);
+    }
+    CHECK(r.tokens == ids.size());
+    CHECK(r.words == 12);
+    CHECK(r.bytes == text.size());
+    CHECK(r.nll == doctest::Approx(nll).epsilon(1e-5));
+    CHECK(r.ppl_word() == doctest::Approx(std::exp(nll / 12)).epsilon(1e-5));
+    CHECK(r.bits_per_byte() == doctest::Approx(nll / text.size() / std::log(2.0)).epsilon(1e-5));
+    o.protocol = "lm-eval"; // one document: words = len(re.split(r"\s+", text)) = 12 as well
+    CHECK(eval::text_perplexity(m, tok, text, "plain.txt", o).words == 12);
 }
