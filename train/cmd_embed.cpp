@@ -1,6 +1,6 @@
 // gpt2 embed: a text's hidden states per token, as GPT2Model(...).last_hidden_state.
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -28,18 +28,12 @@ namespace h5 = model::h5;
 // hidden_states (L+1, T, C) as HF's output_hidden_states: the embeddings, then each
 // block's output, the last one after ln_f.
 void run_embed(const EmbedOptions& o) {
-    const auto file = model::read_model(o.model);
-    model::GPT2<float> gpt(file.config);
-    gpt.set_params(file.params.data(), file.params.size());
+    auto gpt_ptr = load_model(o.model);
+    model::GPT2<float>& gpt = *gpt_ptr;
     data::Tokenizer tok(o.tokenizer);
-    std::string text = o.input;
-    if (std::ifstream in(o.input, std::ios::binary); in) {
-        std::ostringstream s;
-        s << in.rdbuf();
-        text = s.str();
-    }
+    const std::string text = std::filesystem::is_regular_file(o.input) ? read_file(o.input) : o.input;
     const auto ids = tok.encode(text);
-    const model::Config& c = file.config;
+    const model::Config& c = gpt.config();
     if (ids.empty()) throw std::invalid_argument("--input: no tokens");
     if (int(ids.size()) > c.max_seq)
         throw std::invalid_argument("--input: " + std::to_string(ids.size()) + " tokens exceed the model's " +

@@ -21,12 +21,11 @@ struct LossOptions {
 };
 
 void run_loss(const LossOptions& o) {
-    const auto file = model::read_model(o.model);
-    if (o.seq > file.config.max_seq)
+    auto gpt_ptr = load_model(o.model);
+    model::GPT2<float>& gpt = *gpt_ptr;
+    if (o.seq > gpt.config().max_seq)
         throw std::invalid_argument("--seq " + std::to_string(o.seq) + " exceeds the model's " +
-                                    std::to_string(file.config.max_seq) + " positions");
-    model::GPT2<float> gpt(file.config);
-    gpt.set_params(file.params.data(), file.params.size());
+                                    std::to_string(gpt.config().max_seq) + " positions");
     const data::Shard shard(o.data);
     const auto r = eval::shard_loss(gpt, shard, o.batch, o.seq, o.batches);
     std::fprintf(stderr, "%d batches of %d x %d, %zu tokens scored\n", r.batches, o.batch, o.seq,
@@ -41,9 +40,8 @@ struct GradsOptions {
 
 // Gradient of the mean loss on the shard's first batch, written as a model file.
 void run_grads(const GradsOptions& o) {
-    const auto file = model::read_model(o.model);
-    model::GPT2<float> gpt(file.config);
-    gpt.set_params(file.params.data(), file.params.size());
+    auto gpt_ptr = load_model(o.model);
+    model::GPT2<float>& gpt = *gpt_ptr;
     const data::Shard shard(o.data);
     const size_t n = size_t(o.batch) * o.seq + 1;
     if (shard.size() < n)
@@ -54,7 +52,7 @@ void run_grads(const GradsOptions& o) {
     gpt.zero_grad();
     const double loss = gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
     gpt.backward();
-    model::write_model(o.out, file.config, gpt.grads());
+    model::write_model(o.out, gpt.config(), gpt.grads());
     std::printf("loss %.9f\n", loss);
 }
 

@@ -43,10 +43,9 @@ std::vector<int> parse_ids(const std::string& text, int vocab) {
 }
 
 void run_sample(SampleCommand o) {
-    const auto file = model::read_model(o.model);
-    model::GPT2<float> gpt(file.config);
-    gpt.set_params(file.params.data(), file.params.size());
-    const int vocab = file.config.vocab;
+    auto gpt_ptr = load_model(o.model);
+    model::GPT2<float>& gpt = *gpt_ptr;
+    const int vocab = gpt.config().vocab;
     // Text needs the GPT-2 tokenizer; --prompt-ids with --ids works for any vocabulary.
     std::optional<data::Tokenizer> tok;
     if (!o.ids || o.prompt_ids.empty()) tok.emplace(o.tokenizer);

@@ -14,6 +14,7 @@
 
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "model/io.h"
 #include "train/commands.h"
 
 namespace train {
@@ -42,9 +43,8 @@ void add_tokenizer_option(CLI::App& cmd, std::string& dir) {
         ->capture_default_str();
 }
 
-namespace {
-
-std::string read_input(const std::string& path) {
+// Also reads standard input, for encode and decode.
+std::string read_file(const std::string& path) {
     if (path.empty() || path == "-") {
         return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
     }
@@ -55,6 +55,16 @@ std::string read_input(const std::string& path) {
     return s.str();
 }
 
+std::unique_ptr<model::GPT2<float>> load_model(const std::string& path) {
+    auto file = model::read_model(path);
+    auto gpt = std::make_unique<model::GPT2<float>>(file.config);
+    gpt->set_params(file.params.data(), file.params.size());
+    return gpt;
+}
+
+namespace {
+
+
 struct EncodeOptions {
     std::string input, tokenizer;
     bool allow_special = false;
@@ -62,7 +72,7 @@ struct EncodeOptions {
 
 void run_encode(const EncodeOptions& o) {
     data::Tokenizer tok(o.tokenizer);
-    const auto ids = tok.encode(read_input(o.input), o.allow_special);
+    const auto ids = tok.encode(read_file(o.input), o.allow_special);
     std::string line;
     for (size_t i = 0; i < ids.size(); ++i) {
         if (i) line += ' ';
@@ -73,7 +83,7 @@ void run_encode(const EncodeOptions& o) {
 
 void run_decode(const EncodeOptions& o) {
     data::Tokenizer tok(o.tokenizer);
-    std::istringstream in(read_input(o.input));
+    std::istringstream in(read_file(o.input));
     const std::string where = o.input.empty() ? "standard input" : o.input;
     std::vector<int> ids;
     std::string word;
@@ -168,7 +178,7 @@ void run_tokenize(const TokenizeOptions& o) {
     const auto start = clock::now();
     auto last_report = start;
     for (const auto& path : o.inputs) {
-        const std::string text = read_input(path);
+        const std::string text = read_file(path);
         for (std::string_view doc : documents(text, o.doc_split)) {
             ids.clear();
             if (o.eot) ids.push_back(data::Tokenizer::kEndOfText);

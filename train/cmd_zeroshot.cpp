@@ -29,21 +29,6 @@ namespace {
 using json = nlohmann::json;
 using clock = std::chrono::steady_clock;
 
-std::unique_ptr<model::GPT2<float>> load_model(const std::string& path) {
-    auto file = model::read_model(path);
-    auto gpt = std::make_unique<model::GPT2<float>>(file.config);
-    gpt->set_params(file.params.data(), file.params.size());
-    return gpt;
-}
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error(path + ": cannot open");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 // "\r<what> 1234/5678 (21.7%) 12.3 s, eta 45 s" on standard error, at most once a second.
 class Progress {
 public:
@@ -82,7 +67,7 @@ void run_ppl(const PplOptions& o) {
     to.batch = o.batch;
     to.max_tokens = o.max_tokens;
     Progress progress("ppl: tokens");
-    const auto r = eval::text_perplexity(*gpt, tok, read_text(o.data),
+    const auto r = eval::text_perplexity(*gpt, tok, read_file(o.data),
                                          std::filesystem::path(o.data).filename().string(), to,
                                          [&](size_t d, size_t n) { progress(d, n); });
     progress(r.tokens, r.tokens);

@@ -2,9 +2,12 @@
 // its callback) on the app; callbacks throw on errors, which main() prints as one line.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "model/gpt2.h"
 
 namespace train {
 
@@ -23,5 +26,10 @@ void add_embed(CLI::App& app);
 // datasets/gpt2-tokenizer in the working directory or beside the build directory.
 std::string default_tokenizer_dir();
 void add_tokenizer_option(CLI::App& cmd, std::string& dir);
+
+// Shared by the subcommands: a model file loaded into a float model; a whole file
+// ("-" or "" = standard input).
+std::unique_ptr<model::GPT2<float>> load_model(const std::string& path);
+std::string read_file(const std::string& path);
 
 } // namespace train
