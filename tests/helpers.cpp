@@ -1,5 +1,6 @@
 #include "helpers.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 
@@ -22,6 +23,16 @@ size_t count_lines(const std::string& s) {
     size_t n = 0;
     for (char c : s) n += c == '\n';
     return n;
+}
+
+model::GPT2<float> bigram_model(int vocab, int max_seq, uint64_t seed) {
+    model::GPT2<float> m(model::make_config(1, 1, 8, vocab, max_seq));
+    m.init_weights(seed);
+    for (const model::TensorInfo& t : m.layout().tensors())
+        if (t.group == model::kAttprojw || t.group == model::kAttprojb || t.group == model::kFcprojw ||
+            t.group == model::kFcprojb || t.group == model::kWpe)
+            std::fill(m.params() + t.offset, m.params() + t.offset + t.size, 0.0f);
+    return m;
 }
 
 } // namespace testing

@@ -7,6 +7,8 @@
 #include <random>
 #include <string>
 
+#include "model/gpt2.h"
+
 namespace testing {
 
 namespace fs = std::filesystem;
@@ -37,5 +39,10 @@ struct Run {
 Run run_gpt2(const std::string& args);
 
 size_t count_lines(const std::string& s);
+
+// A one-layer model whose prediction depends on the current token only: the blocks'
+// output projections and the position embedding are zero, so the residual stream is
+// wte[x]. Any window layout must then reproduce the pairwise probabilities.
+model::GPT2<float> bigram_model(int vocab, int max_seq, uint64_t seed);
 
 } // namespace testing

@@ -17,16 +17,7 @@ using namespace model;
 
 namespace {
 
-// Predictions depend on the current token only (see test_perplexity.cpp).
-GPT2<float> bigram_model(uint64_t seed) {
-    GPT2<float> m(make_config(1, 1, 8, 50257, 64));
-    m.init_weights(seed);
-    for (const TensorInfo& t : m.layout().tensors())
-        if (t.group == kAttprojw || t.group == kAttprojb || t.group == kFcprojw ||
-            t.group == kFcprojb || t.group == kWpe)
-            std::fill(m.params() + t.offset, m.params() + t.offset + t.size, 0.0f);
-    return m;
-}
+GPT2<float> bigram_model(uint64_t seed) { return testing::bigram_model(50257, 64, seed); }
 
 } // namespace
 

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include "helpers.h"
 #include "eval/perplexity.h"
 #include "model/gpt2.h"
 
@@ -12,17 +13,7 @@ using namespace model;
 
 namespace {
 
-// A model whose prediction depends on the current token only: the blocks' output
-// projections and the position embedding are zero, so the residual stream is wte[x].
-GPT2<float> bigram_model() {
-    GPT2<float> m(make_config(1, 1, 8, 16, 16));
-    m.init_weights(3);
-    for (const TensorInfo& t : m.layout().tensors())
-        if (t.group == kAttprojw || t.group == kAttprojb || t.group == kFcprojw ||
-            t.group == kFcprojb || t.group == kWpe)
-            std::fill(m.params() + t.offset, m.params() + t.offset + t.size, 0.0f);
-    return m;
-}
+GPT2<float> bigram_model() { return testing::bigram_model(16, 16, 3); }
 
 // -log p(next | prev) computed one pair at a time.
 double pair_nll(GPT2<float>& m, int prev, int next) {
