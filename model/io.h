@@ -1,10 +1,11 @@
-// Model files: llm.c's .bin and our HDF5 .h5. Both hold a Config and the float32
-// parameters in the ParamLayout of that Config.
+// Model files: llm.c's .bin, our HDF5 .h5 and Hugging Face's .safetensors
+// (model/safetensors.h). Each holds a Config and the float32 parameters in the
+// ParamLayout of that Config.
 //
 // Every reader throws std::runtime_error with a one-line message that names the file
 // and what is wrong (missing, wrong magic, unsupported version, truncated, bad config,
-// missing tensor, wrong shape). Every writer writes PATH.tmp and renames it to PATH,
-// so an interrupted write never leaves a damaged file behind.
+// missing tensor, wrong shape). Every writer writes PATH.tmp, flushes it to disk and
+// renames it to PATH, so an interrupted write never leaves a damaged file behind.
 #pragma once
 
 #include <cstdint>

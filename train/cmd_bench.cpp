@@ -65,22 +65,18 @@ struct BenchOptions {
 };
 
 void run_bench(const BenchOptions& o) {
-    model::Config config;
-    std::vector<float> file_params;
+    std::unique_ptr<model::GPT2<float>> gpt_ptr;
     if (model::is_preset(o.model)) {
-        config = model::preset(o.model);
+        gpt_ptr = std::make_unique<model::GPT2<float>>(model::preset(o.model));
+        gpt_ptr->init_weights(1337);
     } else {
-        auto f = model::read_model(o.model);
-        config = f.config;
-        file_params = std::move(f.params);
+        gpt_ptr = load_model(o.model);
     }
+    model::GPT2<float>& gpt = *gpt_ptr;
+    const model::Config& config = gpt.config();
     if (o.seq > config.max_seq)
         throw std::invalid_argument("--seq exceeds the model's " + std::to_string(config.max_seq) +
                                     " positions");
-    model::GPT2<float> gpt(config);
-    if (file_params.empty()) gpt.init_weights(1337);
-    else gpt.set_params(file_params.data(), file_params.size());
-    file_params = {};
     gpt.reserve(o.batch, o.seq, !o.forward_only);
     optim::AdamW adam(gpt.layout(), {0.9, 0.95, 1e-8, 0.1});
 

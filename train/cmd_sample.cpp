@@ -24,24 +24,6 @@ struct SampleCommand {
     bool ids = false, stop_at_eot = false;
 };
 
-std::vector<int> parse_ids(const std::string& text, int vocab) {
-    std::istringstream in(text);
-    std::vector<int> ids;
-    for (std::string word; in >> word;) {
-        size_t used = 0;
-        int id = -1;
-        try {
-            id = std::stoi(word, &used);
-        } catch (const std::exception&) {
-        }
-        if (used != word.size() || id < 0 || id >= vocab)
-            throw std::invalid_argument("--prompt-ids: '" + word + "' is not a token id in 0.." +
-                                        std::to_string(vocab - 1));
-        ids.push_back(id);
-    }
-    return ids;
-}
-
 void run_sample(SampleCommand o) {
     auto gpt_ptr = load_model(o.model);
     model::GPT2<float>& gpt = *gpt_ptr;
@@ -53,7 +35,7 @@ void run_sample(SampleCommand o) {
         throw std::invalid_argument(o.model + ": vocabulary of " + std::to_string(vocab) +
                                     " tokens is not GPT-2's; use --prompt-ids and --ids");
     std::vector<int> prompt;
-    if (!o.prompt_ids.empty()) prompt = parse_ids(o.prompt_ids, vocab);
+    if (!o.prompt_ids.empty()) prompt = parse_token_ids(o.prompt_ids, vocab, "--prompt-ids");
     else if (!o.prompt.empty()) prompt = tok->encode(o.prompt);
     if (prompt.empty()) prompt = {std::min(data::Tokenizer::kEndOfText, vocab - 1)};
     if (o.stop_at_eot) o.options.stop_token = std::min(data::Tokenizer::kEndOfText, vocab - 1);

@@ -55,6 +55,24 @@ std::string read_file(const std::string& path) {
     return s.str();
 }
 
+std::vector<int> parse_token_ids(const std::string& text, int vocab, const std::string& where) {
+    std::istringstream in(text);
+    std::vector<int> ids;
+    for (std::string word; in >> word;) {
+        size_t used = 0;
+        int id = -1;
+        try {
+            id = std::stoi(word, &used);
+        } catch (const std::exception&) {
+        }
+        if (used != word.size() || id < 0 || id >= vocab)
+            throw std::runtime_error(where + ": '" + word + "' is not a token id in 0.." +
+                                     std::to_string(vocab - 1));
+        ids.push_back(id);
+    }
+    return ids;
+}
+
 std::unique_ptr<model::GPT2<float>> load_model(const std::string& path) {
     auto file = model::read_model(path);
     auto gpt = std::make_unique<model::GPT2<float>>(file.config);
@@ -83,22 +101,8 @@ void run_encode(const EncodeOptions& o) {
 
 void run_decode(const EncodeOptions& o) {
     data::Tokenizer tok(o.tokenizer);
-    std::istringstream in(read_file(o.input));
     const std::string where = o.input.empty() ? "standard input" : o.input;
-    std::vector<int> ids;
-    std::string word;
-    while (in >> word) {
-        size_t used = 0;
-        int id = -1;
-        try {
-            id = std::stoi(word, &used);
-        } catch (const std::exception&) {
-        }
-        if (used != word.size() || id < 0 || id >= tok.vocab_size())
-            throw std::runtime_error(where + ": '" + word + "' is not a token id in 0.." +
-                                     std::to_string(tok.vocab_size() - 1));
-        ids.push_back(id);
-    }
+    const std::vector<int> ids = parse_token_ids(read_file(o.input), tok.vocab_size(), where);
     const std::string bytes = tok.decode(ids);
     std::fwrite(bytes.data(), 1, bytes.size(), stdout);
 }

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -31,5 +32,7 @@ void add_tokenizer_option(CLI::App& cmd, std::string& dir);
 // ("-" or "" = standard input).
 std::unique_ptr<model::GPT2<float>> load_model(const std::string& path);
 std::string read_file(const std::string& path);
+// Whitespace-separated token ids in 0..vocab-1; errors name `where` and the bad word.
+std::vector<int> parse_token_ids(const std::string& text, int vocab, const std::string& where);
 
 } // namespace train
