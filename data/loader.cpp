@@ -80,15 +80,15 @@ Loader::Loader(const std::string& pattern, const LoaderOptions& options)
         for (const auto& shard : shards_) windows += shard.size() > 0 ? (shard.size() - 1) / bt : 0;
         order_.reserve(windows);
         shard_order_.reserve(shards_.size());
-        batches_per_epoch_ = windows / world;
+        windows_per_epoch_ = windows;
         need = "a shuffled batch needs W = " + std::to_string(world) + " windows of B*T+1 = " +
                std::to_string(bt + 1) + " tokens, each inside one shard, and they hold " +
                std::to_string(windows);
     } else {
-        batches_per_epoch_ = n_tokens_ > 0 ? (n_tokens_ - 1) / (world * bt) : 0;
+        windows_per_epoch_ = n_tokens_ > 0 ? (n_tokens_ - 1) / bt : 0;
         need = "one batch needs W*B*T+1 = " + std::to_string(world * bt + 1) + " tokens";
     }
-    if (batches_per_epoch_ == 0)
+    if (batches_per_epoch() == 0)
         throw std::runtime_error("token shards matching '" + pattern + "' hold " +
                                  std::to_string(n_tokens_) + " tokens, too few: " + need);
     enter_epoch(0);
@@ -113,18 +113,21 @@ void Loader::enter_epoch(uint64_t epoch) {
 }
 
 void Loader::restore(const LoaderState& state) {
-    if (state.batch >= batches_per_epoch_)
-        throw std::invalid_argument("loader: cannot restore batch " + std::to_string(state.batch) +
-                                    " of an epoch of " + std::to_string(batches_per_epoch_) + " batches");
+    if (state.window >= windows_per_epoch_)
+        throw std::invalid_argument("loader: cannot restore window " + std::to_string(state.window) +
+                                    " of an epoch of " + std::to_string(windows_per_epoch_) + " windows");
     enter_epoch(state.epoch);
-    state_.batch = state.batch;
+    state_.window = state.window;
+    // Fewer than W windows left (possible when the rank count changed): the epoch is over.
+    if (state_.window + size_t(options_.world) > windows_per_epoch_) enter_epoch(state.epoch + 1);
 }
 
 void Loader::next(int* inputs, int* targets) {
-    const size_t window = size_t(state_.batch) * size_t(options_.world) + size_t(options_.rank);
+    const size_t window = size_t(state_.window) + size_t(options_.rank);
     const size_t bt = size_t(options_.batch) * size_t(options_.seq);
     read_window(options_.shuffle ? order_[window] : window * bt, inputs, targets);
-    if (++state_.batch == batches_per_epoch_) enter_epoch(state_.epoch + 1);
+    state_.window += size_t(options_.world);
+    if (state_.window + size_t(options_.world) > windows_per_epoch_) enter_epoch(state_.epoch + 1);
 }
 
 // Copies the B*T+1 tokens at stream position `pos`, which may span shards:

@@ -5,6 +5,8 @@
 // at token (i*W + r)*B*T of the stream (inputs: the first B*T; targets: shifted by one),
 // crossing shard boundaries as needed; so W ranks of batch B together see exactly
 // what one rank of batch W*B sees. An epoch holds (n_tokens - 1) / (W*B*T) batches.
+// (In the terms of LoaderState: window k is the B*T+1 tokens from k*B*T, and batch i
+// starts at window i*W.)
 //
 // With shuffling, the unit is a window of B*T+1 tokens at offset k*B*T inside one shard;
 // each epoch permutes the shard order and the windows inside each shard, reproducibly
@@ -31,10 +33,14 @@ struct LoaderOptions {
     int vocab = 50257;   // token ids must be below this
 };
 
-// Where the loader stands: the next batch is batch `batch` of epoch `epoch`.
+// Where the loader stands, independent of the rank count: the next batch of epoch
+// `epoch` starts at window `window` (rank r reads window + r). A window is B*T tokens
+// (plus the one target after them); an epoch holds windows_per_epoch() of them, and
+// ends when fewer than W remain. So a position saved by W ranks restores on W' ranks
+// (same B and T), which continue exactly where the W ranks stopped.
 struct LoaderState {
     uint64_t epoch = 0;
-    uint64_t batch = 0;
+    uint64_t window = 0;
     bool operator==(const LoaderState&) const = default;
 };
 
@@ -50,12 +56,15 @@ public:
     void next(int* inputs, int* targets);
 
     LoaderState state() const { return state_; }
+    // Throws std::invalid_argument if the window is not in the epoch; starts the next
+    // epoch if fewer than W windows are left from it.
     void restore(const LoaderState& state);
 
     const LoaderOptions& options() const { return options_; }
     const std::vector<std::string>& files() const { return files_; }
     size_t num_tokens() const { return n_tokens_; }
-    size_t batches_per_epoch() const { return batches_per_epoch_; }
+    size_t batches_per_epoch() const { return windows_per_epoch_ / size_t(options_.world); }
+    size_t windows_per_epoch() const { return windows_per_epoch_; }
 
 private:
     void enter_epoch(uint64_t epoch);
@@ -66,7 +75,7 @@ private:
     std::vector<Shard> shards_;
     std::vector<size_t> starts_;  // starts_[s]: stream position of shard s's first token; (S+1)
     size_t n_tokens_ = 0;
-    size_t batches_per_epoch_ = 0;
+    size_t windows_per_epoch_ = 0;
     LoaderState state_;
     // Shuffle mode: the epoch's windows as stream positions, and its shard order (scratch).
     std::vector<size_t> order_;

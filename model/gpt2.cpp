@@ -323,8 +323,10 @@ template <class T> void GPT2<T>::backward() {
         TIMED(kNorm,
               layernorm_backward(a.dresidual, g[kLn1w] + lC, g[kLn1b] + lC, a.dbt_c, residual,
                                  p[kLn1w] + lC, a.ln1_mean + lBT, a.ln1_rstd + lBT, N, C));
+        if (backward_hook_) backward_hook_(l);
     }
     TIMED(kPointwise, encoder_backward(g[kWte], g[kWpe], a.dresidual, tokens_.data(), B, Tn, C));
+    if (backward_hook_) backward_hook_(-1);
     has_targets_ = false; // the probabilities have become gradients
 }
 

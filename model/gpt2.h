@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/config.h"
@@ -85,6 +86,11 @@ public:
     // Accumulates d(mean loss)/d(params) into grads() from the last forward with targets.
     void backward();
     void zero_grad();
+    // Called by backward() as gradients become final: with l after block l's tensors
+    // (l = L-1 down to 0), then with -1 after wte, wpe, lnfw and lnfb. Lets a
+    // data-parallel trainer start reducing a block's gradients while earlier blocks
+    // are still being differentiated. Empty (the default) = no calls.
+    void set_backward_hook(std::function<void(int layer)> hook) { backward_hook_ = std::move(hook); }
 
     // Incremental decoding with a key/value cache: start_generation(n) makes room for n
     // positions (at most max_seq); then step(token, pos) for pos = 0, 1, ... runs one
@@ -120,6 +126,7 @@ private:
     bool has_targets_ = false;
     int B_ = 0, T_ = 0, kept_ = 0;
     std::array<double, kNumStages> profile_{};
+    std::function<void(int)> backward_hook_;
     // Generation: cached k|v per layer (L, positions, 2C), and one position's buffers.
     std::vector<T> kv_cache_, step_memory_;
     int kv_positions_ = 0;

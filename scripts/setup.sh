@@ -7,6 +7,7 @@ packages=(
   libblis-openmp-dev      # CBLAS (default); the OpenMP builds share our thread pool
   libopenblas-openmp-dev  # CBLAS with -DGPT2_BLAS=openblas
   libhdf5-dev hdf5-tools  # model files and checkpoints; h5ls
+  openmpi-bin libopenmpi-dev  # data parallelism: mpirun and MPI
   libcli11-dev            # command-line parsing
   libpcre2-dev            # the tokenizer's Unicode-aware pattern
   nlohmann-json3-dev      # encoder.json, training options in checkpoints

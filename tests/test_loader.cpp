@@ -284,3 +284,39 @@ TEST_CASE("loader rejects an empty glob, bad tokens, too few tokens, bad options
         CHECK(loader.state() == data::LoaderState{3, n - 1}); // a failed restore changes nothing
     }
 }
+
+TEST_CASE("a position saved by W ranks restores on W' ranks, which go on with the next windows") {
+    TempDir tmp;
+    write_stream(tmp, kSizes);
+    const int B = 1, T = 4; // windows of 4 tokens: 47 per epoch without shuffling
+    for (bool shuffle : {false, true}) {
+        CAPTURE(shuffle);
+        // One rank reads the windows in order; its sequence is the reference.
+        data::Loader single(tmp.glob(), options(B, T, 0, 1, shuffle));
+        const size_t windows = single.windows_per_epoch();
+        std::vector<Batch> stream;
+        for (size_t i = 0; i < 2 * windows; ++i) stream.push_back(next_batch(single));
+
+        // 2 ranks take 5 batches (10 windows), then 3 ranks continue from there.
+        std::vector<data::Loader> two;
+        for (int r = 0; r < 2; ++r) two.emplace_back(tmp.glob(), options(B, T, r, 2, shuffle));
+        for (int i = 0; i < 5; ++i)
+            for (int r = 0; r < 2; ++r) CHECK(next_batch(two[r]) == stream[size_t(i * 2 + r)]);
+        const data::LoaderState saved = two[0].state();
+        CHECK(saved == data::LoaderState{0, 10});
+        CHECK(two[1].state() == saved);
+
+        std::vector<data::Loader> three;
+        for (int r = 0; r < 3; ++r) {
+            three.emplace_back(tmp.glob(), options(B, T, r, 3, shuffle));
+            three[r].restore(saved);
+        }
+        // Windows 10, 11, 12, then 13, 14, 15, ... while 3 windows remain in the epoch.
+        size_t at = 10;
+        for (; at + 3 <= windows; at += 3)
+            for (int r = 0; r < 3; ++r) CHECK(next_batch(three[r]) == stream[at + size_t(r)]);
+        // The epoch's last windows (fewer than 3) are skipped; epoch 1 starts afresh.
+        CHECK(three[0].state() == data::LoaderState{1, 0});
+        for (int r = 0; r < 3; ++r) CHECK(next_batch(three[r]) == stream[windows + size_t(r)]);
+    }
+}

@@ -158,7 +158,7 @@ TEST_CASE("a checkpoint holds the weights, moments, step and loader position, an
     const auto c = train::load_checkpoint(w / "run/ckpt_00000002.h5");
     CHECK(c.step == 2);
     CHECK(c.adam_t == 2);
-    CHECK(c.loader.batch == 4); // 2 steps x 2 micro-batches
+    CHECK(c.loader.window == 4); // 2 steps x 2 micro-batches
     CHECK(c.args_json.find("\"grad_accum\":2") != std::string::npos);
     REQUIRE(run_gpt2("convert " + (w / "run/ckpt_00000002.h5") + " " + (w / "model.bin")).status == 0);
     CHECK(model::read_model(w / "model.bin").params == c.params);

@@ -16,26 +16,26 @@ namespace fs = std::filesystem;
 namespace h5 = model::h5;
 
 void save_checkpoint(const std::string& path, const model::Config& config, const float* params,
-                     const optim::AdamW& adam, int64_t step, const data::LoaderState& loader,
+                     const OptimizerState& opt, int64_t step, const data::LoaderState& loader,
                      const std::string& args_json) {
     const size_t n = model::ParamLayout(config).total();
-    if (adam.begin() != 0 || adam.end() != n)
+    if (opt.m.size() != n || opt.v.size() != n)
         throw std::logic_error("save_checkpoint needs the optimizer state of every parameter");
     model::write_hdf5(path, config, params, "gpt2-cpp checkpoint", [&](int64_t file) {
         {
             h5::Id g(H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-            h5::write_floats(g, "m", {n}, adam.m().data(), path);
-            h5::write_floats(g, "v", {n}, adam.v().data(), path);
-            h5::write_attr(g, "t", adam.t(), path);
-            h5::write_attr(g, "beta1", adam.config().beta1, path);
-            h5::write_attr(g, "beta2", adam.config().beta2, path);
-            h5::write_attr(g, "eps", adam.config().eps, path);
-            h5::write_attr(g, "weight_decay", adam.config().weight_decay, path);
+            h5::write_floats(g, "m", {n}, opt.m.data(), path);
+            h5::write_floats(g, "v", {n}, opt.v.data(), path);
+            h5::write_attr(g, "t", opt.t, path);
+            h5::write_attr(g, "beta1", opt.config.beta1, path);
+            h5::write_attr(g, "beta2", opt.config.beta2, path);
+            h5::write_attr(g, "eps", opt.config.eps, path);
+            h5::write_attr(g, "weight_decay", opt.config.weight_decay, path);
         }
         h5::Id g(H5Gcreate2(file, "training", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
         h5::write_attr(g, "step", step, path);
         h5::write_attr(g, "loader_epoch", int64_t(loader.epoch), path);
-        h5::write_attr(g, "loader_batch", int64_t(loader.batch), path);
+        h5::write_attr(g, "loader_window", int64_t(loader.window), path);
         h5::write_attr(g, "args", args_json, path);
     });
 }
@@ -63,7 +63,8 @@ Checkpoint load_checkpoint(const std::string& path) {
     h5::Id g(H5Gopen2(file, "training", H5P_DEFAULT), H5Gclose);
     c.step = h5::read_int(g, "step", path);
     c.loader.epoch = uint64_t(h5::read_int(g, "loader_epoch", path));
-    c.loader.batch = uint64_t(h5::read_int(g, "loader_batch", path));
+    const char* window = H5Aexists(g, "loader_window") > 0 ? "loader_window" : "loader_batch";
+    c.loader.window = uint64_t(h5::read_int(g, window, path));
     c.args_json = h5::read_string(g, "args", path);
     return c;
 }

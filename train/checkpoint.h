@@ -6,12 +6,16 @@
 //   /optimizer/m, /optimizer/v   float32 (n_params) AdamW moments, in our flat layout
 //   /optimizer  attrs            t, beta1, beta2, eps, weight_decay
 //   /training   attrs            step (optimizer steps done), loader_epoch,
-//                                loader_batch, args (the training options as JSON)
+//                                loader_window (data::LoaderState; the same for any
+//                                number of ranks), args (the training options as JSON)
+// Checkpoints written before loader_window existed (single-process runs) hold
+// loader_batch instead, which for one rank is the same number.
 // Randomness needs no saved state: shuffling derives from (seed, epoch) and samples
 // from (seed, step).
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,10 +34,16 @@ struct Checkpoint {
     std::string args_json;
 };
 
+// AdamW's state over the whole flat buffer (gathered from the ranks under ZeRO-1).
+struct OptimizerState {
+    std::span<const float> m, v;
+    int64_t t = 0;
+    optim::AdamWConfig config;
+};
+
 // Written to PATH.tmp, flushed and renamed: a crash never damages an existing PATH.
-// The optimizer must cover the whole buffer.
 void save_checkpoint(const std::string& path, const model::Config& config, const float* params,
-                     const optim::AdamW& adam, int64_t step, const data::LoaderState& loader,
+                     const OptimizerState& optimizer, int64_t step, const data::LoaderState& loader,
                      const std::string& args_json);
 Checkpoint load_checkpoint(const std::string& path);
 

@@ -118,10 +118,20 @@ void add_train(CLI::App& app) {
     cmd->add_option("--resume", o->resume, "Continue from a checkpoint file, or the newest in a folder")
         ->group("Output");
 
-    cmd->callback([o] {
-        SingleProcess comm;
-        train_model(*o, comm);
-    });
+    cmd->add_option("--zero", o->zero,
+                    "Under mpirun: 0 = every rank holds all optimizer moments; 1 = ZeRO-1, each rank "
+                    "holds and updates 1/ranks of them (reduce-scatter, all-gather)")
+        ->check(CLI::IsMember({0, 1}))
+        ->capture_default_str()
+        ->group("Parallel");
+    cmd->add_option("--overlap", o->overlap,
+                    "on|off: under mpirun with --zero 0, all-reduce each block's gradients while "
+                    "backward goes on to the next")
+        ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"on", true}, {"off", false}}))
+        ->default_str("on")
+        ->group("Parallel");
+
+    cmd->callback([o] { run_with_communicator([&](Communicator& comm) { train_model(*o, comm); }); });
 }
 
 } // namespace train

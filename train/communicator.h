@@ -1,10 +1,17 @@
 // How ranks of a data-parallel job talk. The training loop sees only this interface;
-// the single-process implementation makes every collective a no-op, so the loop has
-// no #ifdef MPI and runs in tests without mpirun.
+// the single-process implementation makes every collective a copy or a no-op, so the
+// loop has no #ifdef MPI and runs in tests without mpirun.
+//
+// Every method is a collective: all ranks call it, in the same order, with the same
+// sizes. A rank that fails must say so through any_failed() before the next
+// collective, so that all ranks stop together instead of waiting on each other.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <span>
+#include <stdexcept>
 #include <string>
 
 namespace train {
@@ -16,13 +23,36 @@ public:
     virtual int size() const = 0;
     bool is_root() const { return rank() == 0; }
 
-    // In-place mean over ranks of n floats.
-    virtual void allreduce_mean(float* data, size_t n) = 0;
-    // Mean over ranks of one number (losses, norms).
-    virtual double allreduce_mean(double value) = 0;
-    // Every rank learns whether any rank failed, and the first failing rank's message;
-    // call it before each collective that a failure could leave unmatched.
+    // In-place sum over ranks.
+    virtual void allreduce_sum(float* data, size_t n) = 0;
+    virtual double allreduce_sum(double value) = 0;
+    double allreduce_mean(double value) { return allreduce_sum(value) / size(); }
+
+    // Non-blocking in-place sums: start any number, call progress() now and then to
+    // move them along, and wait_all() before reading the results.
+    virtual void start_allreduce_sum(float* data, size_t n) = 0;
+    virtual void progress() = 0;
+    virtual void wait_all() = 0;
+
+    // Sharded buffers: `offsets` has size()+1 entries and rank r owns
+    // [offsets[r], offsets[r+1]) of a full-length buffer.
+    // reduce_scatter_sum: this rank's part of data becomes the sum over ranks (the rest
+    // of data is left as it was). allgather: every rank's part is copied to all.
+    virtual void reduce_scatter_sum(float* data, std::span<const size_t> offsets) = 0;
+    virtual void allgather(float* data, std::span<const size_t> offsets) = 0;
+    // scatter: root's full buffer -> each rank's part (`part` holds only that part).
+    // gather: each rank's part -> root's full buffer (ignored on other ranks).
+    virtual void scatter(const float* full, float* part, std::span<const size_t> offsets) = 0;
+    virtual void gather(const float* part, float* full, std::span<const size_t> offsets) = 0;
+
+    // Root's bytes to every rank.
+    virtual void broadcast(void* data, size_t bytes) = 0;
+
+    // Every rank learns whether any rank failed; if so, `message` becomes the first
+    // failing rank's message, prefixed with "rank R: " when there are several ranks.
     virtual bool any_failed(bool failed, std::string& message) = 0;
+    // True on every rank if `flag` is true on any.
+    virtual bool any(bool flag) = 0;
 };
 
 // One process: rank 0 of 1.
@@ -30,9 +60,38 @@ class SingleProcess final : public Communicator {
 public:
     int rank() const override { return 0; }
     int size() const override { return 1; }
-    void allreduce_mean(float*, size_t) override {}
-    double allreduce_mean(double value) override { return value; }
+    void allreduce_sum(float*, size_t) override {}
+    double allreduce_sum(double value) override { return value; }
+    void start_allreduce_sum(float*, size_t) override {}
+    void progress() override {}
+    void wait_all() override {}
+    void reduce_scatter_sum(float*, std::span<const size_t>) override {}
+    void allgather(float*, std::span<const size_t>) override {}
+    void scatter(const float* full, float* part, std::span<const size_t> offsets) override;
+    void gather(const float* part, float* full, std::span<const size_t> offsets) override;
+    void broadcast(void*, size_t) override {}
     bool any_failed(bool failed, std::string&) override { return failed; }
+    bool any(bool flag) override { return flag; }
 };
+
+// An error every rank has agreed on (through any_failed) and throws at the same point,
+// so the job can end cleanly; only the root reports it.
+class JobError : public std::runtime_error {
+public:
+    JobError(const std::string& message, bool report) : std::runtime_error(message), report_(report) {}
+    bool report() const { return report_; }
+
+private:
+    bool report_;
+};
+
+// MPI when the process was started by mpirun (or another MPI launcher), else a
+// SingleProcess. The MPI implementation finalizes MPI when destroyed.
+std::unique_ptr<Communicator> make_communicator();
+
+// Runs body with a communicator for this process. An error agreed on by all ranks
+// (JobError) ends the job cleanly; any other exception on one rank prints
+// "gpt2: error: rank R: ..." and aborts every rank, so no rank is left waiting.
+void run_with_communicator(const std::function<void(Communicator&)>& body);
 
 } // namespace train

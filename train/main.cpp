@@ -3,6 +3,7 @@
 #include <exception>
 
 #include "train/commands.h"
+#include "train/communicator.h"
 
 int main(int argc, char** argv) {
     CLI::App app{"gpt2: GPT-2 from scratch, with hand-written forward and backward passes"};
@@ -20,6 +21,10 @@ int main(int argc, char** argv) {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
+    } catch (const train::JobError& e) {
+        // Thrown on every rank of an MPI job alike; one of them reports it.
+        if (e.report()) std::fprintf(stderr, "gpt2: error: %s\n", e.what());
+        return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "gpt2: error: %s\n", e.what());
         return 1;

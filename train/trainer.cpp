@@ -25,6 +25,7 @@
 #include "model/io.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
+#include "train/parallel.h"
 
 namespace train {
 
@@ -37,13 +38,13 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
     val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
     eval_every, evals, eval_max_tokens, eval_max_examples, out, log_file, resume, checkpoint_every,
-    keep)
+    keep, zero, overlap)
 
 std::string to_json(const TrainOptions& o) { return json(o).dump(); }
 
 namespace {
 
-// Set by SIGINT/SIGTERM, read by the loop between steps. A signal handler can reach
+// Set by SIGINT/SIGTERM/SIGUSR1 (the one mpirun forwards to every rank), read by the loop between steps. A signal handler can reach
 // nothing else, hence this one piece of global state.
 volatile std::sig_atomic_t g_stop_requested = 0;
 
@@ -59,16 +60,19 @@ public:
         g_stop_requested = 0;
         old_int_ = std::signal(SIGINT, request_stop);
         old_term_ = std::signal(SIGTERM, request_stop);
+        old_usr1_ = std::signal(SIGUSR1, request_stop);
     }
     ~StopOnSignal() {
         std::signal(SIGINT, old_int_);
         std::signal(SIGTERM, old_term_);
+        std::signal(SIGUSR1, old_usr1_);
     }
     bool requested() const { return g_stop_requested != 0; }
 
 private:
     void (*old_int_)(int);
     void (*old_term_)(int);
+    void (*old_usr1_)(int);
 };
 
 std::string duration_text(double seconds) {
@@ -98,7 +102,7 @@ Start load_start(const TrainOptions& o) {
         if (saved.batch != o.batch || saved.seq != o.seq || saved.shuffle != o.shuffle ||
             saved.seed != o.seed)
             throw std::runtime_error(path + ": resuming needs the run's --batch, --seq, --shuffle and "
-                                            "--seed (the checkpoint has " +
+                                            "--seed; ranks, --grad-accum and --zero may change (the checkpoint has " +
                                      std::to_string(saved.batch) + ", " + std::to_string(saved.seq) +
                                      ", " + (saved.shuffle ? "on" : "off") + ", " +
                                      std::to_string(saved.seed) + ")");
@@ -197,79 +201,121 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     auto say = [&](const char* fmt, auto... args) {
         if (root) std::printf(fmt, args...), std::fflush(stdout);
     };
-    if (o.train_data.empty()) throw std::invalid_argument("--train-data is required");
-    Start start = load_start(o);
-    const model::Config& config = start.config;
-    if (o.seq > config.max_seq)
-        throw std::invalid_argument("--seq " + std::to_string(o.seq) + " exceeds the model's " +
-                                    std::to_string(config.max_seq) + " positions");
+    // Runs fn on every rank and makes every rank throw if it failed on any, naming the
+    // first failing rank: no rank goes on to a collective that another has left.
+    auto agreed = [&](auto&& fn) {
+        bool failed = false;
+        std::string message;
+        try {
+            fn();
+        } catch (const std::exception& e) {
+            failed = true;
+            message = e.what();
+        }
+        if (comm.any_failed(failed, message)) throw JobError(message, root);
+    };
 
-    model::GPT2<float> gpt(config);
-    gpt.set_params(start.params.data(), start.params.size());
-    start.params = {};
-    gpt.reserve(o.batch, o.seq, true);
-    const size_t n_params = gpt.num_params();
+    // The root reads the starting point and sends it to every rank.
+    Start start;
+    agreed([&] {
+        if (o.train_data.empty()) throw std::invalid_argument("--train-data is required");
+        if (root) start = load_start(o);
+    });
+    model::Config config = start.config;
+    comm.broadcast(&config, sizeof config);
+    struct {
+        int64_t step = 0, adam_t = 0;
+        data::LoaderState loader;
+        bool resumed = false;
+    } resume;
+    if (start.checkpoint)
+        resume = {start.checkpoint->step, start.checkpoint->adam_t, start.checkpoint->loader, true};
+    comm.broadcast(&resume, sizeof resume);
 
-    data::LoaderOptions lo{o.batch, o.seq, comm.rank(), comm.size(), o.shuffle, o.seed, config.vocab};
-    data::Loader train_loader(o.train_data, lo);
-    std::optional<data::Loader> val_loader;
-    if (!o.val_data.empty()) {
-        lo.shuffle = false;
-        val_loader.emplace(o.val_data, lo);
-    }
-    const Plan plan = make_plan(o, train_loader, comm.size());
-    optim::Schedule schedule{optim::Schedule::parse(o.lr_schedule), o.lr, o.warmup, plan.steps,
-                             o.lr_final_fraction, o.decay_fraction};
-    schedule.validate();
-    optim::AdamW adam(gpt.layout(), {o.beta1, o.beta2, o.eps, o.weight_decay});
-
-    int step = 0;
-    if (start.checkpoint) {
-        const Checkpoint& c = *start.checkpoint;
-        std::copy(c.m.begin(), c.m.end(), adam.m().begin());
-        std::copy(c.v.begin(), c.v.end(), adam.v().begin());
-        adam.set_t(c.adam_t);
-        train_loader.restore(c.loader);
-        step = int(c.step);
-        start.checkpoint.reset();
-    }
-
+    std::unique_ptr<model::GPT2<float>> gpt_ptr;
+    std::unique_ptr<DataParallel> dp;
+    std::optional<data::Loader> train_loader, val_loader;
+    std::optional<Plan> plan;
+    std::optional<optim::Schedule> schedule;
     std::optional<data::Tokenizer> tokenizer;
-    if (o.sample_every > 0 || !o.evals.empty()) tokenizer.emplace(o.tokenizer);
-    // Evaluators run on a copy of the weights, so the training model's buffers stay
-    // sized for training.
-    const std::vector<Evaluator> evaluators = tokenizer ? load_evaluators(o, *tokenizer) : std::vector<Evaluator>{};
+    std::vector<Evaluator> evaluators;
     std::unique_ptr<model::GPT2<float>> eval_model;
-    if (!evaluators.empty()) eval_model = std::make_unique<model::GPT2<float>>(config);
-
-    if (root) fs::create_directories(o.out);
-    const std::string log_path = o.log_file.empty() ? (fs::path(o.out) / "log.jsonl").string() : o.log_file;
     std::ofstream log;
-    if (root) {
-        log.open(log_path, std::ios::app);
-        if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
+    const std::string log_path = o.log_file.empty() ? (fs::path(o.out) / "log.jsonl").string() : o.log_file;
+    agreed([&] {
+        if (o.seq > config.max_seq)
+            throw std::invalid_argument("--seq " + std::to_string(o.seq) + " exceeds the model's " +
+                                        std::to_string(config.max_seq) + " positions");
+        gpt_ptr = std::make_unique<model::GPT2<float>>(config);
+        gpt_ptr->reserve(o.batch, o.seq, true);
+        dp = std::make_unique<DataParallel>(comm, *gpt_ptr,
+                                            optim::AdamWConfig{o.beta1, o.beta2, o.eps, o.weight_decay},
+                                            ParallelOptions{o.zero, o.overlap});
+        data::LoaderOptions lo{o.batch, o.seq, comm.rank(), comm.size(), o.shuffle, o.seed, config.vocab};
+        train_loader.emplace(o.train_data, lo);
+        if (!o.val_data.empty()) {
+            lo.shuffle = false;
+            val_loader.emplace(o.val_data, lo);
+        }
+        plan = make_plan(o, *train_loader, comm.size());
+        schedule = optim::Schedule{optim::Schedule::parse(o.lr_schedule), o.lr, o.warmup, plan->steps,
+                                   o.lr_final_fraction, o.decay_fraction};
+        schedule->validate();
+        if (resume.resumed) train_loader->restore(resume.loader);
+        // Samples and evaluators run on the root only; evaluators on a copy of the
+        // weights, so the training model's buffers stay sized for training.
+        if (root && (o.sample_every > 0 || !o.evals.empty())) {
+            tokenizer.emplace(o.tokenizer);
+            evaluators = load_evaluators(o, *tokenizer);
+            if (!evaluators.empty()) eval_model = std::make_unique<model::GPT2<float>>(config);
+        }
+        if (root) {
+            fs::create_directories(o.out);
+            log.open(log_path, std::ios::app);
+            if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
+        }
+    });
+    model::GPT2<float>& gpt = *gpt_ptr;
+    const size_t n_params = gpt.num_params();
+    if (root) gpt.set_params(start.params.data(), start.params.size());
+    start.params = {};
+    comm.broadcast(gpt.params(), n_params * sizeof(float));
+    int step = int(resume.step);
+    if (resume.resumed) {
+        const Checkpoint* c = root ? &*start.checkpoint : nullptr;
+        dp->scatter_moments(c ? c->m.data() : nullptr, c ? c->v.data() : nullptr, resume.adam_t);
     }
+    start.checkpoint.reset();
 
-    const int64_t tokens_per_step = int64_t(o.batch) * o.seq * plan.grad_accum * comm.size();
+    const int ranks = comm.size();
+    const int64_t tokens_per_step = int64_t(o.batch) * o.seq * plan->grad_accum * ranks;
     say("model %s: %s parameters, from %s\n", config.describe().c_str(),
         std::to_string(gpt.layout().count_unpadded()).c_str(), start.from.c_str());
     say("data: %zu train tokens in %zu shards (%zu batches per epoch per rank)%s\n",
-        train_loader.num_tokens(), train_loader.files().size(), train_loader.batches_per_epoch(),
+        train_loader->num_tokens(), train_loader->files().size(), train_loader->batches_per_epoch(),
         val_loader ? (", " + std::to_string(val_loader->num_tokens()) + " val tokens").c_str() : "");
-    say("steps %d of %lld tokens (batch %d x seq %d x grad-accum %d x ranks %d); %s\n", plan.steps,
-        static_cast<long long>(tokens_per_step), o.batch, o.seq, plan.grad_accum, comm.size(),
-        schedule.describe().c_str());
+    say("steps %d of %lld tokens (batch %d x seq %d x grad-accum %d x ranks %d); %s\n", plan->steps,
+        static_cast<long long>(tokens_per_step), o.batch, o.seq, plan->grad_accum, ranks,
+        schedule->describe().c_str());
+    if (ranks > 1)
+        say("ranks: %d, %s\n", ranks,
+            o.zero ? "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)"
+                   : (o.overlap ? "gradients all-reduced in buckets during backward"
+                                : "gradients all-reduced after backward"));
 
     std::vector<int> inputs(size_t(o.batch) * o.seq), targets(inputs.size());
     auto validate = [&]() {
-        val_loader->restore({0, 0});
-        const int n = std::min<int>(o.val_batches > 0 ? o.val_batches : INT32_MAX,
-                                    int(val_loader->batches_per_epoch()));
         double sum = 0;
-        for (int i = 0; i < n; ++i) {
-            val_loader->next(inputs.data(), targets.data());
-            sum += gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
-        }
+        int n = 0;
+        agreed([&] {
+            val_loader->restore({0, 0});
+            n = std::min<int>(o.val_batches > 0 ? o.val_batches : INT32_MAX,
+                              int(val_loader->batches_per_epoch()));
+            for (int i = 0; i < n; ++i) {
+                val_loader->next(inputs.data(), targets.data());
+                sum += gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
+            }
+        });
         return comm.allreduce_mean(sum / n);
     };
     auto sample = [&](int at_step) {
@@ -306,6 +352,18 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     auto write_log = [&](const json& entry) {
         if (root) log << entry.dump() << '\n' << std::flush;
     };
+    std::vector<float> m_buf, v_buf; // the root's gathered moments under ZeRO-1
+    auto save = [&]() {
+        const auto [m, v] = dp->full_moments(m_buf, v_buf);
+        agreed([&] {
+            if (!root) return;
+            const std::string path = checkpoint_path(o.out, step);
+            save_checkpoint(path, config, gpt.params(), {m, v, dp->adam().t(), dp->adam().config()}, step,
+                            train_loader->state(), to_json(o));
+            prune_checkpoints(o.out, o.keep);
+            say("checkpoint %s\n", path.c_str());
+        });
+    };
 
     if (val_loader && step == 0) {
         const double v = validate();
@@ -317,61 +375,58 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     using clock = std::chrono::steady_clock;
     const auto run_start = clock::now();
     const int first_step = step;
-    float* params = gpt.params();
-    float* grads = gpt.grads();
-    while (step < plan.steps) {
+    while (step < plan->steps) {
         const auto t0 = clock::now();
         gpt.zero_grad();
         double loss = 0;
-        for (int k = 0; k < plan.grad_accum; ++k) {
-            train_loader.next(inputs.data(), targets.data());
-            const double l = gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
-            if (!std::isfinite(l))
-                throw std::runtime_error("step " + std::to_string(step + 1) + ": the loss is " +
-                                         std::to_string(l) + "; stopping (checkpoints untouched)");
-            gpt.backward();
-            loss += l;
-        }
-        loss /= plan.grad_accum;
-        comm.allreduce_mean(grads, n_params);
-        loss = comm.allreduce_mean(loss);
-        // grads hold the sum over micro-batches: the mean's norm is theirs / K, and
-        // AdamW applies the 1/K and the clipping factor as it reads them.
-        const double norm = optim::grad_norm(grads, n_params) / plan.grad_accum;
+        // Every micro-batch's forward, and all backward passes but the last, touch no
+        // other rank; failures are agreed on before the last backward starts reducing.
+        agreed([&] {
+            for (int k = 0; k < plan->grad_accum; ++k) {
+                train_loader->next(inputs.data(), targets.data());
+                const double l = gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
+                if (!std::isfinite(l))
+                    throw std::runtime_error("step " + std::to_string(step + 1) + ": the loss is " +
+                                             std::to_string(l) + "; stopping (checkpoints untouched)");
+                loss += l;
+                if (k + 1 < plan->grad_accum) gpt.backward();
+            }
+        });
+        dp->arm();
+        gpt.backward();
+        const double lr = schedule->at(step);
+        const double norm = dp->step(float(lr), o.grad_clip, plan->grad_accum);
         if (!std::isfinite(norm))
-            throw std::runtime_error("step " + std::to_string(step + 1) + ": the gradient norm is " +
-                                     std::to_string(norm) + "; stopping (checkpoints untouched)");
-        const double scale = optim::clip_factor(norm, o.grad_clip) / plan.grad_accum;
-        const double lr = schedule.at(step);
-        adam.step(params, grads, float(lr), float(scale));
+            throw JobError("step " + std::to_string(step + 1) + ": the gradient norm is " +
+                               std::to_string(norm) + "; stopping (checkpoints untouched)",
+                           root);
+        loss = comm.allreduce_mean(loss / plan->grad_accum);
         ++step;
 
         const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
         const double elapsed = std::chrono::duration<double>(clock::now() - run_start).count();
-        const double eta = elapsed / (step - first_step) * (plan.steps - step);
+        const double eta = elapsed / (step - first_step) * (plan->steps - step);
         say("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %s\n", step,
-            plan.steps, loss, lr, norm, seconds * 1e3, tokens_per_step / seconds,
+            plan->steps, loss, lr, norm, seconds * 1e3, tokens_per_step / seconds,
             duration_text(eta).c_str());
         json entry = {{"step", step},        {"loss", loss},          {"lr", lr},
                       {"grad_norm", norm},   {"ms", seconds * 1e3},   {"tok_per_s", tokens_per_step / seconds}};
-        const bool last = step == plan.steps;
+        if (ranks > 1) entry["comm_ms"] = dp->comm_seconds() * 1e3;
+        const bool last = step == plan->steps;
         if (val_loader && ((o.val_every > 0 && step % o.val_every == 0) || last)) {
             entry["val_loss"] = validate();
             say("step %d | val loss %.6f\n", step, entry["val_loss"].get<double>());
         }
-        if (!evaluators.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || last))
-            run_evaluators(entry);
+        const bool evaluate = !evaluators.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || last);
+        const bool sampling = o.sample_every > 0 && (step % o.sample_every == 0 || last);
+        if (evaluate || sampling)
+            agreed([&] {
+                if (evaluate) run_evaluators(entry);
+                if (sampling && root) sample(step);
+            });
         write_log(entry);
-        if (o.sample_every > 0 && (step % o.sample_every == 0 || last)) sample(step);
-        const bool stopping = stop.requested();
-        if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || last || stopping) {
-            if (root) {
-                const std::string path = checkpoint_path(o.out, step);
-                save_checkpoint(path, config, params, adam, step, train_loader.state(), to_json(o));
-                prune_checkpoints(o.out, o.keep);
-                say("checkpoint %s\n", path.c_str());
-            }
-        }
+        const bool stopping = comm.any(stop.requested());
+        if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || last || stopping) save();
         if (stopping) {
             say("stopped by signal after step %d; resume with --resume %s\n", step, o.out.c_str());
             return;

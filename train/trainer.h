@@ -41,13 +41,18 @@ struct TrainOptions {
     // Output.
     std::string out = "runs/train", log_file, resume;
     int checkpoint_every = 0, keep = 2;
+    // Data parallelism (under mpirun): ZeRO stage 0 or 1, and overlapping the gradient
+    // reduction with the backward pass (stage 0 only).
+    int zero = 0;
+    bool overlap = true;
 };
 
 std::string to_json(const TrainOptions& o);
 
 // Runs training to the last step (or to a Ctrl-C, which finishes the step, writes a
-// checkpoint and returns normally). Throws std::runtime_error on bad input and on a
-// non-finite loss, before anything is written over a good checkpoint.
+// checkpoint and returns normally). Throws on bad input and on a non-finite loss,
+// before anything is written over a good checkpoint; with several ranks, a failure on
+// any rank becomes a JobError thrown on every rank at the same point.
 void train_model(const TrainOptions& options, Communicator& comm);
 
 } // namespace train

@@ -1,0 +1,177 @@
+// gpt2 train under mpirun: W ranks of batch B against one rank of batch W*B, ZeRO-1,
+// resuming on another number of ranks, and failures that must end the job, not hang it.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include "helpers.h"
+#include "data/shard.h"
+#include "model/io.h"
+#include "train/checkpoint.h"
+
+using namespace testing;
+
+namespace {
+
+// A 2-layer model on a preset's vocabulary, shuffling off so that ranks split the same
+// stream of windows as one rank of a W-times larger batch does.
+const std::string kTrain = "train --model d6 --n-layer 2 --n-head 2 --n-embd 32 --max-seq 32 "
+                           "--seq 16 --lr 3e-3 --warmup 2 --grad-clip 1 --shuffle off";
+
+void make_shard(const Workdir& w, const std::string& name, size_t n) {
+    std::vector<uint16_t> tokens(n);
+    uint32_t x = 777;
+    for (auto& t : tokens) {
+        x = x * 1103515245u + 12345u;
+        t = uint16_t((x >> 16) % 500);
+    }
+    data::write_shard(w / name, tokens.data(), tokens.size());
+}
+
+// Runs build/gpt2 on np ranks, killed after `timeout` seconds if it has not ended.
+Run mpirun(int np, const std::string& args, int timeout = 120) {
+    const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+                            "timeout -s KILL " + std::to_string(timeout) + " " MPIEXEC " --oversubscribe "
+                            "--bind-to none -np " + std::to_string(np) + " " GPT2_BINARY " " + args + " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    REQUIRE(pipe);
+    std::string out;
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    const int status = pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// The losses of the "step n/N | loss X" lines, in order.
+std::vector<double> losses(const std::string& out) {
+    std::vector<double> found;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);) {
+        const size_t at = line.find(" | loss ");
+        if (line.starts_with("step ") && at != std::string::npos) found.push_back(std::stod(line.substr(at + 8)));
+    }
+    return found;
+}
+
+void check_same_losses(const Run& a, const Run& b, size_t steps) {
+    INFO(a.out);
+    INFO(b.out);
+    REQUIRE(a.status == 0);
+    REQUIRE(b.status == 0);
+    const auto la = losses(a.out), lb = losses(b.out);
+    REQUIRE(la.size() == steps);
+    REQUIRE(lb.size() == steps);
+    for (size_t i = 0; i < steps; ++i) {
+        CAPTURE(i);
+        CHECK(std::abs(la[i] - lb[i]) <= 1e-5);
+    }
+}
+
+std::string data_args(const Workdir& w) { return " --train-data '" + (w / "train_*.bin") + "'"; }
+
+} // namespace
+
+TEST_CASE("mpirun: 2 ranks of batch B give one rank of batch 2B's losses, with and without ZeRO-1") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    const std::string args = kTrain + data_args(w) + " --steps 10 --grad-accum 2";
+    const Run one = run_gpt2(args + " --batch 4 --out " + (w / "one"));
+    check_same_losses(one, mpirun(2, args + " --batch 2 --out " + (w / "two")), 10);
+    check_same_losses(one, mpirun(2, args + " --batch 2 --overlap off --out " + (w / "two-blocking")), 10);
+    check_same_losses(one, mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-zero")), 10);
+    // Only rank 0 prints and writes.
+    const Run two = mpirun(2, kTrain + data_args(w) + " --batch 2 --steps 2 --out " + (w / "print"));
+    INFO(two.out);
+    CHECK(losses(two.out).size() == 2);
+    CHECK(two.out.find("ranks: 2, gradients all-reduced in buckets during backward") != std::string::npos);
+}
+
+TEST_CASE("mpirun: 3 ranks split batches and ZeRO-1 shards unevenly, and match one rank") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    const std::string args = kTrain + data_args(w) + " --steps 10";
+    const Run one = run_gpt2(args + " --batch 3 --out " + (w / "one"));
+    check_same_losses(one, mpirun(3, args + " --batch 1 --zero 1 --out " + (w / "three")), 10);
+    // Same final weights, to float rounding.
+    const auto a = model::read_model(w / "one/ckpt_00000010.h5").params;
+    const auto b = model::read_model(w / "three/ckpt_00000010.h5").params;
+    REQUIRE(a.size() == b.size());
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a[i] - b[i])));
+    CHECK(worst < 1e-5);
+}
+
+TEST_CASE("mpirun: a checkpoint written by 2 ranks with ZeRO-1 resumes on 3 ranks and on 1") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    const std::string args = kTrain + data_args(w) + " --steps 8 --batch 2";
+    // 2 ranks x grad-accum 3 and 3 ranks x grad-accum 2 and 1 rank x grad-accum 6 all
+    // take 6 windows per step: the same run.
+    const Run first = mpirun(2, args + " --grad-accum 3 --zero 1 --checkpoint-every 4 --keep 0 --out " + (w / "a"));
+    REQUIRE(first.status == 0);
+    const std::string ckpt = w / "a/ckpt_00000004.h5";
+    const auto saved = train::load_checkpoint(ckpt);
+    CHECK(saved.loader.window == 4 * 6);
+    const Run three = mpirun(3, args + " --grad-accum 2 --zero 1 --resume " + ckpt + " --out " + (w / "b"));
+    const Run one = run_gpt2(args + " --grad-accum 6 --resume " + ckpt + " --out " + (w / "c"));
+    const auto full = losses(first.out);
+    REQUIRE(full.size() == 8);
+    for (const Run* r : {&three, &one}) {
+        INFO(r->out);
+        REQUIRE(r->status == 0);
+        const auto resumed = losses(r->out);
+        REQUIRE(resumed.size() == 4);
+        for (size_t i = 0; i < 4; ++i) CHECK(std::abs(resumed[i] - full[4 + i]) <= 1e-5);
+    }
+}
+
+TEST_CASE("mpirun: a bad shard on one rank stops every rank with one error, no hang") {
+    Workdir w;
+    // Batch 1 x seq 16 on 2 ranks: rank 1 reads tokens 16..32 first. Token 20 is out of range.
+    std::vector<uint16_t> tokens(2000, 7);
+    tokens[20] = 60000;
+    data::write_shard(w / "train_000001.bin", tokens.data(), tokens.size());
+    const Run r = mpirun(2, kTrain + data_args(w) + " --batch 1 --steps 3 --out " + (w / "run"), 60);
+    INFO(r.out);
+    CHECK(r.status != 0);
+    CHECK(r.out.find("gpt2: error: rank 1: " + (w / "train_000001.bin") + ": token 60000 at position 20") !=
+          std::string::npos);
+    CHECK(r.out.find("step 1/3") == std::string::npos);
+}
+
+TEST_CASE("mpirun: a rank that cannot open its data or is killed ends the job, no hang") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    SUBCASE("a glob matching nothing") {
+        const Run r = mpirun(2, kTrain + " --train-data '" + (w / "missing_*.bin") + "' --batch 1 --steps 3 --out " +
+                                    (w / "run"), 60);
+        CHECK(r.status != 0);
+        CHECK(r.out.find("gpt2: error: rank 0: no token shards match") != std::string::npos);
+    }
+    SUBCASE("rank 1 killed mid-run") {
+        // Rank 1 replaces a shell that kills it with SIGKILL after two seconds.
+        const std::string args = "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -9 $$) & fi; exec " GPT2_BINARY " " +
+                                 kTrain + data_args(w) + " --batch 1 --steps 100000 --out " + (w / "run") + "'";
+        const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+                                "timeout -s KILL 60 " MPIEXEC " --oversubscribe --bind-to none -np 2 " + args + " 2>&1";
+        const auto t0 = std::chrono::steady_clock::now();
+        FILE* pipe = popen(cmd.c_str(), "r");
+        REQUIRE(pipe);
+        std::string out;
+        char buf[4096];
+        while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+        const int status = pclose(pipe);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        INFO(out);
+        CHECK(seconds < 50); // ended by mpirun, not by the test's timeout
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) != 0);
+        CHECK(out.find("step 1/100000") != std::string::npos);
+    }
+}

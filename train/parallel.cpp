@@ -1,0 +1,118 @@
+#include "train/parallel.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <stdexcept>
+
+namespace train {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+double since(clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); }
+
+} // namespace
+
+std::vector<size_t> partition(size_t n, int ranks) {
+    std::vector<size_t> offsets(size_t(ranks) + 1, n);
+    for (int r = 0; r < ranks; ++r) offsets[r] = std::min(n, n / size_t(ranks) * size_t(r) / 16 * 16);
+    return offsets;
+}
+
+DataParallel::DataParallel(Communicator& comm, model::GPT2<float>& gpt, const optim::AdamWConfig& config,
+                           const ParallelOptions& options)
+    : comm_(comm), gpt_(gpt), options_(options),
+      offsets_(options.zero ? partition(gpt.num_params(), comm.size())
+                            : std::vector<size_t>{0, gpt.num_params()}),
+      adam_(gpt.layout(), config, offsets_[options.zero ? comm.rank() : 0],
+            offsets_[options.zero ? comm.rank() + 1 : 1]) {
+    if (options.zero != 0 && options.zero != 1)
+        throw std::invalid_argument("--zero must be 0 or 1 (got " + std::to_string(options.zero) + ")");
+    if (!gpt.grads()) gpt.allocate_grads();
+    overlapping_ = options.overlap && options.zero == 0 && comm.size() > 1;
+    if (!overlapping_) return;
+    buckets_.resize(size_t(gpt.config().n_layer) + 1);
+    for (const auto& t : gpt.layout().tensors()) buckets_[size_t(t.layer + 1)].push_back({t.offset, t.size});
+    gpt.set_backward_hook([this](int layer) { on_block_done(layer); });
+}
+
+DataParallel::~DataParallel() {
+    if (overlapping_) gpt_.set_backward_hook({});
+}
+
+// Block `layer` (or, for -1, everything else) has its final gradients: start summing
+// them, and give the reductions already under way a chance to move.
+void DataParallel::on_block_done(int layer) {
+    if (!armed_) return;
+    const auto t0 = clock::now();
+    if (layer == gpt_.config().n_layer - 1) comm_seconds_ = 0;
+    float* grads = gpt_.grads();
+    for (const Range& r : buckets_[size_t(layer + 1)]) comm_.start_allreduce_sum(grads + r.offset, r.size);
+    comm_.progress();
+    if (layer == -1) armed_ = false;
+    comm_seconds_ += since(t0);
+}
+
+double DataParallel::step(float lr, double grad_clip, int micro_batches) {
+    const auto t0 = clock::now();
+    if (!overlapping_) comm_seconds_ = 0;
+    float* grads = gpt_.grads();
+    float* params = gpt_.params();
+    const size_t n = gpt_.num_params();
+    const int W = comm_.size();
+    // grads hold a sum over ranks and micro-batches: the mean's norm is theirs / (K W),
+    // and AdamW applies that factor with the clipping factor as it reads them.
+    const double mean = 1.0 / (double(micro_batches) * W);
+    double norm;
+    if (options_.zero == 0) {
+        if (overlapping_) comm_.wait_all();
+        else comm_.allreduce_sum(grads, n);
+        comm_seconds_ += since(t0);
+        norm = optim::grad_norm(grads, n) * mean;
+    } else {
+        comm_.reduce_scatter_sum(grads, offsets_);
+        const double part = optim::grad_norm(grads + begin(), end() - begin());
+        norm = std::sqrt(comm_.allreduce_sum(part * part)) * mean;
+        comm_seconds_ += since(t0);
+    }
+    if (!std::isfinite(norm)) return norm;
+    adam_.step(params, grads, lr, float(optim::clip_factor(norm, grad_clip) * mean));
+    if (options_.zero == 1) {
+        const auto t1 = clock::now();
+        comm_.allgather(params, offsets_);
+        comm_seconds_ += since(t1);
+    }
+    return norm;
+}
+
+std::array<std::span<const float>, 2> DataParallel::full_moments(std::vector<float>& m_buf,
+                                                                std::vector<float>& v_buf) {
+    if (options_.zero == 0) {
+        if (!comm_.is_root()) return {};
+        return {adam_.m(), adam_.v()};
+    }
+    if (comm_.is_root()) m_buf.resize(gpt_.num_params()), v_buf.resize(gpt_.num_params());
+    comm_.gather(adam_.m().data(), m_buf.data(), offsets_);
+    comm_.gather(adam_.v().data(), v_buf.data(), offsets_);
+    if (!comm_.is_root()) return {};
+    return {m_buf, v_buf};
+}
+
+void DataParallel::scatter_moments(const float* m, const float* v, int64_t t) {
+    adam_.set_t(t);
+    if (options_.zero == 0) {
+        if (comm_.is_root()) {
+            std::copy(m, m + gpt_.num_params(), adam_.m().begin());
+            std::copy(v, v + gpt_.num_params(), adam_.v().begin());
+        }
+        comm_.broadcast(adam_.m().data(), adam_.m().size_bytes());
+        comm_.broadcast(adam_.v().data(), adam_.v().size_bytes());
+        return;
+    }
+    comm_.scatter(m, adam_.m().data(), offsets_);
+    comm_.scatter(v, adam_.v().data(), offsets_);
+}
+
+} // namespace train
