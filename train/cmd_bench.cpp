@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -16,6 +17,8 @@
 #include "model/io.h"
 #include "optim/optim.h"
 #include "train/commands.h"
+#include "train/communicator.h"
+#include "train/parallel.h"
 
 namespace train {
 
@@ -62,9 +65,13 @@ struct BenchOptions {
     int batch = 4, seq = 64, steps = 5, warmup = 1;
     bool forward_only = false, json = false;
     double peak_gflops = 0;
+    ParallelOptions parallel;
 };
 
-void run_bench(const BenchOptions& o) {
+// Under mpirun every rank runs the same steps on its own batch, with the gradient
+// reduction of gpt2 train; rank 0 reports. Per-rank figures are rank 0's, totals are
+// summed over ranks (the peak too: each rank measures the cores it runs on).
+void run_bench(const BenchOptions& o, Communicator& comm) {
     std::unique_ptr<model::GPT2<float>> gpt_ptr;
     if (model::is_preset(o.model)) {
         gpt_ptr = std::make_unique<model::GPT2<float>>(model::preset(o.model));
@@ -78,12 +85,15 @@ void run_bench(const BenchOptions& o) {
         throw std::invalid_argument("--seq exceeds the model's " + std::to_string(config.max_seq) +
                                     " positions");
     gpt.reserve(o.batch, o.seq, !o.forward_only);
-    optim::AdamW adam(gpt.layout(), {0.9, 0.95, 1e-8, 0.1});
+    std::unique_ptr<DataParallel> dp;
+    if (!o.forward_only) dp = std::make_unique<DataParallel>(comm, gpt, optim::AdamWConfig{0.9, 0.95, 1e-8, 0.1}, o.parallel);
 
-    std::mt19937_64 rng(1);
+    std::mt19937_64 rng(1 + uint64_t(comm.rank()));
     std::vector<int> tokens(size_t(o.batch) * o.seq + 1);
     for (int& t : tokens) t = int(rng() % config.vocab);
-    const double peak = o.peak_gflops > 0 ? o.peak_gflops : measure_peak_gflops();
+    const int ranks = comm.size();
+    const double rank_peak = o.peak_gflops > 0 ? o.peak_gflops / ranks : measure_peak_gflops();
+    const double peak = comm.allreduce_sum(rank_peak);
 
     // FLOPs per token as in the literature: 6N + 12 L C T for training (forward 2N + 4 L C T),
     // N = parameters without the position embedding, vocabulary unpadded.
@@ -92,7 +102,7 @@ void run_bench(const BenchOptions& o) {
     const double attn = double(config.n_layer) * config.n_embd * o.seq;
     const double flops_per_token = o.forward_only ? 2 * n + 4 * attn : 6 * n + 12 * attn;
 
-    std::vector<double> step_s;
+    std::vector<double> step_s, comm_s;
     double optimizer_s = 0;
     for (int i = 0; i < o.warmup + o.steps; ++i) {
         if (i == o.warmup) gpt.reset_profile(), optimizer_s = 0;
@@ -102,25 +112,38 @@ void run_bench(const BenchOptions& o) {
         } else {
             gpt.zero_grad();
             gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
+            dp->arm();
             gpt.backward();
             const auto t1 = clock::now();
-            const double norm = optim::grad_norm(gpt.grads(), gpt.num_params());
-            adam.step(gpt.params(), gpt.grads(), 1e-4f, float(optim::clip_factor(norm, 1.0)));
-            optimizer_s += seconds_since(t1);
+            dp->step(1e-4f, 1.0, 1);
+            const double in_step = dp->comm_seconds() - dp->comm_seconds_in_backward();
+            optimizer_s += seconds_since(t1) - in_step;
+            if (i >= o.warmup) comm_s.push_back(dp->comm_seconds());
         }
         if (i >= o.warmup) step_s.push_back(seconds_since(t0));
     }
-    std::vector<double> sorted = step_s;
-    std::sort(sorted.begin(), sorted.end());
-    const double median = sorted[sorted.size() / 2];
+    auto median_of = [](std::vector<double> v) {
+        if (v.empty()) return 0.0;
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+    };
+    const double median = median_of(step_s);
+    const double comm_median = median_of(comm_s);
     const double tokens_per_step = double(o.batch) * o.seq;
-    const double tok_s = tokens_per_step / median;
+    const double rank_tok_s = tokens_per_step / median;
+    const double tok_s = comm.allreduce_sum(rank_tok_s);
     const double mfu = flops_per_token * tok_s / (peak * 1e9);
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    const double peak_rss_gb = double(usage.ru_maxrss) / (1 << 20);
+    const double rss_gb = double(usage.ru_maxrss) / (1 << 20);
+    // The largest peak RSS of any rank.
+    std::vector<float> rss(size_t(ranks), 0.0f);
+    rss[size_t(comm.rank())] = float(rss_gb);
+    comm.allreduce_sum(rss.data(), rss.size());
+    const double peak_rss_gb = *std::max_element(rss.begin(), rss.end());
+    if (!comm.is_root()) return;
 
-    // Where a step's time goes, averaged over the timed steps.
+    // Where a step's time goes on rank 0, averaged over the timed steps.
     nlohmann::json breakdown;
     double accounted = 0;
     for (int s = 0; s < model::kNumStages; ++s) {
@@ -128,30 +151,46 @@ void run_bench(const BenchOptions& o) {
         breakdown[model::stage_name(model::Stage(s))] = ms;
         accounted += ms;
     }
-    if (!o.forward_only) breakdown["optimizer"] = optimizer_s / o.steps * 1e3, accounted += optimizer_s / o.steps * 1e3;
-    double mean = 0;
+    double mean = 0, comm_mean = 0;
     for (double s : step_s) mean += s / step_s.size();
+    for (double s : comm_s) comm_mean += s / comm_s.size();
+    if (!o.forward_only) {
+        breakdown["optimizer"] = optimizer_s / o.steps * 1e3, accounted += optimizer_s / o.steps * 1e3;
+        if (ranks > 1) breakdown["communication"] = comm_mean * 1e3, accounted += comm_mean * 1e3;
+    }
     breakdown["other"] = std::max(0.0, mean * 1e3 - accounted);
 
+    const int threads = omp_get_max_threads();
     if (o.json) {
         nlohmann::json j = {{"model", o.model},           {"config", config.describe()},
                             {"batch", o.batch},           {"seq", o.seq},
-                            {"threads", omp_get_max_threads()},
+                            {"ranks", ranks},             {"threads", threads},
                             {"forward_only", o.forward_only},
+                            {"zero", o.parallel.zero},    {"overlap", o.parallel.overlap},
                             {"ms_per_step", median * 1e3}, {"tok_per_s", tok_s},
+                            {"tok_per_s_per_rank", rank_tok_s},
+                            {"comm_ms_per_step", comm_median * 1e3},
+                            {"comm_share", median > 0 ? comm_median / median : 0.0},
                             {"flops_per_token", flops_per_token},
                             {"peak_gflops", peak},        {"mfu", mfu},
                             {"peak_rss_gb", peak_rss_gb}, {"breakdown_ms", breakdown}};
         std::printf("%s\n", j.dump().c_str());
         return;
     }
-    std::printf("%s %s, batch %d x seq %d, %d threads, %s\n", o.model.c_str(), config.describe().c_str(),
-                o.batch, o.seq, omp_get_max_threads(),
+    std::printf("%s %s, batch %d x seq %d per rank, %d rank%s x %d threads, %s\n", o.model.c_str(),
+                config.describe().c_str(), o.batch, o.seq, ranks, ranks > 1 ? "s" : "", threads,
                 o.forward_only ? "forward only" : "training steps (forward, backward, AdamW)");
     std::printf("median %.1f ms/step over %d steps | %.1f tok/s | %.3g GFLOP/token | "
-                "%.1f GFLOP/s = %.1f%% MFU of %.1f GFLOP/s peak | peak RSS %.2f GB\n",
+                "%.1f GFLOP/s = %.1f%% MFU of %.1f GFLOP/s peak | peak RSS %.2f GB%s\n",
                 median * 1e3, o.steps, tok_s, flops_per_token / 1e9, flops_per_token * tok_s / 1e9,
-                100 * mfu, peak, peak_rss_gb);
+                100 * mfu, peak, peak_rss_gb, ranks > 1 ? " per rank (largest)" : "");
+    if (ranks > 1)
+        std::printf("%d ranks: %.1f tok/s per rank, %.1f tok/s in all | communication %.1f ms/step "
+                    "(%.1f%%), %s\n",
+                    ranks, rank_tok_s, tok_s, comm_median * 1e3, 100 * comm_median / median,
+                    o.parallel.zero ? "ZeRO-1"
+                                    : (o.parallel.overlap ? "all-reduce overlapped with backward"
+                                                          : "all-reduce after backward"));
     std::printf("time per step (mean):");
     for (const auto& [name, ms] : breakdown.items())
         std::printf(" %s %.1f ms (%.0f%%) |", name.c_str(), ms.get<double>(),
@@ -166,7 +205,8 @@ void add_bench(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "bench", "Time training steps (forward, backward, clipping, AdamW) after a warm-up: median "
                  "ms/step, tokens/s, FLOPs per token (6N + 12 L C T, N = parameters without wpe; "
-                 "forward 2N + 4 L C T) and MFU against the measured FP32 FMA peak");
+                 "forward 2N + 4 L C T) and MFU against the measured FP32 FMA peak. Under mpirun: "
+                 "per-rank and total tokens/s and the communication time per step");
     cmd->add_option("--model", o->model, "Preset or model file")->capture_default_str();
     cmd->add_option("--batch", o->batch, "Batch size B")->capture_default_str()->check(CLI::PositiveNumber);
     cmd->add_option("--seq", o->seq, "Sequence length T")->capture_default_str()->check(CLI::PositiveNumber);
@@ -175,7 +215,13 @@ void add_bench(CLI::App& app) {
     cmd->add_flag("--forward-only", o->forward_only, "Time forward passes only");
     cmd->add_flag("--json", o->json, "Print one JSON object");
     cmd->add_option("--peak-gflops", o->peak_gflops, "Peak FP32 GFLOP/s to use instead of measuring it");
-    cmd->callback([o] { run_bench(*o); });
+    cmd->add_option("--zero", o->parallel.zero, "Under mpirun: ZeRO stage, 0 or 1 (as gpt2 train)")
+        ->check(CLI::IsMember({0, 1}))
+        ->capture_default_str();
+    cmd->add_option("--overlap", o->parallel.overlap, "on|off: under mpirun, overlap the all-reduce with backward")
+        ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"on", true}, {"off", false}}))
+        ->default_str("on");
+    cmd->callback([o] { run_with_communicator([&](Communicator& comm) { run_bench(*o, comm); }); });
 }
 
 } // namespace train

@@ -47,17 +47,17 @@ DataParallel::~DataParallel() {
 void DataParallel::on_block_done(int layer) {
     if (!armed_) return;
     const auto t0 = clock::now();
-    if (layer == gpt_.config().n_layer - 1) comm_seconds_ = 0;
+    if (layer == gpt_.config().n_layer - 1) hook_seconds_ = 0;
     float* grads = gpt_.grads();
     for (const Range& r : buckets_[size_t(layer + 1)]) comm_.start_allreduce_sum(grads + r.offset, r.size);
     comm_.progress();
     if (layer == -1) armed_ = false;
-    comm_seconds_ += since(t0);
+    hook_seconds_ += since(t0);
 }
 
 double DataParallel::step(float lr, double grad_clip, int micro_batches) {
     const auto t0 = clock::now();
-    if (!overlapping_) comm_seconds_ = 0;
+    comm_seconds_ = overlapping_ ? hook_seconds_ : 0;
     float* grads = gpt_.grads();
     float* params = gpt_.params();
     const size_t n = gpt_.num_params();

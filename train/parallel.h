@@ -47,6 +47,8 @@ public:
     // Seconds this rank spent in communication calls during the last step() (and the
     // reductions the backward hook started before it).
     double comm_seconds() const { return comm_seconds_; }
+    // The part of comm_seconds() spent inside backward (starting the bucket reductions).
+    double comm_seconds_in_backward() const { return hook_seconds_; }
 
     // This rank's part of the flat buffer whose moments it holds: [begin, end).
     size_t begin() const { return adam_.begin(); }
@@ -72,7 +74,7 @@ private:
     optim::AdamW adam_;
     bool overlapping_ = false, armed_ = false;
     std::vector<std::vector<Range>> buckets_; // [layer + 1]: tensors of block layer; [0]: the rest
-    double comm_seconds_ = 0;
+    double comm_seconds_ = 0, hook_seconds_ = 0;
 };
 
 // The ZeRO-1 partition of n elements over `ranks`: ranks+1 offsets, parts as equal as
