@@ -1,5 +1,7 @@
 #include "eval/detokenize.h"
 
+#include <algorithm>
+#include <iterator>
 #include <stdexcept>
 #include <utility>
 
@@ -109,19 +111,54 @@ std::string ptb(std::string_view text) {
                                      {" N ", "1 "}, {"$ 1", "$1"}, {"# 1", "#1"}});
 }
 
+// Tokens split at ' ', rejoined by the cbt rules in detokenize.h.
+std::string cbt(std::string_view text) {
+    static constexpr std::string_view kAttachLeft[] = {
+        ",", ".", ";", ":", "!", "?", "'", "n't", "'s", "'re", "'ve", "'ll", "'d", "'m"};
+    std::string out;
+    out.reserve(text.size());
+    bool glue = true; // no space before the next token: at the start, after an opening quote
+    for (size_t i = 0; i < text.size();) {
+        size_t j = std::min(text.find(' ', i), text.size());
+        std::string_view token = text.substr(i, j - i);
+        i = j + 1;
+        if (token.empty()) continue;
+        const bool closing = token == "''";
+        if (!glue && !closing &&
+            std::find(std::begin(kAttachLeft), std::end(kAttachLeft), token) ==
+                std::end(kAttachLeft))
+            out += ' ';
+        glue = token == "``" || token == "`";
+        out += token == "``" || closing ? "\"" : token == "`" ? "'" : token;
+    }
+    return out;
+}
+
 } // namespace
 
 Detokenizer parse_detokenizer(const std::string& name) {
     if (name == "none") return Detokenizer::none;
     if (name == "wikitext") return Detokenizer::wikitext;
     if (name == "ptb") return Detokenizer::ptb;
-    throw std::invalid_argument("unknown detokenizer '" + name + "' (expected none, wikitext or ptb)");
+    if (name == "cbt") return Detokenizer::cbt;
+    throw std::invalid_argument("unknown detokenizer '" + name + "' (expected none, wikitext, ptb or cbt)");
+}
+
+const char* detokenizer_name(Detokenizer which) {
+    switch (which) {
+    case Detokenizer::wikitext: return "wikitext";
+    case Detokenizer::ptb: return "ptb";
+    case Detokenizer::cbt: return "cbt";
+    case Detokenizer::none: break;
+    }
+    return "none";
 }
 
 std::string detokenize(std::string_view text, Detokenizer which) {
     switch (which) {
     case Detokenizer::wikitext: return wikitext(text);
     case Detokenizer::ptb: return ptb(text);
+    case Detokenizer::cbt: return cbt(text);
     case Detokenizer::none: break;
     }
     return std::string(text);

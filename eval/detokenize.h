@@ -1,5 +1,6 @@
 // Detokenizers, word counts and article splitting for zero-shot perplexity on
-// WikiText and PTB, reproducing the Python references byte for byte:
+// WikiText and PTB, reproducing the Python references byte for byte (and our own light
+// detokenizer for the Children's Book Test, below):
 //   Megatron-LM tasks/zeroshot_gpt/detokenizer.py            (NVIDIA/Megatron-LM @ 64f72f08)
 //   lm-evaluation-harness lm_eval/tasks/wikitext/preprocess_wikitext.py (@ 244246fa)
 //   lm-evaluation-harness .../wikitext_document_level.py _generate_examples (@ 73414610)
@@ -34,6 +35,14 @@
 // U+2028, U+2029, U+202F, U+205F, U+3000 (decoded from UTF-8). The WikiText-2 and PTB
 // files hold only ' ' and '\n', but matching Python's full set keeps counts exact on
 // any input.
+//
+// cbt rules (ours; CBT text has its tokens separated by spaces, quotes as `` and ''): the
+// text is split at ' ' only into tokens (empty ones dropped) and joined with one space, except
+//   1. `` becomes " and the next token follows it with no space     (opening double quote)
+//   2. `  becomes ' and the next token follows it with no space     (opening single quote)
+//   3. '' becomes " and follows the token before it with no space   (closing double quote)
+//   4. , . ; : ! ? ' n't 's 're 've 'll 'd 'm follow the token before them with no space
+// Tokens are compared whole and case-sensitively: "`` Well , '' said he ." -> "\"Well,\" said he."
 #pragma once
 
 #include <cstddef>
@@ -43,10 +52,11 @@
 
 namespace eval {
 
-enum class Detokenizer { none, wikitext, ptb };
+enum class Detokenizer { none, wikitext, ptb, cbt };
 
-// "none", "wikitext" or "ptb"; throws std::invalid_argument listing them.
+// "none", "wikitext", "ptb" or "cbt"; throws std::invalid_argument listing them.
 Detokenizer parse_detokenizer(const std::string& name);
+const char* detokenizer_name(Detokenizer which);
 
 std::string detokenize(std::string_view text, Detokenizer which);
 

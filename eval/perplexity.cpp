@@ -101,7 +101,7 @@ TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& token
     }
     TextPerplexity r;
     r.protocol = o.protocol;
-    r.detokenizer = detok == Detokenizer::wikitext ? "wikitext" : detok == Detokenizer::ptb ? "ptb" : "none";
+    r.detokenizer = detokenizer_name(detok);
 
     std::vector<std::string> docs;
     if (o.protocol == "lm-eval" && detok == Detokenizer::wikitext) docs = split_wikitext_articles(raw);

@@ -101,12 +101,13 @@ TEST_CASE("detokenizer rules follow the reference's order and pairing") {
     CHECK(eval::detokenize(" a @-@ b ' c ", Detokenizer::none) == " a @-@ b ' c ");
 }
 
-TEST_CASE("parse_detokenizer knows none, wikitext and ptb") {
-    CHECK(eval::parse_detokenizer("none") == Detokenizer::none);
-    CHECK(eval::parse_detokenizer("wikitext") == Detokenizer::wikitext);
+TEST_CASE("parse_detokenizer knows none, wikitext, ptb and cbt") {
+    for (const char* name : {"none", "wikitext", "ptb", "cbt"})
+        CHECK(eval::detokenizer_name(eval::parse_detokenizer(name)) == std::string_view(name));
     CHECK(eval::parse_detokenizer("ptb") == Detokenizer::ptb);
     CHECK_THROWS_WITH_AS(eval::parse_detokenizer("wiki"),
-                         "unknown detokenizer 'wiki' (expected none, wikitext or ptb)", std::invalid_argument);
+                         "unknown detokenizer 'wiki' (expected none, wikitext, ptb or cbt)",
+                         std::invalid_argument);
 }
 
 TEST_CASE("count_words is str.split and count_words_lm_eval is re.split on \\s+") {

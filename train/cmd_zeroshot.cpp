@@ -1,4 +1,4 @@
-// gpt2 eval ppl / gpt2 eval lambada: zero-shot evaluations of a model file on text.
+// gpt2 eval ppl / lambada / cbt: zero-shot evaluations of a model file on text.
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/tokenizer.h"
+#include "eval/cbt.h"
 #include "eval/detokenize.h"
 #include "eval/lambada.h"
 #include "eval/perplexity.h"
@@ -136,6 +137,45 @@ void run_lambada(const LambadaOptions& o) {
                 r.target_tokens, progress.seconds());
 }
 
+struct CbtOptions {
+    std::string model, data, tokenizer, detokenizer = "cbt", per_example;
+    size_t max_examples = 0;
+    int batch = 0;
+    bool json = false;
+};
+
+void run_cbt(const CbtOptions& o) {
+    auto gpt = load_model(o.model);
+    data::Tokenizer tok(o.tokenizer);
+    const auto examples = eval::read_cbt(o.data, o.max_examples);
+    eval::CbtOptions eo;
+    eo.detokenizer = eval::parse_detokenizer(o.detokenizer);
+    eo.batch = o.batch;
+    Progress progress("cbt: examples");
+    const auto r = eval::evaluate_cbt(*gpt, tok, examples, eo, [&](size_t d, size_t n) { progress(d, n); });
+    if (!o.per_example.empty()) {
+        std::ofstream out(o.per_example);
+        if (!out) throw std::runtime_error(o.per_example + ": cannot write");
+        for (size_t i = 0; i < examples.size(); ++i) {
+            const auto& item = r.items[i];
+            out << json{{"index", i}, {"answer", data::sanitize_utf8(examples[i].answer)},
+                        {"chosen", data::sanitize_utf8(examples[i].candidates[item.chosen])},
+                        {"correct", item.correct}, {"scores", item.scores}}
+                       .dump()
+                << '\n';
+        }
+    }
+    const json j = {{"examples", r.examples}, {"correct", r.correct}, {"accuracy", r.accuracy()},
+                    {"detokenizer", o.detokenizer}, {"seconds", progress.seconds()}};
+    if (o.json) {
+        std::printf("%s\n", j.dump().c_str());
+        return;
+    }
+    std::printf("%s: %zu examples, detokenizer %s | accuracy %.2f%% (%zu correct) | %.1f s\n",
+                o.data.c_str(), r.examples, o.detokenizer.c_str(), 100 * r.accuracy(), r.correct,
+                progress.seconds());
+}
+
 } // namespace
 
 void add_zeroshot(CLI::App& eval) {
@@ -178,6 +218,25 @@ void add_zeroshot(CLI::App& eval) {
     lambada->add_flag("--json", l->json, "Print one JSON object");
     add_tokenizer_option(*lambada, l->tokenizer);
     lambada->callback([l] { run_lambada(*l); });
+
+    auto b = std::make_shared<CbtOptions>();
+    auto* cbt = eval.add_subcommand(
+        "cbt", "Children's Book Test accuracy (CBT-CN, CBT-NE): the candidate whose filled-in "
+               "query sentence is most probable after the 20 context sentences");
+    cbt->add_option("--model", b->model, "Model file (.bin, .h5, .safetensors)")->required()->check(CLI::ExistingFile);
+    cbt->add_option("--data", b->data, "cbtest_CN_test_2500ex.txt, cbtest_NE_test_2500ex.txt or the like")
+        ->required()
+        ->check(CLI::ExistingFile);
+    cbt->add_option("--detokenizer", b->detokenizer, "cbt (join quotes and punctuation) | none")
+        ->check(CLI::IsMember({"cbt", "none"}))
+        ->capture_default_str();
+    cbt->add_option("--batch", b->batch, "Candidates per forward pass (0 = all of an example's)")
+        ->capture_default_str();
+    cbt->add_option("--max-examples", b->max_examples, "Evaluate only the first N examples");
+    cbt->add_option("--per-example", b->per_example, "Write one JSON line per example to this file");
+    cbt->add_flag("--json", b->json, "Print one JSON object");
+    add_tokenizer_option(*cbt, b->tokenizer);
+    cbt->callback([b] { run_cbt(*b); });
 }
 
 } // namespace train
