@@ -35,8 +35,9 @@ void make_shard(const Workdir& w, const std::string& name, size_t n) {
 }
 
 // Runs build/gpt2 on np ranks, killed after `timeout` seconds if it has not ended.
-Run mpirun(int np, const std::string& args, int timeout = 120) {
-    const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+// `env` may set GPT2_RANKS_PER_NODE to make the ranks behave as several machines.
+Run mpirun(int np, const std::string& args, int timeout = 120, const std::string& env = "") {
+    const std::string cmd = env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
                             "timeout -s KILL " + std::to_string(timeout) + " " MPIEXEC " --oversubscribe "
                             "--bind-to none -np " + std::to_string(np) + " " GPT2_BINARY " " + args + " 2>&1";
     FILE* pipe = popen(cmd.c_str(), "r");
@@ -89,7 +90,8 @@ TEST_CASE("mpirun: 2 ranks of batch B give one rank of batch 2B's losses, with a
     const Run two = mpirun(2, kTrain + data_args(w) + " --batch 2 --steps 2 --out " + (w / "print"));
     INFO(two.out);
     CHECK(losses(two.out).size() == 2);
-    CHECK(two.out.find("ranks: 2, gradients all-reduced in buckets during backward") != std::string::npos);
+    CHECK(two.out.find("ranks: 2 ranks on 1 machine (2 per machine, shared memory inside a machine); "
+                       "gradients all-reduced in buckets during backward") != std::string::npos);
 }
 
 TEST_CASE("mpirun: 3 ranks split batches and ZeRO-1 shards unevenly, and match one rank") {
@@ -105,6 +107,20 @@ TEST_CASE("mpirun: 3 ranks split batches and ZeRO-1 shards unevenly, and match o
     double worst = 0;
     for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a[i] - b[i])));
     CHECK(worst < 1e-5);
+}
+
+TEST_CASE("mpirun: 4 ranks as 2 machines (shared memory inside, MPI across) and as 4 match one rank") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    const std::string args = kTrain + data_args(w) + " --steps 6 --grad-accum 2";
+    const Run one = run_gpt2(args + " --batch 4 --out " + (w / "one"));
+    // 2 ranks per machine: slices reduced through the shared window, then across.
+    check_same_losses(one, mpirun(4, args + " --batch 1 --out " + (w / "a"), 120, "GPT2_RANKS_PER_NODE=2"), 6);
+    check_same_losses(one, mpirun(4, args + " --batch 1 --zero 1 --out " + (w / "b"), 120, "GPT2_RANKS_PER_NODE=2"), 6);
+    // Machines of 3 and 1 ranks: plain MPI collectives.
+    check_same_losses(one, mpirun(4, args + " --batch 1 --out " + (w / "c"), 120, "GPT2_RANKS_PER_NODE=3"), 6);
+    // One rank per machine: non-blocking all-reduce per tensor.
+    check_same_losses(one, mpirun(4, args + " --batch 1 --out " + (w / "d"), 120, "GPT2_RANKS_PER_NODE=1"), 6);
 }
 
 TEST_CASE("mpirun: a checkpoint written by 2 ranks with ZeRO-1 resumes on 3 ranks and on 1") {

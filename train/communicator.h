@@ -22,6 +22,8 @@ public:
     virtual int rank() const = 0;
     virtual int size() const = 0;
     bool is_root() const { return rank() == 0; }
+    // e.g. "4 ranks on 2 machines (2 per machine, shared memory inside a machine)"
+    virtual std::string describe() const = 0;
 
     // In-place sum over ranks.
     virtual void allreduce_sum(float* data, size_t n) = 0;
@@ -60,6 +62,7 @@ class SingleProcess final : public Communicator {
 public:
     int rank() const override { return 0; }
     int size() const override { return 1; }
+    std::string describe() const override { return "1 rank"; }
     void allreduce_sum(float*, size_t) override {}
     double allreduce_sum(double value) override { return value; }
     void start_allreduce_sum(float*, size_t) override {}

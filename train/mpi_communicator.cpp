@@ -54,16 +54,61 @@ public:
         // Errors come back as codes (turned into exceptions) instead of killing the job
         // with MPI's own message.
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        // Ranks that share a machine, and ranks with the same place on their machines.
+        // GPT2_RANKS_PER_NODE=k instead groups k consecutive ranks as one machine, so
+        // that tests on one machine go through the paths of several.
+        if (const char* k = std::getenv("GPT2_RANKS_PER_NODE"); k && std::atoi(k) > 0)
+            check(MPI_Comm_split(MPI_COMM_WORLD, rank_ / std::atoi(k), rank_, &node_), "MPI_Comm_split");
+        else
+            check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node_),
+                  "MPI_Comm_split_type");
+        MPI_Comm_rank(node_, &node_rank_);
+        MPI_Comm_size(node_, &node_size_);
+        check(MPI_Comm_split(MPI_COMM_WORLD, node_rank_, rank_, &cross_), "MPI_Comm_split");
+        nodes_ = node_rank_ == 0 ? 1 : 0;
+        check(MPI_Allreduce(MPI_IN_PLACE, &nodes_, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+        int sizes[2] = {node_size_, -node_size_};
+        check(MPI_Allreduce(MPI_IN_PLACE, sizes, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+        // Shared memory pays when a machine runs several ranks, and the scheme below
+        // needs the same number on every machine (else the slices would not line up).
+        if (node_size_ > 1 && sizes[0] == -sizes[1]) {
+            float* mine = nullptr;
+            check(MPI_Win_allocate_shared(MPI_Aint(kSlot * sizeof(float)), sizeof(float), MPI_INFO_NULL, node_,
+                                          &mine, &window_),
+                  "MPI_Win_allocate_shared");
+            slots_.resize(size_t(node_size_));
+            for (int q = 0; q < node_size_; ++q) {
+                MPI_Aint bytes = 0;
+                int unit = 0;
+                check(MPI_Win_shared_query(window_, q, &bytes, &unit, &slots_[q]), "MPI_Win_shared_query");
+            }
+            check(MPI_Win_lock_all(MPI_MODE_NOCHECK, window_), "MPI_Win_lock_all");
+        }
     }
     ~MpiCommunicator() override {
         wait_all_quietly();
+        if (window_ != MPI_WIN_NULL) {
+            MPI_Win_unlock_all(window_);
+            MPI_Win_free(&window_);
+        }
+        MPI_Comm_free(&cross_);
+        MPI_Comm_free(&node_);
         MPI_Finalize();
     }
 
     int rank() const override { return rank_; }
     int size() const override { return size_; }
+    std::string describe() const override {
+        std::string d = std::to_string(size_) + " ranks on " + std::to_string(nodes_) + " machine" +
+                        (nodes_ > 1 ? "s" : "");
+        if (!slots_.empty())
+            return d + " (" + std::to_string(node_size_) + " per machine, shared memory inside a machine" +
+                   (nodes_ > 1 ? ", MPI across)" : ")");
+        return d + " (MPI collectives)";
+    }
 
     void allreduce_sum(float* data, size_t n) override {
+        if (!slots_.empty()) return shared_allreduce(data, n);
         for (size_t done = 0; done < n; done += kChunk)
             check(MPI_Allreduce(MPI_IN_PLACE, data + done, int(std::min(kChunk, n - done)), MPI_FLOAT,
                                 MPI_SUM, MPI_COMM_WORLD),
@@ -75,6 +120,8 @@ public:
     }
 
     void start_allreduce_sum(float* data, size_t n) override {
+        // Through shared memory the reduction is the CPU's work either way: do it now.
+        if (!slots_.empty()) return shared_allreduce(data, n);
         for (size_t done = 0; done < n; done += kChunk) {
             MPI_Request r;
             check(MPI_Iallreduce(MPI_IN_PLACE, data + done, int(std::min(kChunk, n - done)), MPI_FLOAT,
@@ -98,6 +145,7 @@ public:
 
     void reduce_scatter_sum(float* data, std::span<const size_t> offsets) override {
         counts(offsets);
+        if (!slots_.empty() && nodes_ == 1) return shared_reduce_scatter(data, offsets);
         const size_t mine = offsets[rank_ + 1] - offsets[rank_];
         if (scratch_.size() < mine) scratch_.resize(mine); // once, on the first step
         check(MPI_Reduce_scatter(data + offsets[0], scratch_.data(), counts_.data(), MPI_FLOAT, MPI_SUM,
@@ -107,6 +155,7 @@ public:
     }
     void allgather(float* data, std::span<const size_t> offsets) override {
         counts(offsets);
+        if (!slots_.empty() && nodes_ == 1) return shared_allgather(data, offsets);
         check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data + offsets[0], counts_.data(),
                              displs_.data(), MPI_FLOAT, MPI_COMM_WORLD),
               "MPI_Allgatherv");
@@ -153,6 +202,81 @@ public:
     [[noreturn]] void abort_job(int code) { MPI_Abort(MPI_COMM_WORLD, code); std::_Exit(code); }
 
 private:
+    // Through the shared window, kSlot floats at a time: every rank copies its chunk
+    // into its slot; rank q of the machine sums slice q of all slots (in rank order, so
+    // every element is computed once and all ranks get the same bits) and, across
+    // machines, all-reduces that slice with the ranks holding the same slice elsewhere;
+    // then every rank copies all slices back out.
+    void shared_allreduce(float* data, size_t n) {
+        for (size_t c = 0; c < n; c += kSlot) {
+            const size_t k = std::min(kSlot, n - c);
+            std::memcpy(slots_[node_rank_], data + c, k * sizeof(float));
+            node_sync();
+            const size_t lo = slice(k, node_rank_), hi = slice(k, node_rank_ + 1);
+            sum_slots(slots_[node_rank_], lo, hi);
+            if (nodes_ > 1)
+                check(MPI_Allreduce(MPI_IN_PLACE, slots_[node_rank_] + lo, int(hi - lo), MPI_FLOAT, MPI_SUM, cross_),
+                      "MPI_Allreduce");
+            node_sync();
+            for (int q = 0; q < node_size_; ++q) {
+                const size_t a = slice(k, q), b = slice(k, q + 1);
+                std::memcpy(data + c + a, slots_[q] + a, (b - a) * sizeof(float));
+            }
+            node_sync(); // before the slots take the next chunk
+        }
+    }
+    // One machine: rank r sums its part [offsets[r], offsets[r+1]) of all slots into data.
+    void shared_reduce_scatter(float* data, std::span<const size_t> offsets) {
+        const size_t n0 = offsets[0], n1 = offsets[size_];
+        for (size_t c = n0; c < n1; c += kSlot) {
+            const size_t k = std::min(kSlot, n1 - c);
+            std::memcpy(slots_[rank_], data + c, k * sizeof(float));
+            node_sync();
+            const size_t lo = std::clamp(offsets[rank_], c, c + k) - c;
+            const size_t hi = std::clamp(offsets[rank_ + 1], c, c + k) - c;
+            sum_slots(data + c, lo, hi);
+            node_sync();
+        }
+    }
+    void shared_allgather(float* data, std::span<const size_t> offsets) {
+        const size_t n0 = offsets[0], n1 = offsets[size_];
+        for (size_t c = n0; c < n1; c += kSlot) {
+            const size_t k = std::min(kSlot, n1 - c);
+            auto part = [&](int q) {
+                return std::pair{std::clamp(offsets[q], c, c + k) - c, std::clamp(offsets[q + 1], c, c + k) - c};
+            };
+            const auto [lo, hi] = part(rank_);
+            std::memcpy(slots_[rank_] + lo, data + c + lo, (hi - lo) * sizeof(float));
+            node_sync();
+            for (int q = 0; q < size_; ++q) {
+                const auto [a, b] = part(q);
+                if (q != rank_) std::memcpy(data + c + a, slots_[q] + a, (b - a) * sizeof(float));
+            }
+            node_sync();
+        }
+    }
+    // out[i] = slot_0[i] + slot_1[i] + ... for i in [lo, hi).
+    void sum_slots(float* out, size_t lo, size_t hi) const {
+        const float* const* s = slots_.data();
+        const int m = node_size_;
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = lo; i < hi; ++i) {
+            float acc = s[0][i];
+            for (int q = 1; q < m; ++q) acc += s[q][i];
+            out[i] = acc;
+        }
+    }
+    // Slice q of k elements among the machine's ranks, 16-float aligned.
+    size_t slice(size_t k, int q) const {
+        return q == node_size_ ? k : std::min(k, k / size_t(node_size_) * size_t(q) / 16 * 16);
+    }
+    // Makes every rank's writes to the window visible to the others, then waits for all.
+    void node_sync() {
+        MPI_Win_sync(window_);
+        check(MPI_Barrier(node_), "MPI_Barrier");
+        MPI_Win_sync(window_);
+    }
+
     // counts_ and displs_ for a partition; allocated once per distinct rank count.
     void counts(std::span<const size_t> offsets) {
         if (offsets.size() != size_t(size_) + 1)
@@ -170,7 +294,14 @@ private:
         requests_.clear();
     }
 
+    // Floats per rank in the shared window (64 MB): big buffers go through it in chunks.
+    static constexpr size_t kSlot = size_t(1) << 24;
+
     int rank_ = 0, size_ = 1;
+    MPI_Comm node_ = MPI_COMM_NULL, cross_ = MPI_COMM_NULL;
+    int node_rank_ = 0, node_size_ = 1, nodes_ = 1;
+    MPI_Win window_ = MPI_WIN_NULL;
+    std::vector<float*> slots_; // every rank's slot of the window, by rank on the machine; empty = unused
     std::vector<MPI_Request> requests_;
     std::vector<int> counts_, displs_;
     std::vector<float> scratch_;

@@ -298,7 +298,7 @@ void train_model(const TrainOptions& o, Communicator& comm) {
         static_cast<long long>(tokens_per_step), o.batch, o.seq, plan->grad_accum, ranks,
         schedule->describe().c_str());
     if (ranks > 1)
-        say("ranks: %d, %s\n", ranks,
+        say("ranks: %s; %s\n", comm.describe().c_str(),
             o.zero ? "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)"
                    : (o.overlap ? "gradients all-reduced in buckets during backward"
                                 : "gradients all-reduced after backward"));
