@@ -102,7 +102,7 @@ void run_bench(const BenchOptions& o, Communicator& comm) {
     const double attn = double(config.n_layer) * config.n_embd * o.seq;
     const double flops_per_token = o.forward_only ? 2 * n + 4 * attn : 6 * n + 12 * attn;
 
-    std::vector<double> step_s, comm_s;
+    std::vector<double> step_s, comm_s, wait_s;
     double optimizer_s = 0;
     for (int i = 0; i < o.warmup + o.steps; ++i) {
         if (i == o.warmup) gpt.reset_profile(), optimizer_s = 0;
@@ -114,6 +114,13 @@ void run_bench(const BenchOptions& o, Communicator& comm) {
             gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
             dp->arm();
             gpt.backward();
+            if (ranks > 1) {
+                // A tiny collective: the time until the slowest rank gets here is waiting
+                // (uneven speed), not communication.
+                const auto tw = clock::now();
+                comm.any(false);
+                if (i >= o.warmup) wait_s.push_back(seconds_since(tw));
+            }
             const auto t1 = clock::now();
             dp->step(1e-4f, 1.0, 1);
             const double in_step = dp->comm_seconds() - dp->comm_seconds_in_backward();
@@ -128,7 +135,7 @@ void run_bench(const BenchOptions& o, Communicator& comm) {
         return v[v.size() / 2];
     };
     const double median = median_of(step_s);
-    const double comm_median = median_of(comm_s);
+    const double comm_median = median_of(comm_s), wait_median = median_of(wait_s);
     const double tokens_per_step = double(o.batch) * o.seq;
     const double rank_tok_s = tokens_per_step / median;
     const double tok_s = comm.allreduce_sum(rank_tok_s);
@@ -156,7 +163,12 @@ void run_bench(const BenchOptions& o, Communicator& comm) {
     for (double s : comm_s) comm_mean += s / comm_s.size();
     if (!o.forward_only) {
         breakdown["optimizer"] = optimizer_s / o.steps * 1e3, accounted += optimizer_s / o.steps * 1e3;
-        if (ranks > 1) breakdown["communication"] = comm_mean * 1e3, accounted += comm_mean * 1e3;
+        if (ranks > 1) {
+            double wait_mean = 0;
+            for (double w : wait_s) wait_mean += w / wait_s.size();
+            breakdown["communication"] = comm_mean * 1e3, accounted += comm_mean * 1e3;
+            breakdown["waiting"] = wait_mean * 1e3, accounted += wait_mean * 1e3;
+        }
     }
     breakdown["other"] = std::max(0.0, mean * 1e3 - accounted);
 
@@ -171,6 +183,7 @@ void run_bench(const BenchOptions& o, Communicator& comm) {
                             {"tok_per_s_per_rank", rank_tok_s},
                             {"comm_ms_per_step", comm_median * 1e3},
                             {"comm_share", median > 0 ? comm_median / median : 0.0},
+                            {"wait_ms_per_step", wait_median * 1e3},
                             {"flops_per_token", flops_per_token},
                             {"peak_gflops", peak},        {"mfu", mfu},
                             {"peak_rss_gb", peak_rss_gb}, {"breakdown_ms", breakdown}};
@@ -186,11 +199,13 @@ void run_bench(const BenchOptions& o, Communicator& comm) {
                 100 * mfu, peak, peak_rss_gb, ranks > 1 ? " per rank (largest)" : "");
     if (ranks > 1)
         std::printf("%d ranks: %.1f tok/s per rank, %.1f tok/s in all | communication %.1f ms/step "
-                    "(%.1f%%), %s\n",
+                    "(%.1f%%), %s | waiting for the slowest rank after backward %.1f ms/step\n",
                     ranks, rank_tok_s, tok_s, comm_median * 1e3, 100 * comm_median / median,
                     o.parallel.zero ? "ZeRO-1"
-                                    : (o.parallel.overlap ? "all-reduce overlapped with backward"
-                                                          : "all-reduce after backward"));
+                                    : (o.parallel.overlap && comm.reduces_in_background()
+                                           ? "all-reduce in buckets during backward"
+                                           : "all-reduce after backward"),
+                    wait_median * 1e3);
     std::printf("time per step (mean):");
     for (const auto& [name, ms] : breakdown.items())
         std::printf(" %s %.1f ms (%.0f%%) |", name.c_str(), ms.get<double>(),

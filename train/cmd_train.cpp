@@ -125,8 +125,9 @@ void add_train(CLI::App& app) {
         ->capture_default_str()
         ->group("Parallel");
     cmd->add_option("--overlap", o->overlap,
-                    "on|off: under mpirun with --zero 0, all-reduce each block's gradients while "
-                    "backward goes on to the next")
+                    "on|off: under mpirun with --zero 0 and one rank per machine, all-reduce each "
+                    "block's gradients while backward goes on to the next (ranks sharing a machine "
+                    "reduce through shared memory after backward)")
         ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"on", true}, {"off", false}}))
         ->default_str("on")
         ->group("Parallel");

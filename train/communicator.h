@@ -33,6 +33,10 @@ public:
     // Non-blocking in-place sums: start any number, call progress() now and then to
     // move them along, and wait_all() before reading the results.
     virtual void start_allreduce_sum(float* data, size_t n) = 0;
+    // Whether started reductions move on while this rank computes (MPI's own
+    // non-blocking collectives); false where the CPU must do them (shared memory), in
+    // which case starting them early only adds synchronisation.
+    virtual bool reduces_in_background() const = 0;
     virtual void progress() = 0;
     virtual void wait_all() = 0;
 
@@ -66,6 +70,7 @@ public:
     void allreduce_sum(float*, size_t) override {}
     double allreduce_sum(double value) override { return value; }
     void start_allreduce_sum(float*, size_t) override {}
+    bool reduces_in_background() const override { return false; }
     void progress() override {}
     void wait_all() override {}
     void reduce_scatter_sum(float*, std::span<const size_t>) override {}

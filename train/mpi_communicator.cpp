@@ -119,6 +119,7 @@ public:
         return value;
     }
 
+    bool reduces_in_background() const override { return slots_.empty(); }
     void start_allreduce_sum(float* data, size_t n) override {
         // Through shared memory the reduction is the CPU's work either way: do it now.
         if (!slots_.empty()) return shared_allreduce(data, n);

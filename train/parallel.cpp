@@ -31,7 +31,7 @@ DataParallel::DataParallel(Communicator& comm, model::GPT2<float>& gpt, const op
     if (options.zero != 0 && options.zero != 1)
         throw std::invalid_argument("--zero must be 0 or 1 (got " + std::to_string(options.zero) + ")");
     if (!gpt.grads()) gpt.allocate_grads();
-    overlapping_ = options.overlap && options.zero == 0 && comm.size() > 1;
+    overlapping_ = options.overlap && options.zero == 0 && comm.size() > 1 && comm.reduces_in_background();
     if (!overlapping_) return;
     buckets_.resize(size_t(gpt.config().n_layer) + 1);
     for (const auto& t : gpt.layout().tensors()) buckets_[size_t(t.layer + 1)].push_back({t.offset, t.size});

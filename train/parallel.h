@@ -22,6 +22,8 @@ struct ParallelOptions {
     int zero = 0;
     // Without ZeRO: start reducing each block's gradients as soon as backward has
     // finished it (MPI_Iallreduce per tensor), instead of one reduction afterwards.
+    // Applies where the communicator reduces in the background (one rank per machine);
+    // through shared memory one reduction after backward is faster.
     bool overlap = true;
 };
 

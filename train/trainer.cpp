@@ -300,8 +300,8 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     if (ranks > 1)
         say("ranks: %s; %s\n", comm.describe().c_str(),
             o.zero ? "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)"
-                   : (o.overlap ? "gradients all-reduced in buckets during backward"
-                                : "gradients all-reduced after backward"));
+                   : (o.overlap && comm.reduces_in_background() ? "gradients all-reduced in buckets during backward"
+                                                               : "gradients all-reduced after backward"));
 
     std::vector<int> inputs(size_t(o.batch) * o.seq), targets(inputs.size());
     auto validate = [&]() {
