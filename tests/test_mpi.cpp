@@ -34,12 +34,12 @@ void make_shard(const Workdir& w, const std::string& name, size_t n) {
     data::write_shard(w / name, tokens.data(), tokens.size());
 }
 
-// Runs build/gpt2 on np ranks, killed after `timeout` seconds if it has not ended.
+// Runs `program` on np ranks, killed after `timeout` seconds if it has not ended.
 // `env` may set GPT2_RANKS_PER_NODE to make the ranks behave as several machines.
-Run mpirun(int np, const std::string& args, int timeout = 120, const std::string& env = "") {
+Run mpirun_program(int np, const std::string& program, int timeout, const std::string& env = "") {
     const std::string cmd = env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
                             "timeout -s KILL " + std::to_string(timeout) + " " MPIEXEC " --oversubscribe "
-                            "--bind-to none -np " + std::to_string(np) + " " GPT2_BINARY " " + args + " 2>&1";
+                            "--bind-to none -np " + std::to_string(np) + " " + program + " 2>&1";
     FILE* pipe = popen(cmd.c_str(), "r");
     REQUIRE(pipe);
     std::string out;
@@ -47,6 +47,11 @@ Run mpirun(int np, const std::string& args, int timeout = 120, const std::string
     while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
     const int status = pclose(pipe);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// build/gpt2 with args on np ranks.
+Run mpirun(int np, const std::string& args, int timeout = 120, const std::string& env = "") {
+    return mpirun_program(np, GPT2_BINARY " " + args, timeout, env);
 }
 
 // The losses of the "step n/N | loss X" lines, in order.
@@ -176,22 +181,14 @@ TEST_CASE("mpirun: a rank that cannot open its data or is killed ends the job, n
     }
     SUBCASE("rank 1 killed mid-run") {
         // Rank 1 replaces a shell that kills it with SIGKILL after two seconds.
-        const std::string args = "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -9 $$) & fi; exec " GPT2_BINARY " " +
-                                 kTrain + data_args(w) + " --batch 1 --steps 100000 --out " + (w / "run") + "'";
-        const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
-                                "timeout -s KILL 60 " MPIEXEC " --oversubscribe --bind-to none -np 2 " + args + " 2>&1";
+        const std::string program = "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -9 $$) & fi; exec " GPT2_BINARY " " +
+                                    kTrain + data_args(w) + " --batch 1 --steps 100000 --out " + (w / "run") + "'";
         const auto t0 = std::chrono::steady_clock::now();
-        FILE* pipe = popen(cmd.c_str(), "r");
-        REQUIRE(pipe);
-        std::string out;
-        char buf[4096];
-        while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-        const int status = pclose(pipe);
+        const Run r = mpirun_program(2, program, 60);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        INFO(out);
+        INFO(r.out);
         CHECK(seconds < 50); // ended by mpirun, not by the test's timeout
-        REQUIRE(WIFEXITED(status));
-        CHECK(WEXITSTATUS(status) != 0);
-        CHECK(out.find("step 1/100000") != std::string::npos);
+        CHECK(r.status != 0);
+        CHECK(r.out.find("step 1/100000") != std::string::npos);
     }
 }
