@@ -295,8 +295,9 @@ private:
         requests_.clear();
     }
 
-    // Floats per rank in the shared window (64 MB): big buffers go through it in chunks.
-    static constexpr size_t kSlot = size_t(1) << 24;
+    // Floats per rank in the shared window (16 MB, small enough for a container's
+    // /dev/shm): big buffers go through it in chunks.
+    static constexpr size_t kSlot = size_t(1) << 22;
 
     int rank_ = 0, size_ = 1;
     MPI_Comm node_ = MPI_COMM_NULL, cross_ = MPI_COMM_NULL;
