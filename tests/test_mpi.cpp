@@ -1,5 +1,7 @@
 // gpt2 train under mpirun: W ranks of batch B against one rank of batch W*B, ZeRO-1,
-// resuming on another number of ranks, and failures that must end the job, not hang it.
+// resuming on another number of ranks, and failures that must end the job, not hang it;
+// and, in one process, the ZeRO-1 partition and DataParallel's step.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,7 +15,10 @@
 #include "helpers.h"
 #include "data/shard.h"
 #include "model/io.h"
+#include "optim/optim.h"
 #include "train/checkpoint.h"
+#include "train/communicator.h"
+#include "train/parallel.h"
 
 using namespace testing;
 
@@ -190,5 +195,57 @@ TEST_CASE("mpirun: a rank that cannot open its data or is killed ends the job, n
         CHECK(seconds < 50); // ended by mpirun, not by the test's timeout
         CHECK(r.status != 0);
         CHECK(r.out.find("step 1/100000") != std::string::npos);
+    }
+}
+
+TEST_CASE("partition splits a buffer into 16-aligned parts that cover it in order") {
+    for (size_t n : {size_t(0), size_t(5), size_t(1000), size_t(124475904)})
+        for (int ranks : {1, 2, 3, 7}) {
+            CAPTURE(n);
+            CAPTURE(ranks);
+            const auto o = train::partition(n, ranks);
+            REQUIRE(o.size() == size_t(ranks) + 1);
+            CHECK(o.front() == 0);
+            CHECK(o.back() == n);
+            for (int r = 0; r < ranks; ++r) {
+                CHECK(o[r] <= o[r + 1]);
+                CHECK(o[r] % 16 == 0);
+                CHECK(o[r + 1] - o[r] <= n / size_t(ranks) + 16);
+            }
+        }
+}
+
+TEST_CASE("one process: DataParallel's step is the plain clipped AdamW step, bit for bit, with or without ZeRO-1") {
+    const auto config = model::make_config(2, 2, 16, 64, 8);
+    model::GPT2<float> reference(config);
+    reference.init_weights(3);
+    std::vector<int> tokens(2 * 8 + 1);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int(i * 7 % 64);
+    const optim::AdamWConfig adam_config{0.9, 0.95, 1e-8, 0.1};
+
+    // Two micro-batches, clipped at 0.5, as the trainer did before DataParallel.
+    auto grads_of = [&](model::GPT2<float>& m) {
+        m.reserve(2, 8, true);
+        m.zero_grad();
+        for (int k = 0; k < 2; ++k) {
+            m.forward(tokens.data(), tokens.data() + 1, 2, 8);
+            m.backward();
+        }
+    };
+    grads_of(reference);
+    optim::AdamW adam(reference.layout(), adam_config);
+    const double norm = optim::grad_norm(reference.grads(), reference.num_params()) / 2;
+    adam.step(reference.params(), reference.grads(), 1e-3f, float(optim::clip_factor(norm, 0.5) / 2));
+
+    for (int zero : {0, 1}) {
+        CAPTURE(zero);
+        model::GPT2<float> m(config);
+        m.init_weights(3);
+        train::SingleProcess comm;
+        train::DataParallel dp(comm, m, adam_config, {zero, true});
+        grads_of(m);
+        const double got = dp.step(1e-3f, 0.5, 2);
+        CHECK(got == doctest::Approx(norm).epsilon(1e-12));
+        CHECK(std::equal(m.params(), m.params() + m.num_params(), reference.params()));
     }
 }
