@@ -73,20 +73,23 @@ struct BenchOptions {
 // summed over ranks (the peak too: each rank measures the cores it runs on).
 void run_bench(const BenchOptions& o, Communicator& comm) {
     std::unique_ptr<model::GPT2<float>> gpt_ptr;
-    if (model::is_preset(o.model)) {
-        gpt_ptr = std::make_unique<model::GPT2<float>>(model::preset(o.model));
-        gpt_ptr->init_weights(1337);
-    } else {
-        gpt_ptr = load_model(o.model);
-    }
+    std::unique_ptr<DataParallel> dp;
+    agreed(comm, [&] {
+        if (model::is_preset(o.model)) {
+            gpt_ptr = std::make_unique<model::GPT2<float>>(model::preset(o.model));
+            gpt_ptr->init_weights(1337);
+        } else {
+            gpt_ptr = load_model(o.model);
+        }
+        if (o.seq > gpt_ptr->config().max_seq)
+            throw std::invalid_argument("--seq exceeds the model's " + std::to_string(gpt_ptr->config().max_seq) +
+                                        " positions");
+        gpt_ptr->reserve(o.batch, o.seq, !o.forward_only);
+        if (!o.forward_only)
+            dp = std::make_unique<DataParallel>(comm, *gpt_ptr, optim::AdamWConfig{0.9, 0.95, 1e-8, 0.1}, o.parallel);
+    });
     model::GPT2<float>& gpt = *gpt_ptr;
     const model::Config& config = gpt.config();
-    if (o.seq > config.max_seq)
-        throw std::invalid_argument("--seq exceeds the model's " + std::to_string(config.max_seq) +
-                                    " positions");
-    gpt.reserve(o.batch, o.seq, !o.forward_only);
-    std::unique_ptr<DataParallel> dp;
-    if (!o.forward_only) dp = std::make_unique<DataParallel>(comm, gpt, optim::AdamWConfig{0.9, 0.95, 1e-8, 0.1}, o.parallel);
 
     std::mt19937_64 rng(1 + uint64_t(comm.rank()));
     std::vector<int> tokens(size_t(o.batch) * o.seq + 1);

@@ -93,6 +93,22 @@ private:
     bool report_;
 };
 
+// Runs fn on every rank; if it throws on any, every rank throws a JobError with the
+// first failing rank's message. Wrap each stretch of work that touches no other rank
+// in it, so that no rank goes on to a collective that another has left.
+template <class F>
+void agreed(Communicator& comm, F&& fn) {
+    bool failed = false;
+    std::string message;
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        failed = true;
+        message = e.what();
+    }
+    if (comm.any_failed(failed, message)) throw JobError(message, comm.is_root());
+}
+
 // MPI when the process was started by mpirun (or another MPI launcher), else a
 // SingleProcess. The MPI implementation finalizes MPI when destroyed.
 std::unique_ptr<Communicator> make_communicator();

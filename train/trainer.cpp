@@ -201,19 +201,7 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     auto say = [&](const char* fmt, auto... args) {
         if (root) std::printf(fmt, args...), std::fflush(stdout);
     };
-    // Runs fn on every rank and makes every rank throw if it failed on any, naming the
-    // first failing rank: no rank goes on to a collective that another has left.
-    auto agreed = [&](auto&& fn) {
-        bool failed = false;
-        std::string message;
-        try {
-            fn();
-        } catch (const std::exception& e) {
-            failed = true;
-            message = e.what();
-        }
-        if (comm.any_failed(failed, message)) throw JobError(message, root);
-    };
+    auto agreed = [&](auto&& fn) { train::agreed(comm, fn); };
 
     // The root reads the starting point and sends it to every rank.
     Start start;
