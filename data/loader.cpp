@@ -118,8 +118,12 @@ void Loader::restore(const LoaderState& state) {
                                     " of an epoch of " + std::to_string(windows_per_epoch_) + " windows");
     enter_epoch(state.epoch);
     state_.window = state.window;
-    // Fewer than W windows left (possible when the rank count changed): the epoch is over.
-    if (state_.window + size_t(options_.world) > windows_per_epoch_) enter_epoch(state.epoch + 1);
+    end_epoch_if_short(); // possible when the rank count changed
+}
+
+// Fewer than W windows left: the epoch is over.
+void Loader::end_epoch_if_short() {
+    if (state_.window + size_t(options_.world) > windows_per_epoch_) enter_epoch(state_.epoch + 1);
 }
 
 void Loader::next(int* inputs, int* targets) {
@@ -127,7 +131,7 @@ void Loader::next(int* inputs, int* targets) {
     const size_t bt = size_t(options_.batch) * size_t(options_.seq);
     read_window(options_.shuffle ? order_[window] : window * bt, inputs, targets);
     state_.window += size_t(options_.world);
-    if (state_.window + size_t(options_.world) > windows_per_epoch_) enter_epoch(state_.epoch + 1);
+    end_epoch_if_short();
 }
 
 // Copies the B*T+1 tokens at stream position `pos`, which may span shards:

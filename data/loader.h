@@ -68,6 +68,7 @@ public:
 
 private:
     void enter_epoch(uint64_t epoch);
+    void end_epoch_if_short();
     void read_window(size_t pos, int* inputs, int* targets) const;
 
     LoaderOptions options_;

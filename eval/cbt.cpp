@@ -113,11 +113,7 @@ std::vector<CbtExample> read_cbt(const std::string& path, size_t max_examples) {
 }
 
 std::string fill_cbt_query(const std::string& query, const std::string& word) {
-    std::string out;
-    size_t i = 0;
-    for (size_t j; (j = query.find("XXXXX", i)) != std::string::npos; i = j + 5)
-        out.append(query, i, j - i).append(word);
-    return out.append(query, i);
+    return replace_all(query, "XXXXX", word);
 }
 
 CbtResult evaluate_cbt(model::GPT2<float>& model, data::Tokenizer& tokenizer,

@@ -31,6 +31,8 @@ size_t char_len(std::string_view s, size_t i) {
     return i + n <= s.size() ? n : 1;
 }
 
+} // namespace
+
 // Python's str.strip().
 std::string_view strip(std::string_view s) {
     size_t i = 0;
@@ -53,6 +55,8 @@ std::string replace_all(std::string_view s, std::string_view from, std::string_v
         out.append(s, i, j - i).append(to);
     return out.append(s, i);
 }
+
+namespace {
 
 // re.sub(r"O\s*([^C]*?)\s*C", r"O\1C"): each opener pairs with the next closer.
 std::string strip_inside(std::string_view s, char open, char close) {
@@ -186,6 +190,11 @@ size_t count_words_lm_eval(std::string_view text) {
         i += n ? n : char_len(text, i);
     }
     return runs + 1;
+}
+
+size_t count_words_megatron(std::string_view text) {
+    const std::string_view t = strip(text);
+    return size_t(std::count(t.begin(), t.end(), ' '));
 }
 
 std::vector<std::string> split_wikitext_articles(std::string_view raw) {

@@ -60,6 +60,10 @@ const char* detokenizer_name(Detokenizer which);
 
 std::string detokenize(std::string_view text, Detokenizer which);
 
+// Python's str.strip() (Unicode whitespace) and str.replace(from, to).
+std::string_view strip(std::string_view s);
+std::string replace_all(std::string_view s, std::string_view from, std::string_view to);
+
 // len(text.split()): the number of maximal runs of non-whitespace.
 size_t count_words(std::string_view text);
 
@@ -68,6 +72,10 @@ size_t count_words(std::string_view text);
 // "word" each, and "" counts 1. WikiText pages start with " = Title = " and end with
 // "\n", so this is count_words + 2 on every real page.
 size_t count_words_lm_eval(std::string_view text);
+
+// len(text.strip().split(" ")) - 1, Megatron-LM's word count for its adjusted
+// perplexity: the spaces inside the stripped text.
+size_t count_words_megatron(std::string_view text);
 
 // The pages of EleutherAI/wikitext_document_level from a wiki.*.raw (or .tokens) file:
 // split at '\n'; a line starts a new page when, after "= = =" -> "===", "= =" -> "=="

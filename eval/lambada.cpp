@@ -72,6 +72,10 @@ LambadaResult evaluate_lambada(model::GPT2<float>& model, const std::vector<Lamb
         inputs = ex.context_ids;
         inputs.insert(inputs.end(), ex.target_ids.begin(), ex.target_ids.end() - 1);
         const size_t n_target = ex.target_ids.size();
+        if (n_target > size_t(T))
+            throw std::invalid_argument("LAMBADA passage " + std::to_string(e + 1) + ": its target's " +
+                                        std::to_string(n_target) + " tokens do not fit the model's " +
+                                        std::to_string(T) + " positions");
         if (inputs.size() > size_t(T)) inputs.erase(inputs.begin(), inputs.end() - T);
         const int len = int(inputs.size());
         targets.assign(size_t(len), -1);

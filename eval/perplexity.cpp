@@ -1,7 +1,6 @@
 #include "eval/perplexity.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -83,6 +82,7 @@ std::vector<double> token_nll(model::GPT2<float>& model, const std::vector<int>&
 
 double TextPerplexity::ppl_token() const { return std::exp(nll / double(std::max<size_t>(tokens, 1))); }
 double TextPerplexity::ppl_word() const { return std::exp(nll / double(std::max<size_t>(words, 1))); }
+double TextPerplexity::byte_perplexity() const { return std::exp(nll / double(std::max<size_t>(bytes, 1))); }
 double TextPerplexity::bits_per_byte() const {
     return nll / double(std::max<size_t>(bytes, 1)) / std::log(2.0);
 }
@@ -110,12 +110,7 @@ TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& token
         r.bytes += d.size();
         if (o.protocol == "lm-eval") r.words += count_words_lm_eval(d);
         else if (o.protocol == "hf") r.words += count_words(d);
-    }
-    if (o.protocol == "megatron") {
-        std::string_view t = raw;
-        while (!t.empty() && std::isspace(static_cast<unsigned char>(t.front()))) t.remove_prefix(1);
-        while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.remove_suffix(1);
-        r.words = size_t(std::count(t.begin(), t.end(), ' ')); // len(split(" ")) - 1
+        else r.words += count_words_megatron(d); // docs = {raw}
     }
 
     WindowOptions wo;

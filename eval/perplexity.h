@@ -22,7 +22,7 @@ struct WindowOptions {
     int context = 1024; // C, at most the model's max_seq
     int stride = 1024;  // S
     int batch = 4;      // windows per forward pass
-    int eot = 50256;    // x[0], the token every text is predicted after
+    int eot = data::Tokenizer::kEndOfText; // x[0], the token every text is predicted after
 };
 
 // Negative log-likelihood (nats) of each token of `tokens`, predicted after an
@@ -53,6 +53,7 @@ struct TextPerplexity {
     double ppl_token() const;
     double ppl_word() const;
     double bits_per_byte() const;
+    double byte_perplexity() const; // exp(nll / bytes)
 };
 
 TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& tokenizer,

@@ -7,34 +7,34 @@
 
 namespace eval {
 
-int pick_token(const float* logits, int V, const SampleOptions& o, double u,
-               std::vector<std::pair<float, int>>& scratch) {
+int pick_token(const float* logits, int V, const SampleOptions& o, double u, std::vector<Candidate>& scratch) {
     if (o.temperature <= 0) return int(std::max_element(logits, logits + V) - logits);
     scratch.resize(V);
-    for (int v = 0; v < V; ++v) scratch[v] = {logits[v], v};
+    for (int v = 0; v < V; ++v) scratch[v] = {logits[v], v, 0.0};
     // Candidates in descending logit order, cut to top-k.
     int k = o.top_k > 0 ? std::min(o.top_k, V) : V;
-    auto desc = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    auto desc = [](const Candidate& a, const Candidate& b) {
+        return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
+    };
     std::partial_sort(scratch.begin(), scratch.begin() + k, scratch.end(), desc);
-    const double mx = scratch[0].first;
-    std::vector<double> p(k);
+    const double mx = scratch[0].logit;
     double sum = 0;
-    for (int i = 0; i < k; ++i) sum += p[i] = std::exp((scratch[i].first - mx) / o.temperature);
+    for (int i = 0; i < k; ++i) sum += scratch[i].p = std::exp((scratch[i].logit - mx) / o.temperature);
     // Nucleus: the smallest prefix whose probability reaches top_p.
     if (o.top_p < 1.0) {
         double acc = 0;
         for (int i = 0; i < k; ++i)
-            if ((acc += p[i] / sum) >= o.top_p) {
+            if ((acc += scratch[i].p / sum) >= o.top_p) {
                 k = i + 1;
                 break;
             }
         sum = 0;
-        for (int i = 0; i < k; ++i) sum += p[i];
+        for (int i = 0; i < k; ++i) sum += scratch[i].p;
     }
     double target = u * sum;
     for (int i = 0; i < k; ++i)
-        if ((target -= p[i]) < 0) return scratch[i].second;
-    return scratch[k - 1].second;
+        if ((target -= scratch[i].p) < 0) return scratch[i].token;
+    return scratch[k - 1].token;
 }
 
 std::vector<int> generate(model::GPT2<float>& model, const std::vector<int>& prompt,
@@ -47,7 +47,7 @@ std::vector<int> generate(model::GPT2<float>& model, const std::vector<int>& pro
     const int positions = int(std::min<size_t>(c.max_seq, keep + size_t(std::max(o.max_tokens, 0))));
     model.start_generation(positions);
     std::mt19937_64 rng(o.seed);
-    std::vector<std::pair<float, int>> scratch;
+    std::vector<Candidate> scratch;
     std::vector<int> out;
     int pos = 0;
     const float* logits = nullptr;

@@ -19,9 +19,16 @@ struct SampleOptions {
     int stop_token = -1;      // stop after generating this id (e.g. <|endoftext|>); -1 = never
 };
 
+// One vocabulary entry while picking: its logit, id and unnormalised probability.
+struct Candidate {
+    float logit;
+    int token;
+    double p;
+};
+
 // Picks the next token from logits (V values) as the options say; u is uniform in [0,1).
-int pick_token(const float* logits, int V, const SampleOptions& o, double u,
-               std::vector<std::pair<float, int>>& scratch);
+// scratch is reused across calls, so that picking allocates nothing after the first.
+int pick_token(const float* logits, int V, const SampleOptions& o, double u, std::vector<Candidate>& scratch);
 
 // Extends prompt (non-empty) by up to max_tokens tokens with the model's key/value
 // cache, calling on_token for each as it comes; returns the new tokens. A prompt longer

@@ -20,7 +20,8 @@ inline void gemm(bool trans_a, bool trans_b, int M, int N, int K, double alpha, 
 }
 
 // Once per process, before the first product: lets the BLAS library use every OpenMP
-// thread and the best kernels for this CPU. GPT2's constructor calls it.
+// thread and the best kernels for this CPU. The gpt2 program and the test runner call
+// it first thing in main(); other programs using model/ should too.
 void configure_blas();
 
 } // namespace model

@@ -10,8 +10,10 @@
 
 namespace model {
 
-// e^x to about 1 ulp (Cephes' polynomial on [-ln2/2, ln2/2]). Results below the
-// smallest normal float flush to 0 (x < -87.3); x > 88 gives ~1.7e38 instead of inf.
+// e^x to about 1 ulp (Cephes' polynomial on [-ln2/2, ln2/2]) for x in [-87, 88]. Below
+// the smallest normal float it flushes to 0 (x < -87.33), and x in [-87.33, -87) gives
+// e^-87 (at most ~40% off values under 1.7e-38, nothing in a softmax); x > 88 gives
+// ~1.7e38 instead of inf.
 inline float exp_fast(float x) {
     const bool underflow = x < -87.33f;
     x = std::clamp(x, -87.0f, 88.0f);

@@ -32,9 +32,7 @@ const char* stage_name(Stage stage) {
     } while (0)
 
 template <class T>
-GPT2<T>::GPT2(const Config& config) : layout_(config), params_(layout_.total(), T(0)) {
-    configure_blas();
-}
+GPT2<T>::GPT2(const Config& config) : layout_(config), params_(layout_.total(), T(0)) {}
 
 namespace {
 

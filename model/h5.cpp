@@ -25,14 +25,14 @@ Id open_attr(hid_t loc, const char* name, const std::string& path) {
 }
 
 template <class T>
-T read_scalar(hid_t loc, const char* name, hid_t mem_type, const char* what,
+T read_scalar(hid_t loc, const char* name, hid_t mem_type, bool integer_only, const char* what,
               const std::string& path) {
     Id attr = open_attr(loc, name, path);
     Id space(H5Aget_space(attr), H5Sclose);
     Id type(H5Aget_type(attr), H5Tclose);
     const H5T_class_t cls = H5Tget_class(type);
     T value{};
-    if (H5Sget_simple_extent_npoints(space) != 1 || (cls != H5T_INTEGER && cls != H5T_FLOAT) ||
+    if (H5Sget_simple_extent_npoints(space) != 1 || (cls != H5T_INTEGER && (integer_only || cls != H5T_FLOAT)) ||
         H5Aread(attr, mem_type, &value) < 0)
         fail(path, std::string("attribute '") + name + "' is not a single " + what);
     return value;
@@ -65,11 +65,11 @@ void write_attr(hid_t loc, const char* name, const std::string& value, const std
 }
 
 int64_t read_int(hid_t loc, const char* name, const std::string& path) {
-    return read_scalar<int64_t>(loc, name, H5T_NATIVE_INT64, "integer", path);
+    return read_scalar<int64_t>(loc, name, H5T_NATIVE_INT64, true, "integer", path);
 }
 
 double read_double(hid_t loc, const char* name, const std::string& path) {
-    return read_scalar<double>(loc, name, H5T_NATIVE_DOUBLE, "number", path);
+    return read_scalar<double>(loc, name, H5T_NATIVE_DOUBLE, false, "number", path);
 }
 
 std::string read_string(hid_t loc, const char* name, const std::string& path) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -79,12 +80,6 @@ std::string size_mismatch(uintmax_t expected, uintmax_t actual) {
 std::vector<hsize_t> hf_shape(const TensorInfo& t) {
     if (t.hf_transposed) return {hsize_t(t.shape[1]), hsize_t(t.shape[0])};
     return {t.shape.begin(), t.shape.end()};
-}
-
-// src (rows, cols) -> dst (cols, rows)
-void transpose(const float* src, float* dst, size_t rows, size_t cols) {
-    for (size_t r = 0; r < rows; ++r)
-        for (size_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
 }
 
 enum class Format { kLlmc, kHdf5, kSafetensors };
@@ -168,12 +163,17 @@ ModelFile read_hdf5(const std::string& path) {
 
     ModelFile m;
     Config& c = m.config;
-    c.n_layer = int(h5::read_int(file, "n_layer", path));
-    c.n_head = int(h5::read_int(file, "n_head", path));
-    c.n_embd = int(h5::read_int(file, "n_embd", path));
-    c.vocab = int(h5::read_int(file, "vocab_size", path));
-    c.padded_vocab = int(h5::read_int(file, "padded_vocab_size", path));
-    c.max_seq = int(h5::read_int(file, "n_positions", path));
+    auto config_int = [&](const char* name) {
+        const int64_t v = h5::read_int(file, name, path);
+        if (v < INT_MIN || v > INT_MAX) fail(path, std::string("attribute '") + name + "' is out of range");
+        return int(v);
+    };
+    c.n_layer = config_int("n_layer");
+    c.n_head = config_int("n_head");
+    c.n_embd = config_int("n_embd");
+    c.vocab = config_int("vocab_size");
+    c.padded_vocab = config_int("padded_vocab_size");
+    c.max_seq = config_int("n_positions");
     check_config(path, c);
 
     const ParamLayout layout(c);

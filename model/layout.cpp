@@ -101,4 +101,9 @@ size_t ParamLayout::padding_elements() const {
 
 size_t ParamLayout::count_unpadded() const { return total() - padding_elements(); }
 
+void transpose(const float* src, float* dst, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; ++r)
+        for (size_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
 } // namespace model

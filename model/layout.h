@@ -92,4 +92,8 @@ struct ParamViews {
     }
 };
 
+// src (rows, cols) -> dst (cols, rows): between our (out, in) linear weights and HF's
+// Conv1D (in, out), for the file formats with Hugging Face layouts.
+void transpose(const float* src, float* dst, size_t rows, size_t cols);
+
 } // namespace model

@@ -58,12 +58,6 @@ Shape hf_shape(const TensorInfo& t, const Config& c) {
     return {t.shape.begin(), t.shape.end()};
 }
 
-// src (rows, cols) -> dst (cols, rows)
-void transpose(const float* src, float* dst, size_t rows, size_t cols) {
-    for (size_t r = 0; r < rows; ++r)
-        for (size_t c = 0; c < cols; ++c) dst[c * rows + r] = src[r * cols + c];
-}
-
 // IEEE half, exactly: subnormals are man * 2^-24; inf and NaN keep their payload.
 float f16_to_float(uint16_t h) {
     const uint32_t sign = uint32_t(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
@@ -204,8 +198,10 @@ public:
         }
         std::vector<uint16_t> half(n);
         read_bytes(half.data(), bytes);
-        for (size_t i = 0; i < n; ++i)
-            dst[i] = dtype == "F16" ? f16_to_float(half[i]) : bf16_to_float(half[i]);
+        if (dtype == "F16")
+            for (size_t i = 0; i < n; ++i) dst[i] = f16_to_float(half[i]);
+        else
+            for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_float(half[i]);
     }
 
 private:

@@ -49,10 +49,13 @@ void AdamW::update(float* p, const float* g, float grad_scale, size_t lo, size_t
                    float decay, float neg_step, float bc2_sqrt) {
     const float c1 = float(1.0 - config_.beta1), b2 = float(config_.beta2);
     const float c2 = float(1.0 - config_.beta2), eps = float(config_.eps);
-    float* m = m_.data() - begin_; // indexed by absolute position
-    float* v = v_.data() - begin_;
+    // The moments hold the slice only: element i of the buffers is m[i - begin_].
+    float* m = m_.data() + (lo - begin_);
+    float* v = v_.data() + (lo - begin_);
+    p += lo;
+    g += lo;
 #pragma omp parallel for simd schedule(static)
-    for (size_t i = lo; i < hi; ++i) {
+    for (size_t i = 0; i < hi - lo; ++i) {
         const float gi = g[i] * grad_scale; // exact when 1
         const float pi = p[i] * decay;
         const float mi = m[i] + c1 * (gi - m[i]); // torch.lerp for weight < 0.5

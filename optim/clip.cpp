@@ -10,7 +10,9 @@ namespace {
 constexpr size_t kChunks = 256; // partial sums; their count fixes the summation order
 }
 
-double grad_norm(const float* grads, size_t n) {
+double grad_norm(const float* grads, size_t n) { return std::sqrt(grad_sum_squares(grads, n)); }
+
+double grad_sum_squares(const float* grads, size_t n) {
     std::array<double, kChunks> partial{};
     const size_t chunk = (n + kChunks - 1) / kChunks;
 #pragma omp parallel for schedule(static)
@@ -23,7 +25,7 @@ double grad_norm(const float* grads, size_t n) {
     }
     double sum = 0.0;
     for (double s : partial) sum += s;
-    return std::sqrt(sum);
+    return sum;
 }
 
 double clip_factor(double norm, double max_norm) {

@@ -67,6 +67,8 @@ private:
 // Global L2 norm of grads[0, n), summed in double over fixed chunks combined in order,
 // so the result does not depend on the number of threads. 0 for n == 0.
 double grad_norm(const float* grads, size_t n);
+// Its square, before the root: what ranks holding parts of the gradient add up.
+double grad_sum_squares(const float* grads, size_t n);
 
 // torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)), or 1 when
 // max_norm <= 0 (no clipping) or the norm is not finite.

@@ -33,6 +33,16 @@ void make_model_and_shard(const Workdir& w, size_t n_tokens) {
     data::write_shard(w / "shard.bin", tokens.data(), tokens.size());
 }
 
+// A tiny random model on GPT-2's vocabulary, for the commands that take text; written
+// to path and returned.
+model::GPT2<float> make_gpt2_vocab_model(const std::string& path, uint64_t seed) {
+    const auto config = model::make_config(2, 2, 16, 50257, 32);
+    model::GPT2<float> m(config);
+    m.init_weights(seed);
+    model::write_llmc(path, config, m.params());
+    return m;
+}
+
 } // namespace
 
 TEST_CASE("gpt2 gradcheck passes on its default small model") {
@@ -161,10 +171,7 @@ TEST_CASE("gpt2 encode and decode are inverse") {
 
 TEST_CASE("gpt2 sample is reproducible from its seed and streams ids or text") {
     Workdir w;
-    const auto config = model::make_config(2, 2, 16, 50257, 32);
-    model::GPT2<float> m(config);
-    m.init_weights(8);
-    model::write_llmc(w / "m.bin", config, m.params());
+    make_gpt2_vocab_model(w / "m.bin", 8);
     const std::string base = "sample --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR " --max-tokens 12";
     const Run a = run(base + " --prompt 'Hello' --seed 3 --top-k 20");
     const Run b = run(base + " --prompt 'Hello' --seed 3 --top-k 20");
@@ -185,10 +192,7 @@ TEST_CASE("gpt2 sample is reproducible from its seed and streams ids or text") {
 
 TEST_CASE("gpt2 embed writes the last hidden state of every token") {
     Workdir w;
-    const auto config = model::make_config(2, 2, 16, 50257, 32);
-    model::GPT2<float> m(config);
-    m.init_weights(9);
-    model::write_llmc(w / "m.bin", config, m.params());
+    auto m = make_gpt2_vocab_model(w / "m.bin", 9);
     const Run r = run("embed --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR +
                       " --input 'Hello world, again.' --all-layers --out " + (w / "e.h5"));
     INFO(r.out);

@@ -203,11 +203,7 @@ void run_bench(const BenchOptions& o, Communicator& comm) {
     if (ranks > 1)
         std::printf("%d ranks: %.1f tok/s per rank, %.1f tok/s in all | communication %.1f ms/step "
                     "(%.1f%%), %s | waiting for the slowest rank after backward %.1f ms/step\n",
-                    ranks, rank_tok_s, tok_s, comm_median * 1e3, 100 * comm_median / median,
-                    o.parallel.zero ? "ZeRO-1"
-                                    : (o.parallel.overlap && comm.reduces_in_background()
-                                           ? "all-reduce in buckets during backward"
-                                           : "all-reduce after backward"),
+                    ranks, rank_tok_s, tok_s, comm_median * 1e3, 100 * comm_median / median, dp ? dp->describe() : "forward only",
                     wait_median * 1e3);
     std::printf("time per step (mean):");
     for (const auto& [name, ms] : breakdown.items())

@@ -1,13 +1,11 @@
 // gpt2 eval ppl / lambada / cbt: zero-shot evaluations of a model file on text.
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -20,7 +18,6 @@
 #include "eval/lambada.h"
 #include "eval/perplexity.h"
 #include "model/gpt2.h"
-#include "model/io.h"
 #include "train/commands.h"
 
 namespace train {
@@ -36,7 +33,8 @@ public:
     explicit Progress(std::string what) : what_(std::move(what)) {}
     void operator()(size_t done, size_t total) {
         const auto now = clock::now();
-        if (done < total && now - last_ < std::chrono::seconds(1)) return;
+        if (done < total ? now - last_ < std::chrono::seconds(1) : finished_) return;
+        finished_ = done == total;
         last_ = now;
         const double s = std::chrono::duration<double>(now - start_).count();
         std::fprintf(stderr, "\r%s %zu/%zu (%.1f%%) %.0f s, eta %.0f s   ", what_.c_str(), done, total,
@@ -48,41 +46,35 @@ public:
 private:
     std::string what_;
     clock::time_point start_ = clock::now(), last_{};
+    bool finished_ = false; // the final line is printed once
 };
 
-struct PplOptions {
-    std::string model, data, tokenizer, protocol = "lm-eval", detokenizer = "auto";
-    int context = 0, stride = 0, batch = 4;
-    size_t max_tokens = 0;
+struct PplCommand {
+    std::string model, data, tokenizer;
+    eval::TextOptions text;
     bool json = false;
 };
 
-void run_ppl(const PplOptions& o) {
+void run_ppl(const PplCommand& o) {
     auto gpt = load_model(o.model);
     data::Tokenizer tok(o.tokenizer);
-    eval::TextOptions to;
-    to.protocol = o.protocol;
-    to.detokenizer = o.detokenizer;
-    to.context = o.context;
-    to.stride = o.stride;
-    to.batch = o.batch;
-    to.max_tokens = o.max_tokens;
     Progress progress("ppl: tokens");
     const auto r = eval::text_perplexity(*gpt, tok, read_file(o.data),
-                                         std::filesystem::path(o.data).filename().string(), to,
+                                         std::filesystem::path(o.data).filename().string(), o.text,
                                          [&](size_t d, size_t n) { progress(d, n); });
-    progress(r.tokens, r.tokens);
+    progress(r.tokens, r.tokens); // only prints when nothing was scored
     const double seconds = progress.seconds();
+    const double ms_per_1000 = 1e6 * seconds / double(std::max<size_t>(r.tokens, 1));
     json j = {{"protocol", r.protocol}, {"detokenizer", r.detokenizer}, {"documents", r.documents},
               {"context", r.context},   {"stride", r.stride},           {"tokens", r.tokens},
               {"nll_sum", r.nll},       {"ppl_token", r.ppl_token()},   {"seconds", seconds},
-              {"ms_per_1000_tokens", 1e6 * seconds / double(std::max<size_t>(r.tokens, 1))}};
+              {"ms_per_1000_tokens", ms_per_1000}};
     if (!r.cut) {
         j["words"] = r.words;
         j["ppl_word"] = r.ppl_word();
         j["bytes"] = r.bytes;
         j["bits_per_byte"] = r.bits_per_byte();
-        j["byte_perplexity"] = std::exp(r.nll / double(std::max<size_t>(r.bytes, 1)));
+        j["byte_perplexity"] = r.byte_perplexity();
     }
     if (o.json) {
         std::printf("%s\n", j.dump().c_str());
@@ -94,11 +86,11 @@ void run_ppl(const PplOptions& o) {
     if (!r.cut) {
         std::printf("words %zu | ppl per word %.4f\n", r.words, r.ppl_word());
         std::printf("bytes %zu | bits per byte %.4f | byte perplexity %.4f\n", r.bytes, r.bits_per_byte(),
-                    j["byte_perplexity"].get<double>());
+                    r.byte_perplexity());
     } else {
         std::printf("(--max-tokens cut the text: word and byte normalisations omitted)\n");
     }
-    std::printf("%.1f s, %.0f ms per 1000 tokens\n", seconds, j["ms_per_1000_tokens"].get<double>());
+    std::printf("%.1f s, %.0f ms per 1000 tokens\n", seconds, ms_per_1000);
 }
 
 struct LambadaOptions {
@@ -179,25 +171,25 @@ void run_cbt(const CbtOptions& o) {
 } // namespace
 
 void add_zeroshot(CLI::App& eval) {
-    auto p = std::make_shared<PplOptions>();
+    auto p = std::make_shared<PplCommand>();
     auto* ppl = eval.add_subcommand(
         "ppl", "Perplexity of a text file: per BPE token, per word of the original text and "
                "bits per byte, with sliding windows (--context, --stride; every token scored once, "
                "the first after <|endoftext|>)");
     ppl->add_option("--model", p->model, "Model file (.bin, .h5, .safetensors)")->required()->check(CLI::ExistingFile);
     ppl->add_option("--data", p->data, "Text file (e.g. wiki.test.raw, ptb.test.txt)")->required()->check(CLI::ExistingFile);
-    ppl->add_option("--protocol", p->protocol,
+    ppl->add_option("--protocol", p->text.protocol,
                     "lm-eval (wikitext pages, disjoint windows, lm-eval's word count) | megatron "
                     "(whole file, stride 32, Megatron-LM's word count) | hf (whole file, stride 512)")
         ->check(CLI::IsMember({"lm-eval", "megatron", "hf"}))
         ->capture_default_str();
-    ppl->add_option("--detokenizer", p->detokenizer, "auto (by file name) | none | wikitext | ptb")
+    ppl->add_option("--detokenizer", p->text.detokenizer, "auto (by file name) | none | wikitext | ptb")
         ->check(CLI::IsMember({"auto", "none", "wikitext", "ptb"}))
         ->capture_default_str();
-    ppl->add_option("--context", p->context, "Window length C (default: the model's maximum)");
-    ppl->add_option("--stride", p->stride, "Tokens scored per window after the first (default: by protocol)");
-    ppl->add_option("--batch", p->batch, "Windows per forward pass")->capture_default_str();
-    ppl->add_option("--max-tokens", p->max_tokens, "Score only the first N tokens (0 = all)");
+    ppl->add_option("--context", p->text.context, "Window length C (default: the model's maximum)");
+    ppl->add_option("--stride", p->text.stride, "Tokens scored per window after the first (default: by protocol)");
+    ppl->add_option("--batch", p->text.batch, "Windows per forward pass")->capture_default_str();
+    ppl->add_option("--max-tokens", p->text.max_tokens, "Score only the first N tokens (0 = all)");
     ppl->add_flag("--json", p->json, "Print one JSON object");
     add_tokenizer_option(*ppl, p->tokenizer);
     ppl->callback([p] { run_ppl(*p); });
@@ -222,7 +214,7 @@ void add_zeroshot(CLI::App& eval) {
     auto b = std::make_shared<CbtOptions>();
     auto* cbt = eval.add_subcommand(
         "cbt", "Children's Book Test accuracy (CBT-CN, CBT-NE): the candidate whose filled-in "
-               "query sentence is most probable after the 20 context sentences");
+               "query sentence is most probable after the context sentences");
     cbt->add_option("--model", b->model, "Model file (.bin, .h5, .safetensors)")->required()->check(CLI::ExistingFile);
     cbt->add_option("--data", b->data, "cbtest_CN_test_2500ex.txt, cbtest_NE_test_2500ex.txt or the like")
         ->required()

@@ -15,7 +15,7 @@ namespace train {
 void add_gradcheck(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_info(CLI::App& app);
-void add_eval(CLI::App& app);   // eval loss, eval grads (later: ppl, lambada)
+void add_eval(CLI::App& app);   // eval loss, eval grads, and add_zeroshot's
 void add_tokens(CLI::App& app); // encode, decode, tokenize
 void add_zeroshot(CLI::App& eval); // eval ppl, eval lambada, eval cbt (under the eval command)
 void add_train(CLI::App& app);

@@ -2,10 +2,12 @@
 #include <cstdio>
 #include <exception>
 
+#include "model/blas.h"
 #include "train/commands.h"
 #include "train/communicator.h"
 
 int main(int argc, char** argv) {
+    model::configure_blas();
     CLI::App app{"gpt2: GPT-2 from scratch, with hand-written forward and backward passes"};
     app.require_subcommand(1);
     train::add_train(app);

@@ -42,6 +42,11 @@ DataParallel::~DataParallel() {
     if (overlapping_) gpt_.set_backward_hook({});
 }
 
+const char* DataParallel::describe() const {
+    if (options_.zero == 1) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)";
+    return overlapping_ ? "gradients all-reduced in buckets during backward" : "gradients all-reduced after backward";
+}
+
 // Block `layer` (or, for -1, everything else) has its final gradients: start summing
 // them, and give the reductions already under way a chance to move.
 void DataParallel::on_block_done(int layer) {
@@ -73,8 +78,7 @@ double DataParallel::step(float lr, double grad_clip, int micro_batches) {
         norm = optim::grad_norm(grads, n) * mean;
     } else {
         comm_.reduce_scatter_sum(grads, offsets_);
-        const double part = optim::grad_norm(grads + begin(), end() - begin());
-        norm = std::sqrt(comm_.allreduce_sum(part * part)) * mean;
+        norm = std::sqrt(comm_.allreduce_sum(optim::grad_sum_squares(grads + begin(), end() - begin()))) * mean;
         comm_seconds_ += since(t0);
     }
     if (!std::isfinite(norm)) return norm;

@@ -52,6 +52,10 @@ public:
     // The part of comm_seconds() spent inside backward (starting the bucket reductions).
     double comm_seconds_in_backward() const { return hook_seconds_; }
 
+    // How gradients are reduced, for logs: "ZeRO-1 (...)", "gradients all-reduced in
+    // buckets during backward" or "gradients all-reduced after backward".
+    const char* describe() const;
+
     // This rank's part of the flat buffer whose moments it holds: [begin, end).
     size_t begin() const { return adam_.begin(); }
     size_t end() const { return adam_.end(); }

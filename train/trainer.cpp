@@ -12,6 +12,7 @@
 #include <sstream>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -201,15 +202,15 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     auto say = [&](const char* fmt, auto... args) {
         if (root) std::printf(fmt, args...), std::fflush(stdout);
     };
-    auto agreed = [&](auto&& fn) { train::agreed(comm, fn); };
 
     // The root reads the starting point and sends it to every rank.
     Start start;
-    agreed([&] {
+    agreed(comm, [&] {
         if (o.train_data.empty()) throw std::invalid_argument("--train-data is required");
         if (root) start = load_start(o);
     });
     model::Config config = start.config;
+    static_assert(std::is_trivially_copyable_v<model::Config>, "broadcast as bytes");
     comm.broadcast(&config, sizeof config);
     struct {
         int64_t step = 0, adam_t = 0;
@@ -230,7 +231,7 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     std::unique_ptr<model::GPT2<float>> eval_model;
     std::ofstream log;
     const std::string log_path = o.log_file.empty() ? (fs::path(o.out) / "log.jsonl").string() : o.log_file;
-    agreed([&] {
+    agreed(comm, [&] {
         if (o.seq > config.max_seq)
             throw std::invalid_argument("--seq " + std::to_string(o.seq) + " exceeds the model's " +
                                         std::to_string(config.max_seq) + " positions");
@@ -286,16 +287,13 @@ void train_model(const TrainOptions& o, Communicator& comm) {
         static_cast<long long>(tokens_per_step), o.batch, o.seq, plan->grad_accum, ranks,
         schedule->describe().c_str());
     if (ranks > 1)
-        say("ranks: %s; %s\n", comm.describe().c_str(),
-            o.zero ? "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)"
-                   : (o.overlap && comm.reduces_in_background() ? "gradients all-reduced in buckets during backward"
-                                                               : "gradients all-reduced after backward"));
+        say("ranks: %s; %s\n", comm.describe().c_str(), dp->describe());
 
     std::vector<int> inputs(size_t(o.batch) * o.seq), targets(inputs.size());
     auto validate = [&]() {
         double sum = 0;
         int n = 0;
-        agreed([&] {
+        agreed(comm, [&] {
             val_loader->restore({0, 0});
             n = std::min<int>(o.val_batches > 0 ? o.val_batches : INT32_MAX,
                               int(val_loader->batches_per_epoch()));
@@ -343,7 +341,7 @@ void train_model(const TrainOptions& o, Communicator& comm) {
     std::vector<float> m_buf, v_buf; // the root's gathered moments under ZeRO-1
     auto save = [&]() {
         const auto [m, v] = dp->full_moments(m_buf, v_buf);
-        agreed([&] {
+        agreed(comm, [&] {
             if (!root) return;
             const std::string path = checkpoint_path(o.out, step);
             save_checkpoint(path, config, gpt.params(), {m, v, dp->adam().t(), dp->adam().config()}, step,
@@ -369,7 +367,7 @@ void train_model(const TrainOptions& o, Communicator& comm) {
         double loss = 0;
         // Every micro-batch's forward, and all backward passes but the last, touch no
         // other rank; failures are agreed on before the last backward starts reducing.
-        agreed([&] {
+        agreed(comm, [&] {
             for (int k = 0; k < plan->grad_accum; ++k) {
                 train_loader->next(inputs.data(), targets.data());
                 const double l = gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
@@ -408,7 +406,7 @@ void train_model(const TrainOptions& o, Communicator& comm) {
         const bool evaluate = !evaluators.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || last);
         const bool sampling = o.sample_every > 0 && (step % o.sample_every == 0 || last);
         if (evaluate || sampling)
-            agreed([&] {
+            agreed(comm, [&] {
                 if (evaluate) run_evaluators(entry);
                 if (sampling && root) sample(step);
             });
