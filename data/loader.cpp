@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "base/error.h"
+
 namespace data {
 
 namespace {
@@ -24,15 +26,15 @@ std::vector<std::string> expand_glob(const std::string& pattern) {
 }
 
 void check_options(const LoaderOptions& o) {
-    auto require = [](bool ok, const std::string& what, int got) {
-        if (!ok) throw std::invalid_argument("loader: " + what + " (got " + std::to_string(got) + ")");
+    auto require = [](bool ok, const char* setting, const std::string& what, int got) {
+        if (!ok) throw base::SettingError(setting, what + " (got " + std::to_string(got) + ")");
     };
-    require(o.batch >= 1, "batch must be >= 1", o.batch);
-    require(o.seq >= 1, "seq must be >= 1", o.seq);
-    require(o.world >= 1, "world must be >= 1", o.world);
-    require(o.rank >= 0 && o.rank < o.world,
-            "rank must be in [0, world = " + std::to_string(o.world) + ")", o.rank);
-    require(o.vocab >= 1, "vocab must be >= 1", o.vocab);
+    require(o.batch >= 1, "batch", "must be >= 1", o.batch);
+    require(o.seq >= 1, "seq", "must be >= 1", o.seq);
+    require(o.world >= 1, "world", "must be >= 1", o.world);
+    require(o.rank >= 0 && o.rank < o.world, "rank",
+            "must be in [0, world = " + std::to_string(o.world) + ")", o.rank);
+    require(o.vocab >= 1, "vocab", "must be >= 1", o.vocab);
 }
 
 uint64_t splitmix64(uint64_t x) {
@@ -114,8 +116,9 @@ void Loader::enter_epoch(uint64_t epoch) {
 
 void Loader::restore(const LoaderState& state) {
     if (state.window >= windows_per_epoch_)
-        throw std::invalid_argument("loader: cannot restore window " + std::to_string(state.window) +
-                                    " of an epoch of " + std::to_string(windows_per_epoch_) + " windows");
+        throw base::SettingError("window", "cannot restore window " + std::to_string(state.window) +
+                                               " of an epoch of " +
+                                               std::to_string(windows_per_epoch_) + " windows");
     enter_epoch(state.epoch);
     state_.window = state.window;
     end_epoch_if_short(); // possible when the rank count changed
@@ -145,9 +148,10 @@ void Loader::read_window(size_t pos, int* inputs, int* targets) const {
         for (size_t at = pos + j - starts_[s]; at < shard.size() && j < n; ++at, ++j) {
             const int token = shard[at];
             if (token >= options_.vocab)
-                throw std::runtime_error(shard.path() + ": token " + std::to_string(token) +
-                                         " at position " + std::to_string(at) + " is >= vocab " +
-                                         std::to_string(options_.vocab));
+                throw base::FileError(shard.path(), "token " + std::to_string(token) +
+                                                        " at position " + std::to_string(at) +
+                                                        " is >= vocab " +
+                                                        std::to_string(options_.vocab));
             if (j + 1 < n) inputs[j] = token;
             if (j > 0) targets[j - 1] = token;
         }

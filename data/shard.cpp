@@ -15,6 +15,9 @@
 #include <stdexcept>
 #include <utility>
 
+#include "base/error.h"
+#include "base/file.h"
+
 namespace data {
 
 namespace {
@@ -25,11 +28,11 @@ static_assert(std::endian::native == std::endian::little);
 constexpr int32_t kModelMagic = 20240326; // model/io's; data/ does not include model/
 constexpr size_t kHeaderInts = kShardHeaderBytes / sizeof(int32_t);
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-    throw std::runtime_error(path + ": " + what);
-}
+using base::errno_text;
 
-std::string errno_text() { return std::strerror(errno); }
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+    throw base::FileError(path, what);
+}
 
 // The descriptor is only needed until the file is mapped.
 struct Fd {
@@ -107,20 +110,14 @@ void write_shard(const std::string& path, const uint16_t* tokens, size_t n_token
     const int32_t header[kHeaderInts] = {kShardMagic, kShardVersion, int32_t(n_tokens)};
 
     // Written to PATH.tmp and renamed, so readers never see a partial shard.
-    const std::string tmp = path + ".tmp";
-    try {
+    base::write_atomically(path, [&](const std::string& tmp) {
         std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(tmp.c_str(), "wb"), &std::fclose);
         if (!f) fail(path, "cannot create " + tmp + " (" + errno_text() + ")");
         if (std::fwrite(header, 1, kShardHeaderBytes, f.get()) != kShardHeaderBytes ||
             std::fwrite(tokens, sizeof(uint16_t), n_tokens, f.get()) != n_tokens ||
             std::fclose(f.release()) != 0)
             fail(path, "write failed (" + errno_text() + ")");
-        std::filesystem::rename(tmp, path);
-    } catch (...) {
-        std::error_code ignored;
-        std::filesystem::remove(tmp, ignored);
-        throw;
-    }
+    });
 }
 
 } // namespace data

@@ -10,6 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
+#include "base/file.h"
+
 namespace data {
 
 namespace {
@@ -23,14 +26,6 @@ constexpr const char* kPattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?
 
 // The cache only grows with distinct pieces; past this many it starts afresh.
 constexpr size_t kMaxCacheEntries = 1 << 20;
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error(path + ": cannot open");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 // GPT-2's byte <-> unicode map: printable bytes stand for themselves, the other 68 are
 // shifted to code points 256.. so that every token is a printable string.
@@ -61,7 +56,7 @@ std::string unmap_bytes(std::string_view mapped, const std::vector<int>& codepoi
     for (size_t i = 0; i < mapped.size();) {
         const uint32_t cp = next_codepoint(mapped, i);
         if (cp >= codepoint_to_byte.size() || codepoint_to_byte[cp] < 0)
-            throw std::runtime_error(file + ": token '" + std::string(mapped) +
+            throw base::FileError(file, "token '" + std::string(mapped) +
                                      "' is not in GPT-2's byte encoding");
         bytes += char(codepoint_to_byte[cp]);
     }
@@ -114,36 +109,36 @@ Tokenizer::Tokenizer(const std::string& dir) : regex_(std::make_unique<Regex>())
     const std::string encoder_path = dir + "/encoder.json";
     nlohmann::json encoder;
     try {
-        encoder = nlohmann::json::parse(read_file(encoder_path));
+        encoder = nlohmann::json::parse(base::read_file(encoder_path));
     } catch (const nlohmann::json::exception& e) {
-        throw std::runtime_error(encoder_path + ": not valid JSON (" + e.what() + ")");
+        throw base::FileError(encoder_path, std::string("not valid JSON (") + e.what() + ")");
     }
     if (!encoder.is_object() || encoder.empty())
-        throw std::runtime_error(encoder_path + ": expected an object of token -> id");
+        throw base::FileError(encoder_path, "expected an object of token -> id");
     tokens_.resize(encoder.size());
     std::unordered_map<std::string, int> id_of;
     for (const auto& [key, value] : encoder.items()) {
         if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
             value.get<int64_t>() >= int64_t(encoder.size()))
-            throw std::runtime_error(encoder_path + ": id of '" + key + "' is not in 0.." +
+            throw base::FileError(encoder_path, "id of '" + key + "' is not in 0.." +
                                      std::to_string(encoder.size() - 1));
         const int id = value.get<int>();
         tokens_[id] = key == kEndOfTextString ? key : unmap_bytes(key, cp2b, encoder_path);
         if (!id_of.emplace(tokens_[id], id).second)
-            throw std::runtime_error(encoder_path + ": two ids for token '" + key + "'");
+            throw base::FileError(encoder_path, "two ids for token '" + key + "'");
     }
     if (vocab_size() <= kEndOfText || tokens_[kEndOfText] != kEndOfTextString)
-        throw std::runtime_error(encoder_path + ": <|endoftext|> is not id 50256");
+        throw base::FileError(encoder_path, "<|endoftext|> is not id 50256");
     byte_token_.resize(256);
     for (int b = 0; b < 256; ++b) {
         const auto it = id_of.find(std::string(1, char(b)));
         if (it == id_of.end())
-            throw std::runtime_error(encoder_path + ": no token for byte " + std::to_string(b));
+            throw base::FileError(encoder_path, "no token for byte " + std::to_string(b));
         byte_token_[b] = it->second;
     }
 
     const std::string merges_path = dir + "/vocab.bpe";
-    std::istringstream merges(read_file(merges_path));
+    std::istringstream merges(base::read_file(merges_path));
     std::string line;
     int line_no = 0;
     while (std::getline(merges, line)) {
@@ -151,18 +146,16 @@ Tokenizer::Tokenizer(const std::string& dir) : regex_(std::make_unique<Regex>())
         if (line.empty() || line.starts_with("#version")) continue;
         const size_t space = line.find(' ');
         if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
-            throw std::runtime_error(merges_path + ": line " + std::to_string(line_no) +
-                                     " is not a pair 'left right'");
+            throw base::FileError(merges_path, "line " + std::to_string(line_no) + " is not a pair 'left right'");
         const std::string left = unmap_bytes(std::string_view(line).substr(0, space), cp2b, merges_path);
         const std::string right = unmap_bytes(std::string_view(line).substr(space + 1), cp2b, merges_path);
         const auto l = id_of.find(left), r = id_of.find(right), m = id_of.find(left + right);
         if (l == id_of.end() || r == id_of.end() || m == id_of.end())
-            throw std::runtime_error(merges_path + ": line " + std::to_string(line_no) +
-                                     " merges tokens that encoder.json does not have");
+            throw base::FileError(merges_path, "line " + std::to_string(line_no) + " merges tokens that encoder.json does not have");
         merge_rank_.emplace(pair_key(l->second, r->second), int(merge_result_.size()));
         merge_result_.push_back(m->second);
     }
-    if (merge_result_.empty()) throw std::runtime_error(merges_path + ": no merges");
+    if (merge_result_.empty()) throw base::FileError(merges_path, "no merges");
 }
 
 Tokenizer::~Tokenizer() = default;

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "base/error.h"
+
 namespace eval {
 
 namespace {
@@ -75,13 +77,13 @@ Encoded encode(const CbtExample& ex, size_t index, data::Tokenizer& tokenizer, c
 
 std::vector<CbtExample> read_cbt(const std::string& path, size_t max_examples) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error(path + ": cannot open");
+    if (!in) throw base::FileError(path, "cannot open");
     std::vector<CbtExample> examples;
     std::vector<std::string> context;
     std::string line;
     size_t line_no = 0;
     const auto fail = [&](const std::string& what) {
-        throw std::runtime_error(path + ":" + std::to_string(line_no) + ": " + what);
+        throw base::FileError(path, what, line_no);
     };
     while (std::getline(in, line)) {
         ++line_no;
@@ -108,7 +110,7 @@ std::vector<CbtExample> read_cbt(const std::string& path, size_t max_examples) {
         if (max_examples && examples.size() == max_examples) return examples;
     }
     if (!context.empty()) fail("context without a question line at the end of the file");
-    if (examples.empty()) throw std::runtime_error(path + ": no examples");
+    if (examples.empty()) throw base::FileError(path, "no examples");
     return examples;
 }
 
@@ -121,10 +123,10 @@ CbtResult evaluate_cbt(model::GPT2<float>& model, data::Tokenizer& tokenizer,
                        const std::function<void(size_t, size_t)>& progress) {
     const model::Config& c = model.config();
     if (o.eot < 0 || o.eot >= c.vocab)
-        throw std::invalid_argument("end-of-text id " + std::to_string(o.eot) +
-                                    " is outside the model's vocabulary");
+        throw base::SettingError("eot", "end-of-text id " + std::to_string(o.eot) +
+                                            " is outside the model's vocabulary");
     if (o.batch < 0)
-        throw std::invalid_argument("--batch must be positive (or 0 for all candidates)");
+        throw base::SettingError("batch", "must be positive (or 0 for all candidates)");
     std::vector<Encoded> encoded;
     int B = 1, T = 1;
     for (size_t e = 0; e < examples.size(); ++e) {

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error.h"
+
 namespace eval {
 
 double LambadaResult::ppl() const { return examples ? std::exp(nll_sum / examples) : 0; }
@@ -14,7 +16,7 @@ double LambadaResult::ppl() const { return examples ? std::exp(nll_sum / example
 std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenizer& tokenizer,
                                          LambadaTarget target, size_t max_examples) {
     std::ifstream in(path);
-    if (!in) throw std::runtime_error(path + ": cannot open");
+    if (!in) throw base::FileError(path, "cannot open");
     std::vector<LambadaExample> examples;
     std::string line;
     for (size_t line_no = 1; std::getline(in, line); ++line_no) {
@@ -24,16 +26,16 @@ std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenize
             try {
                 text = nlohmann::json::parse(line).at("text").get<std::string>();
             } catch (const nlohmann::json::exception& e) {
-                throw std::runtime_error(path + ": line " + std::to_string(line_no) +
-                                         " is not {\"text\": ...} (" + e.what() + ")");
+                throw base::FileError(path, "line " + std::to_string(line_no) +
+                                                " is not {\"text\": ...} (" + e.what() + ")");
             }
         }
         LambadaExample ex;
         if (target == LambadaTarget::word) {
             const size_t space = text.find_last_of(' ');
             if (space == std::string::npos || space + 1 == text.size())
-                throw std::runtime_error(path + ": line " + std::to_string(line_no) +
-                                         " has no last word after a space");
+                throw base::FileError(path, "line " + std::to_string(line_no) +
+                                                " has no last word after a space");
             ex.context = text.substr(0, space);
             ex.target = text.substr(space);
             ex.context_ids = tokenizer.encode(ex.context);
@@ -41,7 +43,7 @@ std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenize
         } else {
             auto ids = tokenizer.encode(text);
             if (ids.size() < 2)
-                throw std::runtime_error(path + ": line " + std::to_string(line_no) + " is too short");
+                throw base::FileError(path, "line " + std::to_string(line_no) + " is too short");
             ex.target_ids = {ids.back()};
             ids.pop_back();
             ex.context_ids = std::move(ids);
@@ -51,7 +53,7 @@ std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenize
         examples.push_back(std::move(ex));
         if (max_examples && examples.size() == max_examples) break;
     }
-    if (examples.empty()) throw std::runtime_error(path + ": no passages");
+    if (examples.empty()) throw base::FileError(path, "no passages");
     return examples;
 }
 

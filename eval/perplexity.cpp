@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "base/error.h"
 #include "eval/detokenize.h"
 
 namespace eval {
@@ -34,10 +35,13 @@ std::vector<double> token_nll(model::GPT2<float>& model, const std::vector<int>&
                               const std::function<void(size_t, size_t)>& on_window) {
     const int max_seq = model.config().max_seq;
     if (o.context < 1 || o.context > max_seq)
-        throw std::invalid_argument("--context must be in 1.." + std::to_string(max_seq));
+        throw base::SettingError("context", "must be in 1.." + std::to_string(max_seq) +
+                                                " (the model's positions), got " +
+                                                std::to_string(o.context));
     if (o.stride < 1 || o.stride > o.context)
-        throw std::invalid_argument("--stride must be in 1..context (" + std::to_string(o.context) + ")");
-    if (o.batch < 1) throw std::invalid_argument("--batch must be positive");
+        throw base::SettingError("stride", "must be in 1..context (" + std::to_string(o.context) +
+                                               "), got " + std::to_string(o.stride));
+    if (o.batch < 1) throw base::SettingError("batch", "must be positive");
     const size_t n = tokens.size();
     std::vector<double> nll(n, 0.0);
     if (n == 0) return nll;
@@ -45,7 +49,8 @@ std::vector<double> token_nll(model::GPT2<float>& model, const std::vector<int>&
     // x[0] = <|endoftext|>, x[j + 1] = t_j; input position p of a window predicts x[begin + p + 1].
     std::vector<int> x(n + 1);
     if (o.eot < 0 || o.eot >= model.config().vocab)
-        throw std::invalid_argument("end-of-text id " + std::to_string(o.eot) + " is outside the vocabulary");
+        throw base::SettingError("eot", "end-of-text id " + std::to_string(o.eot) +
+                                            " is outside the vocabulary");
     x[0] = o.eot;
     std::copy(tokens.begin(), tokens.end(), x.begin() + 1);
     const auto windows = make_windows(n, size_t(o.context), size_t(o.stride));
@@ -87,35 +92,45 @@ double TextPerplexity::bits_per_byte() const {
     return nll / double(std::max<size_t>(bytes, 1)) / std::log(2.0);
 }
 
+const char* protocol_name(Protocol protocol) {
+    switch (protocol) {
+    case Protocol::lm_eval: return "lm-eval";
+    case Protocol::megatron: return "megatron";
+    case Protocol::hf: return "hf";
+    }
+    return "?";
+}
+
 TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& tokenizer,
                                const std::string& raw, const std::string& name, const TextOptions& o,
                                const std::function<void(size_t, size_t)>& progress) {
-    if (o.protocol != "lm-eval" && o.protocol != "megatron" && o.protocol != "hf")
-        throw std::invalid_argument("--protocol must be lm-eval, megatron or hf, not '" + o.protocol + "'");
     Detokenizer detok = Detokenizer::none;
-    if (o.detokenizer == "auto") {
-        if (name.find("wiki") != std::string::npos) detok = Detokenizer::wikitext;
-        else if (name.find("ptb") != std::string::npos) detok = Detokenizer::ptb;
-    } else {
-        detok = parse_detokenizer(o.detokenizer);
-    }
+    if (o.detokenizer) detok = *o.detokenizer;
+    else if (name.find("wiki") != std::string::npos) detok = Detokenizer::wikitext;
+    else if (name.find("ptb") != std::string::npos) detok = Detokenizer::ptb;
     TextPerplexity r;
     r.protocol = o.protocol;
-    r.detokenizer = detokenizer_name(detok);
+    r.detokenizer = detok;
 
     std::vector<std::string> docs;
-    if (o.protocol == "lm-eval" && detok == Detokenizer::wikitext) docs = split_wikitext_articles(raw);
+    if (o.protocol == Protocol::lm_eval && detok == Detokenizer::wikitext)
+        docs = split_wikitext_articles(raw);
     else docs = {raw};
     for (const auto& d : docs) {
         r.bytes += d.size();
-        if (o.protocol == "lm-eval") r.words += count_words_lm_eval(d);
-        else if (o.protocol == "hf") r.words += count_words(d);
-        else r.words += count_words_megatron(d); // docs = {raw}
+        switch (o.protocol) {
+        case Protocol::lm_eval: r.words += count_words_lm_eval(d); break;
+        case Protocol::hf: r.words += count_words(d); break;
+        case Protocol::megatron: r.words += count_words_megatron(d); break; // docs = {raw}
+        }
     }
 
     WindowOptions wo;
     wo.context = o.context > 0 ? o.context : model.config().max_seq;
-    wo.stride = o.stride > 0 ? o.stride : o.protocol == "lm-eval" ? wo.context : o.protocol == "megatron" ? 32 : 512;
+    const int protocol_stride = o.protocol == Protocol::lm_eval    ? wo.context
+                                : o.protocol == Protocol::megatron ? 32
+                                                                   : 512;
+    wo.stride = o.stride > 0 ? o.stride : protocol_stride;
     wo.stride = std::min(wo.stride, wo.context);
     wo.batch = o.batch;
     r.context = wo.context;

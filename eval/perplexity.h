@@ -10,10 +10,12 @@
 
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "eval/detokenize.h"
 #include "model/gpt2.h"
 
 namespace eval {
@@ -32,20 +34,25 @@ std::vector<double> token_nll(model::GPT2<float>& model, const std::vector<int>&
                               const std::function<void(size_t, size_t)>& on_window = {});
 
 // A text file's perplexity under one of the protocols users compare against:
-//   lm-eval   wikitext pages as documents (other files: one document); disjoint windows
+//   lm_eval   wikitext pages as documents (other files: one document); disjoint windows
 //             (stride = context); words = len(re.split(r"\s+", page)) per original page
 //   megatron  the whole file; stride 32; words = len(text.strip().split(" ")) - 1 on the
 //             original text, as Megatron-LM's adjusted perplexity divides by
 //   hf        the whole file; stride 512; words = len(text.split())
-// Bytes are those of the original text. The detokenizer "auto" picks by file name.
+// Bytes are those of the original text.
+enum class Protocol { lm_eval, megatron, hf };
+const char* protocol_name(Protocol protocol); // "lm-eval", "megatron", "hf"
+
 struct TextOptions {
-    std::string protocol = "lm-eval", detokenizer = "auto";
+    Protocol protocol = Protocol::lm_eval;
+    std::optional<Detokenizer> detokenizer; // none given: by file name (wiki*, ptb*)
     int context = 0, stride = 0, batch = 4; // 0: the model's maximum, the protocol's stride
     size_t max_tokens = 0;                  // score only a prefix (0 = all)
 };
 
 struct TextPerplexity {
-    std::string protocol, detokenizer;
+    Protocol protocol = Protocol::lm_eval;
+    Detokenizer detokenizer = Detokenizer::none;
     size_t documents = 0, tokens = 0, words = 0, bytes = 0;
     int context = 0, stride = 0;
     double nll = 0;   // nats, summed over the tokens

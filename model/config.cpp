@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "base/error.h"
+
 namespace model {
 
 namespace {
@@ -20,16 +22,12 @@ constexpr Preset kPresets[] = {
     {"d60", 60, 30, 1920},   {"d72", 72, 30, 2880},         {"d84", 84, 36, 3456},
 };
 
-void require(bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument("invalid model config: " + what);
-}
-
 // 1..limit: the limits are far beyond any GPT-2 but keep a corrupt header from
 // describing an absurd model.
 void require_range(int value, int limit, const char* name) {
-    require(value > 0 && value <= limit, std::string(name) + " must be in 1.." +
-                                             std::to_string(limit) + " (got " +
-                                             std::to_string(value) + ")");
+    if (value < 1 || value > limit)
+        throw base::SettingError(name, "must be in 1.." + std::to_string(limit) + " (got " +
+                                           std::to_string(value) + ")");
 }
 
 } // namespace
@@ -41,10 +39,13 @@ void Config::validate() const {
     require_range(vocab, 1 << 24, "vocab");
     require_range(padded_vocab, 1 << 24, "padded_vocab");
     require_range(max_seq, 1 << 20, "max_seq");
-    require(n_embd % n_head == 0, "n_embd " + std::to_string(n_embd) +
-                                      " is not divisible by n_head " + std::to_string(n_head));
-    require(padded_vocab >= vocab, "padded_vocab " + std::to_string(padded_vocab) +
-                                       " is smaller than vocab " + std::to_string(vocab));
+    if (n_embd % n_head != 0)
+        throw base::SettingError("n_embd", std::to_string(n_embd) + " is not divisible by n_head " +
+                                               std::to_string(n_head));
+    if (padded_vocab < vocab)
+        throw base::SettingError("padded_vocab", std::to_string(padded_vocab) +
+                                                     " is smaller than vocab " +
+                                                     std::to_string(vocab));
 }
 
 std::string Config::describe() const {
@@ -79,7 +80,7 @@ Config preset(const std::string& name) {
         if (name == p.name) return make_config(p.n_layer, p.n_head, p.n_embd);
     std::string known;
     for (const auto& p : kPresets) known += std::string(known.empty() ? "" : ", ") + p.name;
-    throw std::invalid_argument("unknown model preset '" + name + "' (known: " + known + ")");
+    throw base::SettingError("preset", "unknown model preset '" + name + "' (known: " + known + ")");
 }
 
 std::vector<std::string> preset_names() {

@@ -18,7 +18,7 @@ struct Config {
     int head_dim() const { return n_embd / n_head; }
     bool operator==(const Config&) const = default;
 
-    // Throws std::invalid_argument naming the offending field if the config is unusable.
+    // Throws base::SettingError naming the offending field if the config is unusable.
     void validate() const;
     // "L12 NH12 C768 V50257(Vp50304) T1024"
     std::string describe() const;
@@ -32,7 +32,7 @@ Config make_config(int n_layer, int n_head, int n_embd, int vocab = 50257, int m
 
 // Presets: gpt2, gpt2-medium, gpt2-large, gpt2-xl (OpenAI's sizes) and llm.c's
 // depth presets dN (N layers, C = 64 N, NH = N, T 1024), e.g. d6, d12, d24, d48.
-// Throws std::invalid_argument for an unknown name.
+// Throws base::SettingError (setting "preset") for an unknown name.
 Config preset(const std::string& name);
 bool is_preset(const std::string& name);
 std::vector<std::string> preset_names();

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "base/error.h"
+
 namespace model::h5 {
 
 namespace {
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
-    throw std::runtime_error(path + ": " + what);
+    throw base::FileError(path, what);
 }
 
 void write_scalar(hid_t loc, const char* name, hid_t file_type, hid_t mem_type, const void* value,

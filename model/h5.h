@@ -1,5 +1,5 @@
 // Small RAII and helpers over HDF5's C API, shared by model files and checkpoints.
-// Every failure throws std::runtime_error as "PATH: what went wrong".
+// Every failure throws base::FileError as "PATH: what went wrong".
 #pragma once
 
 #include <hdf5.h>

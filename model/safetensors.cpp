@@ -15,6 +15,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "base/error.h"
+#include "base/file.h"
 #include "model/layout.h"
 
 namespace model {
@@ -28,10 +30,6 @@ namespace fs = std::filesystem;
 static_assert(std::endian::native == std::endian::little);
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-    throw std::runtime_error(path + ": " + what);
-}
 
 std::string config_path(const std::string& path) {
     return (fs::path(path).parent_path() / "config.json").string();
@@ -76,18 +74,18 @@ float bf16_to_float(uint16_t h) {
 
 int config_int(const json& j, const std::string& key, const std::string& cfg) {
     const auto it = j.find(key);
-    if (it == j.end()) fail(cfg, "missing '" + key + "'");
+    if (it == j.end()) throw base::FileError(cfg, "missing '" + key + "'");
     if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > (1 << 30))
-        fail(cfg, "'" + key + "' is " + it->dump() + ", expected a positive integer");
+        throw base::FileError(cfg, "'" + key + "' is " + it->dump() + ", expected a positive integer");
     return int(it->get<int64_t>());
 }
 
 Config read_hf_config(const std::string& model_path) {
     const std::string cfg = config_path(model_path);
     std::ifstream in(cfg);
-    if (!in) fail(model_path, "cannot open its config " + cfg + " (" + std::strerror(errno) + ")");
+    if (!in) throw base::FileError(model_path, "cannot open its config " + cfg + " (" + std::strerror(errno) + ")");
     const json j = json::parse(in, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) fail(cfg, "not a JSON object");
+    if (j.is_discarded() || !j.is_object()) throw base::FileError(cfg, "not a JSON object");
 
     Config c;
     c.n_layer = config_int(j, "n_layer", cfg);
@@ -96,24 +94,20 @@ Config read_hf_config(const std::string& model_path) {
     c.vocab = config_int(j, "vocab_size", cfg);
     c.max_seq = config_int(j, j.contains("n_positions") ? "n_positions" : "n_ctx", cfg);
     c.padded_vocab = pad_vocab(c.vocab);
-    try {
-        c.validate();
-    } catch (const std::invalid_argument& e) {
-        fail(cfg, e.what());
-    }
+    check_file_config(cfg, c);
     // Variants of GPT-2 we do not implement must not load silently.
     if (const auto eps = j.find("layer_norm_epsilon");
         eps != j.end() && !(eps->is_number() && std::abs(eps->get<double>() - 1e-5) < 1e-12))
-        fail(cfg, "layer_norm_epsilon " + eps->dump() + " is not supported (only 1e-5)");
+        throw base::FileError(cfg, "layer_norm_epsilon " + eps->dump() + " is not supported (only 1e-5)");
     if (const auto act = j.find("activation_function");
         act != j.end() && *act != "gelu_new" && *act != "gelu_pytorch_tanh")
-        fail(cfg, "activation_function " + act->dump() +
+        throw base::FileError(cfg, "activation_function " + act->dump() +
                       " is not supported (only the tanh GELU: gelu_new, gelu_pytorch_tanh)");
     if (j.contains("scale_attn_weights") && j["scale_attn_weights"] != true)
-        fail(cfg, "scale_attn_weights must be true");
+        throw base::FileError(cfg, "scale_attn_weights must be true");
     if (j.contains("scale_attn_by_inverse_layer_idx") &&
         j["scale_attn_by_inverse_layer_idx"] != false)
-        fail(cfg, "scale_attn_by_inverse_layer_idx must be false");
+        throw base::FileError(cfg, "scale_attn_by_inverse_layer_idx must be false");
     return c;
 }
 
@@ -128,11 +122,11 @@ void write_hf_config(const std::string& model_path, const Config& c) {
     };
     if (c.vocab == 50257) j["bos_token_id"] = j["eos_token_id"] = 50256;
     const std::string cfg = config_path(model_path);
-    write_atomically(cfg, [&](const std::string& tmp) {
+    base::write_atomically(cfg, [&](const std::string& tmp) {
         std::ofstream out(tmp);
         out << j.dump(2) << '\n';
         out.close();
-        if (!out) fail(cfg, "write failed (" + tmp + ")");
+        if (!out) throw base::FileError(cfg, "write failed (" + tmp + ")");
     });
 }
 
@@ -141,22 +135,22 @@ void write_hf_config(const std::string& model_path, const Config& c) {
 class Reader {
 public:
     explicit Reader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
-        if (!in_) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
+        if (!in_) throw base::FileError(path, std::string("cannot open (") + std::strerror(errno) + ")");
         std::error_code ec;
         const uint64_t size = fs::file_size(path, ec);
-        if (ec) fail(path, "cannot read (" + ec.message() + ")");
+        if (ec) throw base::FileError(path, "cannot read (" + ec.message() + ")");
         uint64_t n = 0;
         if (size < sizeof n)
-            fail(path, "too short for a safetensors file (" + std::to_string(size) + " bytes)");
+            throw base::FileError(path, "too short for a safetensors file (" + std::to_string(size) + " bytes)");
         in_.read(reinterpret_cast<char*>(&n), sizeof n);
         if (n > kMaxHeaderBytes || n > size - sizeof n)
-            fail(path, "bad header length " + std::to_string(n) + " (the file has " +
+            throw base::FileError(path, "bad header length " + std::to_string(n) + " (the file has " +
                            std::to_string(size) + " bytes)");
         std::string text(n, '\0');
-        if (!in_.read(text.data(), std::streamsize(n))) fail(path, "read failed");
+        if (!in_.read(text.data(), std::streamsize(n))) throw base::FileError(path, "read failed");
         header_ = json::parse(text, nullptr, false);
         if (header_.is_discarded() || !header_.is_object())
-            fail(path, "header is not a JSON object");
+            throw base::FileError(path, "header is not a JSON object");
         data_start_ = sizeof n + n;
         data_size_ = size - data_start_;
     }
@@ -167,27 +161,27 @@ public:
     void read(const std::string& name, const Shape& shape, float* dst) {
         const std::string what = "tensor '" + name + "'";
         const auto it = header_.find(name);
-        if (it == header_.end()) fail(path_, "missing " + what);
-        if (!it->is_object()) fail(path_, what + " is not a JSON object");
+        if (it == header_.end()) throw base::FileError(path_, "missing " + what);
+        if (!it->is_object()) throw base::FileError(path_, what + " is not a JSON object");
         const json& e = *it;
 
         const auto dtype_it = e.find("dtype");
         const std::string dtype =
             dtype_it != e.end() && dtype_it->is_string() ? dtype_it->get<std::string>() : "?";
         if (dtype != "F32" && dtype != "F16" && dtype != "BF16")
-            fail(path_, what + " has dtype " + dtype + " (supported: F32, F16, BF16)");
+            throw base::FileError(path_, what + " has dtype " + dtype + " (supported: F32, F16, BF16)");
         const Shape stored = uints(e, "shape", what);
         if (stored != shape)
-            fail(path_,
+            throw base::FileError(path_,
                  what + " has shape " + shape_text(stored) + ", expected " + shape_text(shape));
         const Shape offsets = uints(e, "data_offsets", what);
         const uint64_t itemsize = dtype == "F32" ? 4 : 2, bytes = elements(shape) * itemsize;
         if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] - offsets[0] != bytes)
-            fail(path_, what + " has data_offsets " + shape_text(offsets) + ", expected " +
+            throw base::FileError(path_, what + " has data_offsets " + shape_text(offsets) + ", expected " +
                             std::to_string(bytes) + " bytes for " + dtype + " " +
                             shape_text(shape));
         if (offsets[1] > data_size_)
-            fail(path_, "truncated: " + what + " ends at data byte " + std::to_string(offsets[1]) +
+            throw base::FileError(path_, "truncated: " + what + " ends at data byte " + std::to_string(offsets[1]) +
                             ", the file has " + std::to_string(data_size_));
 
         in_.seekg(std::streamoff(data_start_ + offsets[0]));
@@ -211,12 +205,12 @@ private:
         if (it == e.end() || !it->is_array() ||
             !std::all_of(it->begin(), it->end(),
                          [](const json& v) { return v.is_number_unsigned(); }))
-            fail(path_, what + " has no valid '" + key + "'");
+            throw base::FileError(path_, what + " has no valid '" + key + "'");
         return it->get<Shape>();
     }
 
     void read_bytes(void* dst, uint64_t bytes) {
-        if (!in_.read(static_cast<char*>(dst), std::streamsize(bytes))) fail(path_, "read failed");
+        if (!in_.read(static_cast<char*>(dst), std::streamsize(bytes))) throw base::FileError(path_, "read failed");
     }
 
     std::string path_;
@@ -245,7 +239,7 @@ ModelFile read_safetensors(const std::string& path) {
     for (const auto& [name, entry] : header.items())
         if (name != "__metadata__" && name != "lm_head.weight" && !params.contains(name) &&
             !std::regex_match(name, buffer))
-            fail(path, "tensor '" + name + "' is not a GPT-2 parameter");
+            throw base::FileError(path, "tensor '" + name + "' is not a GPT-2 parameter");
 
     m.params.assign(layout.total(), 0.0f); // wte's padded rows stay zero
     std::vector<float> hf;
@@ -266,7 +260,7 @@ ModelFile read_safetensors(const std::string& path) {
         hf.resize(size_t(c.vocab) * size_t(c.n_embd));
         file.read("lm_head.weight", hf_shape(wte, c), hf.data());
         if (!std::equal(hf.begin(), hf.end(), m.params.begin() + std::ptrdiff_t(wte.offset)))
-            fail(path, "lm_head.weight differs from wte.weight (only tied LM heads are supported)");
+            throw base::FileError(path, "lm_head.weight differs from wte.weight (only tied LM heads are supported)");
     }
     return m;
 }
@@ -290,7 +284,7 @@ void write_safetensors(const std::string& path, const Config& config, const floa
     text.append((8 - text.size() % 8) % 8, ' '); // the data start 8-byte aligned
     const uint64_t n = text.size();
 
-    write_atomically(path, [&](const std::string& tmp) {
+    base::write_atomically(path, [&](const std::string& tmp) {
         std::ofstream out(tmp, std::ios::binary);
         out.write(reinterpret_cast<const char*>(&n), sizeof n);
         out.write(text.data(), std::streamsize(n));
@@ -306,7 +300,7 @@ void write_safetensors(const std::string& path, const Config& config, const floa
                       std::streamsize(elements(hf_shape(*t, config)) * sizeof(float)));
         }
         out.close();
-        if (!out) fail(path, "write failed (" + tmp + ")");
+        if (!out) throw base::FileError(path, "write failed (" + tmp + ")");
     });
     write_hf_config(path, config);
 }

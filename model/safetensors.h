@@ -8,7 +8,7 @@
 #include <string>
 
 #include "model/config.h"
-#include "model/io.h"
+#include "model/tensor_file.h"
 
 namespace model {
 

@@ -98,10 +98,10 @@ struct Schedule {
     double decay_fraction = 0.2;
 
     double at(int step) const;
-    // Throws std::invalid_argument naming the CLI option (--lr, --warmup, --steps,
-    // --lr-final-fraction, --decay-fraction) that is out of range.
+    // Throws base::SettingError naming the field (lr, warmup, total, final_fraction,
+    // decay_fraction) that is out of range.
     void validate() const;
-    // "constant", "cosine" or "wsd"; throws std::invalid_argument listing them.
+    // "constant", "cosine" or "wsd"; throws base::SettingError listing them.
     static Kind parse(const std::string& name);
     static const char* name(Kind kind);
     // e.g. "cosine lr 0.0006 warmup 700 steps 19073 final x0.1"

@@ -4,6 +4,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "base/error.h"
 #include "optim/optim.h"
 
 namespace optim {
@@ -29,22 +30,25 @@ double Schedule::at(int step) const {
 }
 
 void Schedule::validate() const {
-    auto fail = [](const std::string& what) { throw std::invalid_argument(what); };
-    if (!(lr >= 0)) fail("--lr must be >= 0, got " + std::to_string(lr));
-    if (warmup < 0) fail("--warmup must be >= 0, got " + std::to_string(warmup));
+    auto fail = [](const char* setting, const std::string& what) {
+        throw base::SettingError(setting, what);
+    };
+    if (!(lr >= 0)) fail("lr", "must be >= 0, got " + std::to_string(lr));
+    if (warmup < 0) fail("warmup", "must be >= 0, got " + std::to_string(warmup));
     if (kind != Kind::constant && total < 1)
-        fail("--steps must be >= 1 for the " + std::string(name(kind)) + " schedule, got " +
-             std::to_string(total));
+        fail("total", "must be >= 1 for the " + std::string(name(kind)) + " schedule, got " +
+                          std::to_string(total));
     if (!(final_fraction >= 0 && final_fraction <= 1))
-        fail("--lr-final-fraction must be in [0, 1], got " + std::to_string(final_fraction));
+        fail("final_fraction", "must be in [0, 1], got " + std::to_string(final_fraction));
     if (!(decay_fraction > 0 && decay_fraction <= 1))
-        fail("--decay-fraction must be in (0, 1], got " + std::to_string(decay_fraction));
+        fail("decay_fraction", "must be in (0, 1], got " + std::to_string(decay_fraction));
 }
 
 Schedule::Kind Schedule::parse(const std::string& s) {
     for (Kind k : {Kind::constant, Kind::cosine, Kind::wsd})
         if (s == name(k)) return k;
-    throw std::invalid_argument("unknown schedule '" + s + "' (expected constant, cosine or wsd)");
+    throw base::SettingError("kind",
+                             "unknown schedule '" + s + "' (expected constant, cosine or wsd)");
 }
 
 const char* Schedule::name(Kind kind) {

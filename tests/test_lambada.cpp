@@ -93,8 +93,8 @@ TEST_CASE("text perplexity: token NLL, word and byte normalisations from known p
     GPT2<float> m = bigram_model(4);
     const std::string text = "the quick brown fox jumps over the lazy dog\nand runs away";
     eval::TextOptions o;
-    o.protocol = "hf";
-    o.detokenizer = "none";
+    o.protocol = eval::Protocol::hf;
+    o.detokenizer = eval::Detokenizer::none;
     o.context = 8;
     const auto r = eval::text_perplexity(m, tok, text, "plain.txt", o);
     const auto ids = tok.encode(text);
@@ -110,6 +110,6 @@ TEST_CASE("text perplexity: token NLL, word and byte normalisations from known p
     CHECK(r.nll == doctest::Approx(nll).epsilon(1e-5));
     CHECK(r.ppl_word() == doctest::Approx(std::exp(nll / 12)).epsilon(1e-5));
     CHECK(r.bits_per_byte() == doctest::Approx(nll / text.size() / std::log(2.0)).epsilon(1e-5));
-    o.protocol = "lm-eval"; // one document: words = len(re.split(r"\s+", text)) = 12 as well
+    o.protocol = eval::Protocol::lm_eval; // one document: words = len(re.split(r"\s+", text)) = 12 as well
     CHECK(eval::text_perplexity(m, tok, text, "plain.txt", o).words == 12);
 }

@@ -14,6 +14,7 @@
 #include "helpers.h"
 #include "data/shard.h"
 #include "model/gpt2.h"
+#include "base/file.h"
 #include "model/io.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
@@ -173,7 +174,7 @@ TEST_CASE("a checkpoint holds the weights, moments, step and loader position, an
 TEST_CASE("an interrupted atomic write leaves the previous file intact and no temporary behind") {
     Workdir w;
     { std::ofstream(w / "ckpt.h5") << "previous"; }
-    CHECK_THROWS(model::write_atomically(w / "ckpt.h5", [](const std::string& tmp) {
+    CHECK_THROWS(base::write_atomically(w / "ckpt.h5", [](const std::string& tmp) {
         std::ofstream(tmp) << "half";
         throw std::runtime_error("disk full");
     }));

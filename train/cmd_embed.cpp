@@ -10,6 +10,7 @@
 #include "data/tokenizer.h"
 #include "model/gpt2.h"
 #include "model/h5.h"
+#include "base/file.h"
 #include "model/io.h"
 #include "train/commands.h"
 
@@ -43,7 +44,7 @@ void run_embed(const EmbedOptions& o) {
     gpt.forward(ids.data(), nullptr, 1, T);
     const auto& a = gpt.activations();
 
-    model::write_atomically(o.out, [&](const std::string& tmp) {
+    base::write_atomically(o.out, [&](const std::string& tmp) {
         h5::Quiet quiet;
         h5::Id f(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
         if (!f.ok()) throw std::runtime_error(o.out + ": cannot create");

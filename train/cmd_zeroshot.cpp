@@ -65,7 +65,9 @@ void run_ppl(const PplCommand& o) {
     progress(r.tokens, r.tokens); // only prints when nothing was scored
     const double seconds = progress.seconds();
     const double ms_per_1000 = 1e6 * seconds / double(std::max<size_t>(r.tokens, 1));
-    json j = {{"protocol", r.protocol}, {"detokenizer", r.detokenizer}, {"documents", r.documents},
+    const std::string protocol = eval::protocol_name(r.protocol);
+    const std::string detokenizer = eval::detokenizer_name(r.detokenizer);
+    json j = {{"protocol", protocol}, {"detokenizer", detokenizer}, {"documents", r.documents},
               {"context", r.context},   {"stride", r.stride},           {"tokens", r.tokens},
               {"nll_sum", r.nll},       {"ppl_token", r.ppl_token()},   {"seconds", seconds},
               {"ms_per_1000_tokens", ms_per_1000}};
@@ -81,7 +83,7 @@ void run_ppl(const PplCommand& o) {
         return;
     }
     std::printf("%s: protocol %s, detokenizer %s, %zu documents, context %d, stride %d\n", o.data.c_str(),
-                r.protocol.c_str(), r.detokenizer.c_str(), r.documents, r.context, r.stride);
+                protocol.c_str(), detokenizer.c_str(), r.documents, r.context, r.stride);
     std::printf("tokens %zu | nll %.4f nats | ppl per token %.4f\n", r.tokens, r.nll, r.ppl_token());
     if (!r.cut) {
         std::printf("words %zu | ppl per word %.4f\n", r.words, r.ppl_word());
@@ -181,11 +183,14 @@ void add_zeroshot(CLI::App& eval) {
     ppl->add_option("--protocol", p->text.protocol,
                     "lm-eval (wikitext pages, disjoint windows, lm-eval's word count) | megatron "
                     "(whole file, stride 32, Megatron-LM's word count) | hf (whole file, stride 512)")
-        ->check(CLI::IsMember({"lm-eval", "megatron", "hf"}))
+        ->transform(CLI::CheckedTransformer(std::map<std::string, eval::Protocol>{
+            {"lm-eval", eval::Protocol::lm_eval}, {"megatron", eval::Protocol::megatron}, {"hf", eval::Protocol::hf}}))
         ->capture_default_str();
-    ppl->add_option("--detokenizer", p->text.detokenizer, "auto (by file name) | none | wikitext | ptb")
+    ppl->add_option_function<std::string>("--detokenizer", [p](const std::string& v) {
+            if (v != "auto") p->text.detokenizer = eval::parse_detokenizer(v);
+        }, "auto (by file name) | none | wikitext | ptb")
         ->check(CLI::IsMember({"auto", "none", "wikitext", "ptb"}))
-        ->capture_default_str();
+        ->default_str("auto");
     ppl->add_option("--context", p->text.context, "Window length C (default: the model's maximum)");
     ppl->add_option("--stride", p->text.stride, "Tokens scored per window after the first (default: by protocol)");
     ppl->add_option("--batch", p->text.batch, "Windows per forward pass")->capture_default_str();
