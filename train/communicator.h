@@ -59,6 +59,10 @@ public:
     virtual bool any_failed(bool failed, std::string& message) = 0;
     // True on every rank if `flag` is true on any.
     virtual bool any(bool flag) = 0;
+
+    // Ends every rank of the job at once, without unwinding: for a rank that failed alone
+    // while the others may be waiting in a collective. Not a collective itself.
+    [[noreturn]] virtual void abort_job(int exit_code) = 0;
 };
 
 // One process: rank 0 of 1.
@@ -80,6 +84,7 @@ public:
     void broadcast(void*, size_t) override {}
     bool any_failed(bool failed, std::string&) override { return failed; }
     bool any(bool flag) override { return flag; }
+    [[noreturn]] void abort_job(int exit_code) override;
 };
 
 // An error every rank has agreed on (through any_failed) and throws at the same point,

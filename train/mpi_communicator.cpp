@@ -23,6 +23,11 @@ void SingleProcess::gather(const float* part, float* full, std::span<const size_
     std::copy(part, part + (offsets[1] - offsets[0]), full + offsets[0]);
 }
 
+void SingleProcess::abort_job(int exit_code) {
+    std::fflush(nullptr); // _Exit does not flush stdio
+    std::_Exit(exit_code);
+}
+
 namespace {
 
 // MPI counts are ints: big buffers go in pieces of at most this many elements.
@@ -200,7 +205,10 @@ public:
         return v != 0;
     }
 
-    [[noreturn]] void abort_job(int code) { MPI_Abort(MPI_COMM_WORLD, code); std::_Exit(code); }
+    [[noreturn]] void abort_job(int exit_code) override {
+        MPI_Abort(MPI_COMM_WORLD, exit_code);
+        std::_Exit(exit_code); // MPI_Abort should not return, but is not declared so
+    }
 
 private:
     // Through the shared window, kSlot floats at a time: every rank copies its chunk
@@ -330,12 +338,11 @@ void run_with_communicator(const std::function<void(Communicator&)>& body) {
     } catch (const JobError&) {
         throw; // every rank throws it here; the communicator then shuts down cleanly
     } catch (const std::exception& e) {
-        auto* mpi = dynamic_cast<MpiCommunicator*>(comm.get());
-        if (!mpi || mpi->size() == 1) throw;
+        if (comm->size() == 1) throw;
         // Only this rank knows: the others may be waiting in a collective. Take them down.
-        std::fprintf(stderr, "gpt2: error: rank %d: %s\n", mpi->rank(), e.what());
+        std::fprintf(stderr, "gpt2: error: rank %d: %s\n", comm->rank(), e.what());
         std::fflush(stderr);
-        mpi->abort_job(1);
+        comm->abort_job(1);
     }
 }
 
