@@ -1,0 +1,115 @@
+#include "train/shm_reducer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+namespace train {
+
+namespace {
+
+// Rank q's part [offsets[q], offsets[q+1]) clipped to the chunk [c, c+k), relative to c.
+std::pair<size_t, size_t> part_in_chunk(std::span<const size_t> offsets, int q, size_t c,
+                                        size_t k) {
+    return {std::clamp(offsets[q], c, c + k) - c, std::clamp(offsets[q + 1], c, c + k) - c};
+}
+
+} // namespace
+
+SharedMemoryReducer::SharedMemoryReducer(MPI_Comm node, MPI_Comm cross)
+    : node_(node), cross_(cross) {
+    MPI_Comm_rank(node_, &rank_);
+    MPI_Comm_size(node_, &ranks_);
+    MPI_Comm_size(cross_, &machines_); // one rank per machine, as all machines are alike
+    float* mine = nullptr;
+    check_mpi(MPI_Win_allocate_shared(MPI_Aint(kSlot * sizeof(float)), sizeof(float), MPI_INFO_NULL,
+                                      node_, &mine, &window_),
+              "MPI_Win_allocate_shared");
+    slots_.resize(size_t(ranks_));
+    for (int q = 0; q < ranks_; ++q) {
+        MPI_Aint bytes = 0;
+        int unit = 0;
+        check_mpi(MPI_Win_shared_query(window_, q, &bytes, &unit, &slots_[q]),
+                  "MPI_Win_shared_query");
+    }
+    check_mpi(MPI_Win_lock_all(MPI_MODE_NOCHECK, window_), "MPI_Win_lock_all");
+}
+
+SharedMemoryReducer::~SharedMemoryReducer() {
+    MPI_Win_unlock_all(window_);
+    MPI_Win_free(&window_);
+}
+
+void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
+    for (size_t c = 0; c < n; c += kSlot) {
+        const size_t k = std::min(kSlot, n - c);
+        std::memcpy(slots_[rank_], data + c, k * sizeof(float));
+        sync();
+        const size_t lo = slice(k, rank_), hi = slice(k, rank_ + 1);
+        sum_slots(slots_[rank_], lo, hi);
+        if (machines_ > 1)
+            check_mpi(MPI_Allreduce(MPI_IN_PLACE, slots_[rank_] + lo, int(hi - lo), MPI_FLOAT,
+                                    MPI_SUM, cross_),
+                      "MPI_Allreduce");
+        sync();
+        for (int q = 0; q < ranks_; ++q) {
+            const size_t a = slice(k, q), b = slice(k, q + 1);
+            std::memcpy(data + c + a, slots_[q] + a, (b - a) * sizeof(float));
+        }
+        sync(); // before the slots take the next chunk
+    }
+}
+
+// Rank r sums its part of every rank's slot into its own data; nothing is copied back.
+void SharedMemoryReducer::reduce_scatter_sum(float* data, std::span<const size_t> offsets) {
+    const size_t n0 = offsets[0], n1 = offsets[ranks_];
+    for (size_t c = n0; c < n1; c += kSlot) {
+        const size_t k = std::min(kSlot, n1 - c);
+        std::memcpy(slots_[rank_], data + c, k * sizeof(float));
+        sync();
+        const auto [lo, hi] = part_in_chunk(offsets, rank_, c, k);
+        sum_slots(data + c, lo, hi);
+        sync();
+    }
+}
+
+void SharedMemoryReducer::allgather(float* data, std::span<const size_t> offsets) {
+    const size_t n0 = offsets[0], n1 = offsets[ranks_];
+    for (size_t c = n0; c < n1; c += kSlot) {
+        const size_t k = std::min(kSlot, n1 - c);
+        const auto [lo, hi] = part_in_chunk(offsets, rank_, c, k);
+        std::memcpy(slots_[rank_] + lo, data + c + lo, (hi - lo) * sizeof(float));
+        sync();
+        for (int q = 0; q < ranks_; ++q) {
+            const auto [a, b] = part_in_chunk(offsets, q, c, k);
+            if (q != rank_) std::memcpy(data + c + a, slots_[q] + a, (b - a) * sizeof(float));
+        }
+        sync();
+    }
+}
+
+// out[i] = slot_0[i] + slot_1[i] + ... for i in [lo, hi), always in this order.
+void SharedMemoryReducer::sum_slots(float* out, size_t lo, size_t hi) const {
+    const float* const* s = slots_.data();
+    const int m = ranks_;
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = lo; i < hi; ++i) {
+        float acc = s[0][i];
+        for (int q = 1; q < m; ++q) acc += s[q][i];
+        out[i] = acc;
+    }
+}
+
+// Start of slice q of k elements among the machine's ranks, 16-float aligned.
+size_t SharedMemoryReducer::slice(size_t k, int q) const {
+    return q == ranks_ ? k : std::min(k, k / size_t(ranks_) * size_t(q) / 16 * 16);
+}
+
+// Makes every rank's writes to the window visible to the others, then waits for all.
+void SharedMemoryReducer::sync() {
+    MPI_Win_sync(window_);
+    check_mpi(MPI_Barrier(node_), "MPI_Barrier");
+    MPI_Win_sync(window_);
+}
+
+} // namespace train

@@ -1,0 +1,53 @@
+// Sums float buffers over the ranks of one machine through an MPI shared-memory window,
+// for MpiCommunicator when a machine runs several ranks.
+//
+// Each rank owns one slot of the window, kSlot floats (16 MB, small enough for a
+// container's /dev/shm); longer buffers go through in chunks of one slot. For each chunk
+// every rank copies its data into its slot, then rank q of the machine sums slice q of all
+// slots, adding them in rank order, so that every element is summed once and all ranks
+// read back the same bits. Across machines, the ranks holding the same slice all-reduce it
+// with MPI before every rank copies all slices out.
+//
+// Every method is a collective over the machine's ranks (allreduce_sum also over the
+// ranks with the same place on the other machines).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "train/mpi_api.h"
+
+namespace train {
+
+class SharedMemoryReducer {
+public:
+    // node: this machine's ranks, in job-rank order. cross: the ranks with the same place
+    // on every machine. Every machine must run the same number of ranks, else the slices
+    // would not line up. Both communicators must outlive the reducer.
+    SharedMemoryReducer(MPI_Comm node, MPI_Comm cross);
+    ~SharedMemoryReducer();
+    SharedMemoryReducer(const SharedMemoryReducer&) = delete;
+    SharedMemoryReducer& operator=(const SharedMemoryReducer&) = delete;
+
+    // In-place sum over every rank of the job.
+    void allreduce_sum(float* data, size_t n);
+    // As Communicator's, only where this machine is the whole job (its rank r is the
+    // job's rank r, and `offsets` has ranks + 1 entries).
+    void reduce_scatter_sum(float* data, std::span<const size_t> offsets);
+    void allgather(float* data, std::span<const size_t> offsets);
+
+private:
+    void sum_slots(float* out, size_t lo, size_t hi) const;
+    size_t slice(size_t k, int q) const;
+    void sync();
+
+    static constexpr size_t kSlot = size_t(1) << 22;
+
+    MPI_Comm node_, cross_;
+    int rank_ = 0, ranks_ = 1, machines_ = 1; // rank_ and ranks_ on this machine
+    MPI_Win window_ = MPI_WIN_NULL;
+    std::vector<float*> slots_; // every rank's slot of the window, by rank on the machine
+};
+
+} // namespace train
