@@ -1,31 +1,10 @@
-// Communicator over MPI_COMM_WORLD, and the choice between it and a single process.
+#include "train/mpi_communicator.h"
+
 #include <algorithm>
 #include <climits>
-#include <cstdio>
 #include <cstdlib>
-#include <memory>
-#include <span>
-#include <string>
-#include <vector>
-
-#include "train/communicator.h"
-#include "train/mpi_api.h"
-#include "train/shm_reducer.h"
 
 namespace train {
-
-void SingleProcess::scatter(const float* full, float* part, std::span<const size_t> offsets) {
-    std::copy(full + offsets[0], full + offsets[1], part);
-}
-
-void SingleProcess::gather(const float* part, float* full, std::span<const size_t> offsets) {
-    std::copy(part, part + (offsets[1] - offsets[0]), full + offsets[0]);
-}
-
-void SingleProcess::abort_job(int exit_code) {
-    std::fflush(nullptr); // _Exit does not flush stdio
-    std::_Exit(exit_code);
-}
 
 namespace {
 
@@ -52,58 +31,6 @@ MPI_Comm split_by_machine(int rank) {
             MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node),
             "MPI_Comm_split_type");
     return node;
-}
-
-// Where every machine runs the same number of ranks, more than one, the float sums go
-// through shared memory inside a machine (SharedMemoryReducer); otherwise every collective
-// is MPI's own.
-class MpiCommunicator final : public Communicator {
-public:
-    // Initialises MPI, which the destructor finalizes: at most one per process.
-    MpiCommunicator();
-    ~MpiCommunicator() override;
-    MpiCommunicator(const MpiCommunicator&) = delete;
-    MpiCommunicator& operator=(const MpiCommunicator&) = delete;
-
-    int rank() const override { return rank_; }
-    int size() const override { return size_; }
-    std::string describe() const override;
-
-    void allreduce_sum(float* data, size_t n) override;
-    double allreduce_sum(double value) override;
-    void start_allreduce_sum(float* data, size_t n) override;
-    bool reduces_in_background() const override { return !reducer_; }
-    void progress() override;
-    void wait_all() override;
-    void reduce_scatter_sum(float* data, std::span<const size_t> offsets) override;
-    void allgather(float* data, std::span<const size_t> offsets) override;
-    void scatter(const float* full, float* part, std::span<const size_t> offsets) override;
-    void gather(const float* part, float* full, std::span<const size_t> offsets) override;
-    void broadcast(void* data, size_t bytes) override;
-    bool any_failed(bool failed, std::string& message) override;
-    bool any(bool flag) override;
-    [[noreturn]] void abort_job(int exit_code) override;
-
-private:
-    void split_machines();
-    bool same_ranks_per_machine() const;
-    void set_counts(std::span<const size_t> offsets);
-    void wait_all_quietly();
-
-    int rank_ = 0, size_ = 1;
-    MPI_Comm node_ = MPI_COMM_NULL, cross_ = MPI_COMM_NULL;
-    int node_size_ = 1, nodes_ = 1;
-    std::unique_ptr<SharedMemoryReducer> reducer_; // null: MPI's collectives only
-    std::vector<MPI_Request> requests_;
-    std::vector<int> counts_, displs_;
-    std::vector<float> scratch_;
-};
-
-// Set by mpirun (OpenMPI), or by PMIx/PMI launchers such as srun and MPICH's.
-bool launched_by_mpi() {
-    for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
-        if (std::getenv(var)) return true;
-    return false;
 }
 
 } // namespace
@@ -287,26 +214,6 @@ void MpiCommunicator::wait_all_quietly() {
     if (!requests_.empty())
         MPI_Waitall(int(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
     requests_.clear();
-}
-
-std::unique_ptr<Communicator> make_communicator() {
-    if (launched_by_mpi()) return std::make_unique<MpiCommunicator>();
-    return std::make_unique<SingleProcess>();
-}
-
-void run_with_communicator(const std::function<void(Communicator&)>& body) {
-    auto comm = make_communicator();
-    try {
-        body(*comm);
-    } catch (const JobError&) {
-        throw; // every rank throws it here; the communicator then shuts down cleanly
-    } catch (const std::exception& e) {
-        if (comm->size() == 1) throw;
-        // Only this rank knows: the others may be waiting in a collective. Take them down.
-        std::fprintf(stderr, "gpt2: error: rank %d: %s\n", comm->rank(), e.what());
-        std::fflush(stderr);
-        comm->abort_job(1);
-    }
 }
 
 } // namespace train
