@@ -13,7 +13,9 @@
 
 namespace base {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+    return std::strerror(errno);
+}
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

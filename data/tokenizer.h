@@ -54,6 +54,10 @@ private:
     std::unordered_map<std::string, std::vector<int>> cache_; // piece -> ids
 };
 
+// The length of text's longest prefix that does not end inside a UTF-8 character, so
+// that a stream of token bytes can be printed whole characters at a time.
+size_t complete_utf8_prefix(std::string_view text);
+
 // text with every ill-formed UTF-8 subsequence replaced by U+FFFD (maximal subpart
 // practice, as Python decodes with errors="replace").
 std::string sanitize_utf8(std::string_view text);

@@ -25,8 +25,10 @@ std::vector<hsize_t> hf_shape(const TensorInfo& t) {
 
 ModelFile read_hdf5(const std::string& path) {
     // A missing file is "cannot open", not "not an HDF5 file".
-    if (std::FILE* f = std::fopen(path.c_str(), "rb")) std::fclose(f);
-    else throw FileError(path, "cannot open (" + base::errno_text() + ")");
+    if (std::FILE* f = std::fopen(path.c_str(), "rb"))
+        std::fclose(f);
+    else
+        throw FileError(path, "cannot open (" + base::errno_text() + ")");
     h5::Quiet quiet;
     h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     if (!file.ok()) throw FileError(path, "not an HDF5 file");
@@ -35,7 +37,8 @@ ModelFile read_hdf5(const std::string& path) {
     Config& c = m.config;
     auto config_int = [&](const char* name) {
         const int64_t v = h5::read_int(file, name, path);
-        if (v < INT_MIN || v > INT_MAX) throw FileError(path, std::string("attribute '") + name + "' is out of range");
+        if (v < INT_MIN || v > INT_MAX)
+            throw FileError(path, std::string("attribute '") + name + "' is out of range");
         return int(v);
     };
     c.n_layer = config_int("n_layer");

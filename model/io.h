@@ -9,8 +9,10 @@
 // damaged file behind.
 #pragma once
 
+#include <memory>
 #include <string>
 
+#include "model/gpt2.h"
 #include "model/hdf5_file.h"
 #include "model/llmc_file.h"
 #include "model/safetensors.h"
@@ -20,5 +22,8 @@ namespace model {
 
 ModelFile read_model(const std::string& path);
 void write_model(const std::string& path, const Config& config, const float* params);
+
+// A model file read into a float model, ready for forward passes.
+std::unique_ptr<GPT2<float>> load_model(const std::string& path);
 
 } // namespace model

@@ -62,7 +62,8 @@ ModelFile read_llmc(const std::string& path) {
     if (ec) throw FileError(path, "cannot read (" + ec.message() + ")");
     if (actual < kHeaderBytes)
         throw FileError(path, "too short for an llm.c model file (" + std::to_string(actual) +
-                       " bytes, the header alone is " + std::to_string(kHeaderBytes) + ")");
+                                  " bytes, the header alone is " + std::to_string(kHeaderBytes) +
+                                  ")");
 
     int32_t header[kHeaderInts];
     read_exact(f.get(), header, kHeaderBytes, path);
@@ -75,7 +76,7 @@ ModelFile read_llmc(const std::string& path) {
     const int version = header[1];
     if (version != 3 && version != 5)
         throw FileError(path, "unsupported llm.c model version " + std::to_string(version) +
-                       " (expected 3 = fp32 or 5 = bf16)");
+                                  " (expected 3 = fp32 or 5 = bf16)");
 
     ModelFile m;
     Config& c = m.config;
@@ -90,7 +91,8 @@ ModelFile read_llmc(const std::string& path) {
     const size_t n = ParamLayout(c).total();
     const size_t bytes_per_param = version == 3 ? sizeof(float) : sizeof(uint16_t);
     const uintmax_t expected = kHeaderBytes + n * bytes_per_param;
-    if (actual != expected) throw FileError(path, size_mismatch(expected, actual) + " for " + c.describe());
+    if (actual != expected)
+        throw FileError(path, size_mismatch(expected, actual) + " for " + c.describe());
 
     m.params.resize(n);
     if (version == 3) {

@@ -17,7 +17,8 @@ packages=(
 )
 # The tests also read our HDF5 files with h5py, compare the model with PyTorch and the
 # tokenizer with a Python transcription of OpenAI's encoder (which needs regex).
-test_packages=(python3-h5py python3-torch python3-regex)
+# CI also checks the formatting with clang-format.
+test_packages=(python3-h5py python3-torch python3-regex clang-format)
 
 want=("${packages[@]}")
 for arg in "$@"; do

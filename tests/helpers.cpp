@@ -6,6 +6,8 @@
 
 #include <sys/wait.h>
 
+#include <nlohmann/json.hpp>
+
 namespace testing {
 
 Run run_gpt2(const std::string& args) {
@@ -23,6 +25,17 @@ size_t count_lines(const std::string& s) {
     size_t n = 0;
     for (char c : s) n += c == '\n';
     return n;
+}
+
+std::vector<double> logged(const std::string& log_path, const std::string& key) {
+    std::ifstream in(log_path);
+    if (!in) throw std::runtime_error(log_path + ": cannot open");
+    std::vector<double> values;
+    for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line);
+        if (j.contains(key)) values.push_back(j[key].get<double>());
+    }
+    return values;
 }
 
 model::GPT2<float> bigram_model(int vocab, int max_seq, uint64_t seed) {

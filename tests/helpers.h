@@ -6,6 +6,7 @@
 #include <iterator>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "model/gpt2.h"
 
@@ -39,6 +40,9 @@ struct Run {
 Run run_gpt2(const std::string& args);
 
 size_t count_lines(const std::string& s);
+
+// The values of `key` in a log.jsonl, in order, from the lines that have it.
+std::vector<double> logged(const std::string& log_path, const std::string& key);
 
 // A one-layer model whose prediction depends on the current token only: the blocks'
 // output projections and the position embedding are zero, so the residual stream is

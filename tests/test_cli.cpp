@@ -211,3 +211,28 @@ TEST_CASE("gpt2 embed writes the last hidden state of every token") {
         CHECK(all[i] == doctest::Approx(m.activations().encoded[i]).epsilon(1e-6));
     }
 }
+
+TEST_CASE("gpt2 names the option whose value a library rejects, in one line") {
+    Workdir w;
+    make_gpt2_vocab_model(w / "m.bin", 3);
+    std::ofstream(w / "text.txt") << "Some words to score, and a few more words after them.\n";
+    const std::string train = "train --model d6 --train-data '" + (w / "none_*.bin") + "' --steps 1";
+    const std::string ppl = "eval ppl --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR +
+                            " --data " + (w / "text.txt");
+    const std::pair<std::string, std::string> cases[] = {
+        {train + " --lr -1", "gpt2: error: --lr: must be at least 0, got -1\n"},
+        {train + " --beta1 2", "gpt2: error: --beta1: must be in [0, 1), got 2\n"},
+        {train + " --eval nonsense", "gpt2: error: --eval: unknown evaluator 'nonsense'"},
+        {train + " --n-layer 0 --n-head -1", "gpt2: error: --n-head: must be at least 0"},
+        {ppl + " --batch 0", "gpt2: error: --batch: must be positive\n"},
+        {ppl + " --context 33", "gpt2: error: --context: must be in 1..32"},
+    };
+    for (const auto& [args, expected] : cases) {
+        const Run r = run(args);
+        INFO(args);
+        INFO(r.out);
+        CHECK(r.status == 1);
+        CHECK(count_lines(r.out) == 1);
+        CHECK(r.out.starts_with(expected));
+    }
+}

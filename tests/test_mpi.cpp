@@ -185,8 +185,10 @@ TEST_CASE("mpirun: a rank that cannot open its data or is killed ends the job, n
         CHECK(r.out.find("gpt2: error: rank 0: no token shards match") != std::string::npos);
     }
     SUBCASE("rank 1 killed mid-run") {
-        // Rank 1 replaces a shell that kills it with SIGKILL after two seconds.
-        const std::string program = "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 2; kill -9 $$) & fi; exec " GPT2_BINARY " " +
+        // Rank 1 replaces a shell that kills it with SIGKILL once rank 0 has logged step 1
+        // (however long a loaded machine takes to get there).
+        const std::string program = "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (until grep -qs step.:1, " +
+                                    (w / "run/log.jsonl") + "; do sleep 0.1; done; kill -9 $$) & fi; exec " GPT2_BINARY " " +
                                     kTrain + data_args(w) + " --batch 1 --steps 100000 --out " + (w / "run") + "'";
         const auto t0 = std::chrono::steady_clock::now();
         const Run r = mpirun_program(2, program, 60);

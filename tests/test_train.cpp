@@ -1,4 +1,5 @@
-// gpt2 train end to end: exact resume, Ctrl-C, NaN, checkpoints.
+// Training: the Trainer in this process (records through a MemorySink, exact resume) and
+// gpt2 train end to end (Ctrl-C, NaN, checkpoints, errors).
 #include <csignal>
 #include <cstdio>
 #include <limits>
@@ -18,6 +19,8 @@
 #include "model/io.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "train/trainer.h"
 
 using namespace testing;
 
@@ -44,34 +47,53 @@ std::string train_args(const Workdir& w, const std::string& out) {
            "--lr-schedule cosine --grad-clip 1 --val-every 3 --val-batches 2 --out " + (w / out);
 }
 
-// The "step n/N | loss ..." lines of a run's output.
-std::vector<std::string> step_lines(const std::string& out) {
-    std::vector<std::string> lines;
-    std::istringstream in(out);
-    for (std::string line; std::getline(in, line);)
-        if (line.starts_with("step ") && line.find(" | loss ") != std::string::npos)
-            lines.push_back(line.substr(0, line.find(" | lr "))); // step and loss, not timings
-    return lines;
+// The same run as train_args, for a Trainer in this process.
+train::TrainOptions train_options(const Workdir& w, const std::string& out) {
+    train::TrainOptions o;
+    o.model = "d6";
+    o.n_layer = 2, o.n_head = 2, o.n_embd = 32, o.max_seq = 32;
+    o.train_data = w / "train_*.bin";
+    o.val_data = w / "val_*.bin";
+    o.batch = 2, o.seq = 16, o.grad_accum = 2;
+    o.lr = 3e-3, o.warmup = 2, o.lr_schedule = optim::Schedule::Kind::cosine, o.grad_clip = 1;
+    o.val_every = 3, o.val_batches = 2;
+    o.out = w / out;
+    return o;
+}
+
+// Runs a Trainer to its end and returns what it reported.
+train::MemorySink train_in_process(const train::TrainOptions& o) {
+    train::MemorySink sink;
+    train::SingleProcess comm;
+    train::Trainer trainer(o, comm, {&sink});
+    trainer.run();
+    return sink;
+}
+
+// The training losses of a run's records, in step order.
+std::vector<double> losses_of(const train::MemorySink& sink) {
+    std::vector<double> losses;
+    for (const auto& r : sink.records)
+        if (const auto loss = r.get("loss")) losses.push_back(*loss);
+    return losses;
 }
 
 } // namespace
 
-TEST_CASE("a run resumed from its step-N checkpoint prints the same losses as the uninterrupted run") {
+TEST_CASE("a run resumed from its step-N checkpoint reports the same losses as the uninterrupted run") {
     Workdir w;
     make_shards(w);
-    const Run full = run_gpt2(train_args(w, "full") + " --steps 6 --checkpoint-every 3 --keep 0");
-    INFO(full.out);
-    REQUIRE(full.status == 0);
-    const auto full_lines = step_lines(full.out);
-    REQUIRE(full_lines.size() == 6);
+    train::TrainOptions o = train_options(w, "full");
+    o.steps = 6, o.checkpoint_every = 3, o.keep = 0;
+    const auto full = losses_of(train_in_process(o));
+    REQUIRE(full.size() == 6);
 
-    const Run resumed = run_gpt2(train_args(w, "resumed") + " --steps 6 --resume " +
-                                 (w / "full/ckpt_00000003.h5"));
-    INFO(resumed.out);
-    REQUIRE(resumed.status == 0);
-    const auto resumed_lines = step_lines(resumed.out);
-    REQUIRE(resumed_lines.size() == 3);
-    for (int i = 0; i < 3; ++i) CHECK(resumed_lines[i] == full_lines[3 + i]);
+    o.out = w / "resumed";
+    o.checkpoint_every = 0, o.keep = 2;
+    o.resume = w / "full/ckpt_00000003.h5";
+    const auto resumed = losses_of(train_in_process(o));
+    REQUIRE(resumed.size() == 3);
+    for (int i = 0; i < 3; ++i) CHECK(resumed[i] == full[3 + i]);
     // Bit for bit the same weights and moments at the end.
     CHECK(read_bytes(w / "full/ckpt_00000006.h5").size() > 0);
     const auto a = train::load_checkpoint(w / "full/ckpt_00000006.h5");
@@ -82,14 +104,50 @@ TEST_CASE("a run resumed from its step-N checkpoint prints the same losses as th
     CHECK(a.loader == b.loader);
 }
 
-TEST_CASE("resuming with another batch size is refused") {
+TEST_CASE("a run reports each step's numbers to its sinks, and log.jsonl holds the same records") {
+    Workdir w;
+    make_shards(w);
+    train::TrainOptions o = train_options(w, "run");
+    o.steps = 4;
+    const train::MemorySink sink = train_in_process(o);
+    // Validation before step 1, every 3 steps and at the end.
+    REQUIRE(sink.records.size() == 5);
+    CHECK(sink.records[0].step == 0);
+    CHECK(sink.records[0].values.size() == 1);
+    CHECK(sink.records[0].get("val_loss").has_value());
+    for (int s = 1; s <= 4; ++s) {
+        const train::Record& r = sink.records[size_t(s)];
+        CAPTURE(s);
+        CHECK(r.step == s);
+        for (const char* key : {"loss", "lr", "grad_norm", "ms", "tok_per_s"})
+            CHECK(r.get(key).has_value());
+        CHECK(r.get("val_loss").has_value() == (s == 3 || s == 4));
+    }
+    CHECK(*sink.records[1].get("lr") == doctest::Approx(3e-3 / 2)); // warmup: lr (s+1)/2
+    CHECK(logged(w / "run/log.jsonl", "loss") == losses_of(sink));
+    CHECK(logged(w / "run/log.jsonl", "val_loss").size() == 3);
+    CHECK(sink.messages.front().starts_with("model L2 NH2 C32"));
+    CHECK(sink.messages.back() == "checkpoint " + (w / "run/ckpt_00000004.h5"));
+
+    // A resumed run does not validate before its first step.
+    o.resume = w / "run";
+    o.steps = 5;
+    const train::MemorySink resumed = train_in_process(o);
+    REQUIRE(resumed.records.size() == 1);
+    CHECK(resumed.records[0].step == 5);
+}
+
+TEST_CASE("resuming with another batch size is refused, naming the option") {
     Workdir w;
     make_shards(w);
     REQUIRE(run_gpt2(train_args(w, "run") + " --steps 1").status == 0);
     const Run r = run_gpt2("train " + kModel + " --train-data '" + (w / "train_*.bin") +
                            "' --batch 4 --seq 16 --steps 2 --out " + (w / "run") + " --resume " + (w / "run"));
+    INFO(r.out);
     CHECK(r.status == 1);
-    CHECK(r.out.find("resuming needs the run's --batch") != std::string::npos);
+    CHECK(count_lines(r.out) == 1);
+    CHECK(r.out.find("gpt2: error: --batch: is 4, but ") != std::string::npos);
+    CHECK(r.out.find("resuming needs the run's batch, seq, shuffle and seed") != std::string::npos);
 }
 
 TEST_CASE("Ctrl-C finishes the step, writes a checkpoint and exits 0") {

@@ -38,19 +38,4 @@ std::unique_ptr<Communicator> make_communicator() {
     return std::make_unique<SingleProcess>();
 }
 
-void run_with_communicator(const std::function<void(Communicator&)>& body) {
-    auto comm = make_communicator();
-    try {
-        body(*comm);
-    } catch (const JobError&) {
-        throw; // every rank throws it here; the communicator then shuts down cleanly
-    } catch (const std::exception& e) {
-        if (comm->size() == 1) throw;
-        // Only this rank knows: the others may be waiting in a collective. Take them down.
-        std::fprintf(stderr, "gpt2: error: rank %d: %s\n", comm->rank(), e.what());
-        std::fflush(stderr);
-        comm->abort_job(1);
-    }
-}
-
 } // namespace train

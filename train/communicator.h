@@ -8,7 +8,7 @@
 #pragma once
 
 #include <cstddef>
-#include <functional>
+#include <exception>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -91,7 +91,8 @@ public:
 // so the job can end cleanly; only the root reports it.
 class JobError : public std::runtime_error {
 public:
-    JobError(const std::string& message, bool report) : std::runtime_error(message), report_(report) {}
+    JobError(const std::string& message, bool report)
+        : std::runtime_error(message), report_(report) {}
     bool report() const { return report_; }
 
 private:
@@ -100,27 +101,26 @@ private:
 
 // Runs fn on every rank; if it throws on any, every rank throws a JobError with the
 // first failing rank's message. Wrap each stretch of work that touches no other rank
-// in it, so that no rank goes on to a collective that another has left.
-template <class F>
-void agreed(Communicator& comm, F&& fn) {
+// in it, so that no rank goes on to a collective that another has left. One process
+// has no one to agree with: its exception goes on as it was, type and all.
+template <class F> void agreed(Communicator& comm, F&& fn) {
     bool failed = false;
     std::string message;
+    std::exception_ptr error;
     try {
         fn();
     } catch (const std::exception& e) {
         failed = true;
         message = e.what();
+        error = std::current_exception();
     }
-    if (comm.any_failed(failed, message)) throw JobError(message, comm.is_root());
+    if (!comm.any_failed(failed, message)) return;
+    if (comm.size() == 1) std::rethrow_exception(error);
+    throw JobError(message, comm.is_root());
 }
 
 // MPI when the process was started by mpirun (or another MPI launcher), else a
 // SingleProcess. The MPI implementation finalizes MPI when destroyed.
 std::unique_ptr<Communicator> make_communicator();
-
-// Runs body with a communicator for this process. An error agreed on by all ranks
-// (JobError) ends the job cleanly; any other exception on one rank prints
-// "gpt2: error: rank R: ..." and aborts every rank, so no rank is left waiting.
-void run_with_communicator(const std::function<void(Communicator&)>& body);
 
 } // namespace train

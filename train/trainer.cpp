@@ -1,52 +1,25 @@
 #include "train/trainer.h"
 
-#include <chrono>
+#include <climits>
 #include <cmath>
-#include <cstdint>
 #include <csignal>
-#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <memory>
-#include <sstream>
-#include <optional>
-#include <stdexcept>
 #include <type_traits>
-#include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "data/loader.h"
-#include "data/tokenizer.h"
-#include "eval/lambada.h"
-#include "eval/perplexity.h"
+#include "base/error.h"
 #include "eval/sample.h"
-#include "model/gpt2.h"
 #include "model/io.h"
-#include "optim/optim.h"
-#include "train/checkpoint.h"
-#include "train/parallel.h"
 
 namespace train {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
-
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
-    TrainOptions, model, n_layer, n_head, n_embd, max_seq, train_data, val_data, batch, seq,
-    grad_accum, total_batch_tokens, steps, epochs, lr, lr_schedule, warmup, lr_final_fraction,
-    decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
-    val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
-    eval_every, evals, eval_max_tokens, eval_max_examples, out, log_file, resume, checkpoint_every,
-    keep, zero, overlap)
-
-std::string to_json(const TrainOptions& o) { return json(o).dump(); }
+using clock = std::chrono::steady_clock;
 
 namespace {
 
-// Set by SIGINT/SIGTERM/SIGUSR1 (the one mpirun forwards to every rank), read by the loop between steps. A signal handler can reach
-// nothing else, hence this one piece of global state.
+// Set by SIGINT/SIGTERM/SIGUSR1 (the one mpirun forwards to every rank), read by the
+// loop between steps. A signal handler can reach nothing else, hence this one piece of
+// global state.
 volatile std::sig_atomic_t g_stop_requested = 0;
 
 extern "C" void request_stop(int sig) {
@@ -76,54 +49,58 @@ private:
     void (*old_usr1_)(int);
 };
 
-std::string duration_text(double seconds) {
-    const long s = std::lround(seconds);
-    char buf[32];
-    if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, s / 60 % 60);
-    else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
-    else std::snprintf(buf, sizeof buf, "%lds", s);
-    return buf;
+double seconds_since(clock::time_point t0) {
+    return std::chrono::duration<double>(clock::now() - t0).count();
 }
 
-// The model and where training starts: a preset, a model file, or a checkpoint.
-struct Start {
+// A checkpoint continues its own run: the settings that fix the data order must match.
+void check_same_run(const TrainOptions& now, const TrainOptions& saved, const std::string& path) {
+    auto differs = [&](const char* setting, const std::string& a, const std::string& b) {
+        if (a != b)
+            throw base::SettingError(setting, "is " + a + ", but " + path + " was trained with " +
+                                                  b + "; resuming needs the run's batch, seq, " +
+                                                  "shuffle and seed (ranks, grad_accum and zero " +
+                                                  "may change)");
+    };
+    auto on_off = [](bool b) { return std::string(b ? "on" : "off"); };
+    differs("batch", std::to_string(now.batch), std::to_string(saved.batch));
+    differs("seq", std::to_string(now.seq), std::to_string(saved.seq));
+    differs("shuffle", on_off(now.shuffle), on_off(saved.shuffle));
+    differs("seed", std::to_string(now.seed), std::to_string(saved.seed));
+}
+
+} // namespace
+
+// Where training starts, as the root reads it.
+struct Trainer::Start {
     model::Config config;
     std::vector<float> params;
     std::optional<Checkpoint> checkpoint;
     std::string from;
 };
 
-Start load_start(const TrainOptions& o) {
+Trainer::Start Trainer::load_start(const TrainOptions& o) {
     Start s;
     if (!o.resume.empty()) {
-        const std::string path = fs::is_directory(o.resume) ? latest_checkpoint(o.resume) : o.resume;
-        if (path.empty()) throw std::runtime_error(o.resume + ": no checkpoint (ckpt_*.h5) to resume from");
+        const std::string path =
+            fs::is_directory(o.resume) ? latest_checkpoint(o.resume) : o.resume;
+        if (path.empty())
+            throw base::FileError(o.resume, "no checkpoint (ckpt_*.h5) to resume from");
         Checkpoint c = load_checkpoint(path);
-        const auto saved = json::parse(c.args_json).get<TrainOptions>();
-        if (saved.batch != o.batch || saved.seq != o.seq || saved.shuffle != o.shuffle ||
-            saved.seed != o.seed)
-            throw std::runtime_error(path + ": resuming needs the run's --batch, --seq, --shuffle and "
-                                            "--seed; ranks, --grad-accum and --zero may change (the checkpoint has " +
-                                     std::to_string(saved.batch) + ", " + std::to_string(saved.seq) +
-                                     ", " + (saved.shuffle ? "on" : "off") + ", " +
-                                     std::to_string(saved.seed) + ")");
+        check_same_run(o, train_options_from_json(c.args_json), path);
         s.config = c.config;
-        s.params = c.params;
         s.from = path + " (step " + std::to_string(c.step) + ")";
         s.checkpoint = std::move(c);
     } else if (model::is_preset(o.model)) {
-        s.config = model::preset(o.model);
-        s.config = model::make_config(o.n_layer ? o.n_layer : s.config.n_layer,
-                                      o.n_head ? o.n_head : s.config.n_head,
-                                      o.n_embd ? o.n_embd : s.config.n_embd, s.config.vocab,
-                                      o.max_seq ? o.max_seq : s.config.max_seq);
+        const model::Config p = model::preset(o.model);
+        s.config = model::make_config(
+            o.n_layer ? o.n_layer : p.n_layer, o.n_head ? o.n_head : p.n_head,
+            o.n_embd ? o.n_embd : p.n_embd, p.vocab, o.max_seq ? o.max_seq : p.max_seq);
         model::GPT2<float> init(s.config);
         init.init_weights(o.seed);
         s.params.assign(init.params(), init.params() + init.num_params());
         s.from = "random init (" + o.model + ", seed " + std::to_string(o.seed) + ")";
     } else {
-        if (o.n_layer || o.n_head || o.n_embd || o.max_seq)
-            throw std::invalid_argument("--n-layer/--n-head/--n-embd/--max-seq reshape a preset, not a model file");
         model::ModelFile f = model::read_model(o.model);
         s.config = f.config;
         s.params = std::move(f.params);
@@ -132,292 +109,272 @@ Start load_start(const TrainOptions& o) {
     return s;
 }
 
-// --eval: what to evaluate during training, read once at the start.
-struct Evaluator {
-    std::string label; // log key part: "wikitext2", "lambada", a file's stem
-    std::string file;
-    std::string text;                            // for perplexity
-    std::vector<eval::LambadaExample> lambada;   // for LAMBADA
-};
-
-std::vector<Evaluator> load_evaluators(const TrainOptions& o, data::Tokenizer& tok) {
-    std::vector<Evaluator> out;
-    std::stringstream list(o.evals);
-    for (std::string item; std::getline(list, item, ',');) {
-        if (item.empty()) continue;
-        const size_t colon = item.find(':');
-        const std::string kind = item.substr(0, colon);
-        std::string arg = colon == std::string::npos ? "" : item.substr(colon + 1);
-        Evaluator e;
-        if (kind == "ppl") {
-            if (arg == "wikitext2") e.label = arg, arg = "datasets/wikitext2/wiki.test.raw";
-            else if (arg == "ptb") e.label = arg, arg = "datasets/ptb/ptb.test.txt";
-            else if (arg.empty()) throw std::invalid_argument("--eval: ppl needs a name or file (ppl:wikitext2)");
-            else e.label = fs::path(arg).stem().string();
-            std::ifstream in(arg, std::ios::binary);
-            if (!in) throw std::runtime_error(arg + ": cannot open (for --eval " + item + ")");
-            e.text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-        } else if (kind == "lambada") {
-            e.label = "lambada";
-            if (arg.empty()) arg = "datasets/lambada/lambada_test.jsonl";
-            e.lambada = eval::read_lambada(arg, tok, eval::LambadaTarget::word, o.eval_max_examples);
-        } else {
-            throw std::invalid_argument("--eval: unknown evaluator '" + item + "' (ppl:NAME|FILE, lambada[:FILE])");
-        }
-        e.file = arg;
-        out.push_back(std::move(e));
-    }
-    return out;
-}
-
-// Steps and micro-steps per step from the options and the data.
-struct Plan {
-    int grad_accum = 1;
-    int steps = 0;
-};
-
-Plan make_plan(const TrainOptions& o, const data::Loader& loader, int ranks) {
-    Plan p;
-    p.grad_accum = o.grad_accum;
-    if (o.total_batch_tokens > 0) {
-        const int64_t per_micro = int64_t(o.batch) * o.seq * ranks;
-        if (o.total_batch_tokens % per_micro != 0)
-            throw std::invalid_argument("--total-batch-tokens " + std::to_string(o.total_batch_tokens) +
-                                        " is not a multiple of batch x seq x ranks = " +
-                                        std::to_string(per_micro));
-        p.grad_accum = int(o.total_batch_tokens / per_micro);
-    }
-    if (p.grad_accum < 1) throw std::invalid_argument("--grad-accum must be at least 1");
-    if (o.steps > 0) p.steps = o.steps;
-    else if (o.epochs > 0)
-        p.steps = int(std::ceil(o.epochs * double(loader.batches_per_epoch()) / p.grad_accum));
-    else throw std::invalid_argument("give --steps or --epochs");
-    return p;
-}
-
-} // namespace
-
-void train_model(const TrainOptions& o, Communicator& comm) {
-    const bool root = comm.is_root();
-    auto say = [&](const char* fmt, auto... args) {
-        if (root) std::printf(fmt, args...), std::fflush(stdout);
-    };
-
-    // The root reads the starting point and sends it to every rank.
+Trainer::Trainer(const TrainOptions& options, Communicator& comm, std::vector<MetricsSink*> sinks)
+    : o_(options), comm_(comm), root_(comm.is_root()) {
+    // The root reads the starting point; every rank learns its config.
     Start start;
-    agreed(comm, [&] {
-        if (o.train_data.empty()) throw std::invalid_argument("--train-data is required");
-        if (root) start = load_start(o);
+    agreed(comm_, [&] {
+        o_.validate();
+        if (root_) start = load_start(o_);
     });
     model::Config config = start.config;
     static_assert(std::is_trivially_copyable_v<model::Config>, "broadcast as bytes");
-    comm.broadcast(&config, sizeof config);
+    comm_.broadcast(&config, sizeof config);
+
+    agreed(comm_, [&] { build(config); });
+    if (root_) {
+        sinks_ = std::move(sinks);
+        sinks_.push_back(log_.get());
+    }
+    if (comm_.any(start.checkpoint.has_value()))
+        resume(start.checkpoint ? &*start.checkpoint : nullptr);
+    else
+        start_fresh(root_ ? &start.params : nullptr);
+    describe(start.from);
+    run_start_ = clock::now();
+}
+
+Trainer::~Trainer() = default;
+
+// Everything a run needs beside the weights, sized once: the model and its activations,
+// the data-parallel optimizer, the loaders, the plan and schedule, and on the root the
+// tokenizer, evaluators and run folder.
+void Trainer::build(const model::Config& config) {
+    if (o_.seq > config.max_seq)
+        throw base::SettingError("seq", std::to_string(o_.seq) + " exceeds the model's " +
+                                            std::to_string(config.max_seq) + " positions");
+    gpt_ = std::make_unique<model::GPT2<float>>(config);
+    gpt_->reserve(o_.batch, o_.seq, true);
+    dp_ = std::make_unique<DataParallel>(
+        comm_, *gpt_, optim::AdamWConfig{o_.beta1, o_.beta2, o_.eps, o_.weight_decay},
+        ParallelOptions{o_.zero, o_.overlap});
+    data::LoaderOptions lo{o_.batch,   o_.seq,  comm_.rank(), comm_.size(),
+                           o_.shuffle, o_.seed, config.vocab};
+    train_loader_.emplace(o_.train_data, lo);
+    if (!o_.val_data.empty()) {
+        lo.shuffle = false;
+        val_loader_.emplace(o_.val_data, lo);
+    }
+    plan_ = make_plan();
+    schedule_ = optim::Schedule{
+        o_.lr_schedule, o_.lr, o_.warmup, plan_.steps, o_.lr_final_fraction, o_.decay_fraction};
+    schedule_.validate();
+    inputs_.assign(size_t(o_.batch) * o_.seq, 0);
+    targets_.assign(inputs_.size(), 0);
+    if (!root_) return;
+    // Samples and evaluators run on the root only; evaluators on a copy of the weights,
+    // so that the training model's buffers stay sized for training.
+    if (o_.sample_every > 0 || !o_.evals.empty()) tokenizer_.emplace(o_.tokenizer);
+    if (!o_.evals.empty()) {
+        evaluators_ =
+            eval::make_evaluators(eval::parse_evaluator_specs(o_.evals, o_.datasets), *tokenizer_,
+                                  {o_.eval_max_tokens, o_.eval_max_examples});
+        eval_model_ = std::make_unique<model::GPT2<float>>(config);
+    }
+    fs::create_directories(o_.out);
+    log_ = std::make_unique<JsonlSink>(
+        o_.log_file.empty() ? (fs::path(o_.out) / "log.jsonl").string() : o_.log_file);
+}
+
+// Steps, and micro-batches per step, from the options and the data.
+Trainer::Plan Trainer::make_plan() const {
+    Plan p;
+    p.grad_accum = o_.grad_accum;
+    if (o_.total_batch_tokens > 0) {
+        const int64_t per_micro = int64_t(o_.batch) * o_.seq * comm_.size();
+        if (o_.total_batch_tokens % per_micro != 0)
+            throw base::SettingError(
+                "total_batch_tokens",
+                std::to_string(o_.total_batch_tokens) +
+                    " is not a multiple of batch x seq x ranks = " + std::to_string(per_micro));
+        p.grad_accum = int(o_.total_batch_tokens / per_micro);
+    }
+    const double batches = double(train_loader_->batches_per_epoch());
+    p.steps = o_.steps > 0 ? o_.steps : int(std::ceil(o_.epochs * batches / p.grad_accum));
+    return p;
+}
+
+// The root's checkpoint (null elsewhere) to every rank: weights, moments, step and the
+// loader's position.
+void Trainer::resume(const Checkpoint* c) {
     struct {
         int64_t step = 0, adam_t = 0;
         data::LoaderState loader;
-        bool resumed = false;
-    } resume;
-    if (start.checkpoint)
-        resume = {start.checkpoint->step, start.checkpoint->adam_t, start.checkpoint->loader, true};
-    comm.broadcast(&resume, sizeof resume);
+    } at;
+    if (c) at = {c->step, c->adam_t, c->loader};
+    comm_.broadcast(&at, sizeof at);
+    agreed(comm_, [&] { train_loader_->restore(at.loader); });
+    start_fresh(c ? &c->params : nullptr);
+    dp_->scatter_moments(c ? c->m.data() : nullptr, c ? c->v.data() : nullptr, at.adam_t);
+    step_ = first_step_ = at.step;
+}
 
-    std::unique_ptr<model::GPT2<float>> gpt_ptr;
-    std::unique_ptr<DataParallel> dp;
-    std::optional<data::Loader> train_loader, val_loader;
-    std::optional<Plan> plan;
-    std::optional<optim::Schedule> schedule;
-    std::optional<data::Tokenizer> tokenizer;
-    std::vector<Evaluator> evaluators;
-    std::unique_ptr<model::GPT2<float>> eval_model;
-    std::ofstream log;
-    const std::string log_path = o.log_file.empty() ? (fs::path(o.out) / "log.jsonl").string() : o.log_file;
-    agreed(comm, [&] {
-        if (o.seq > config.max_seq)
-            throw std::invalid_argument("--seq " + std::to_string(o.seq) + " exceeds the model's " +
-                                        std::to_string(config.max_seq) + " positions");
-        gpt_ptr = std::make_unique<model::GPT2<float>>(config);
-        gpt_ptr->reserve(o.batch, o.seq, true);
-        dp = std::make_unique<DataParallel>(comm, *gpt_ptr,
-                                            optim::AdamWConfig{o.beta1, o.beta2, o.eps, o.weight_decay},
-                                            ParallelOptions{o.zero, o.overlap});
-        data::LoaderOptions lo{o.batch, o.seq, comm.rank(), comm.size(), o.shuffle, o.seed, config.vocab};
-        train_loader.emplace(o.train_data, lo);
-        if (!o.val_data.empty()) {
-            lo.shuffle = false;
-            val_loader.emplace(o.val_data, lo);
-        }
-        plan = make_plan(o, *train_loader, comm.size());
-        schedule = optim::Schedule{optim::Schedule::parse(o.lr_schedule), o.lr, o.warmup, plan->steps,
-                                   o.lr_final_fraction, o.decay_fraction};
-        schedule->validate();
-        if (resume.resumed) train_loader->restore(resume.loader);
-        // Samples and evaluators run on the root only; evaluators on a copy of the
-        // weights, so the training model's buffers stay sized for training.
-        if (root && (o.sample_every > 0 || !o.evals.empty())) {
-            tokenizer.emplace(o.tokenizer);
-            evaluators = load_evaluators(o, *tokenizer);
-            if (!evaluators.empty()) eval_model = std::make_unique<model::GPT2<float>>(config);
-        }
-        if (root) {
-            fs::create_directories(o.out);
-            log.open(log_path, std::ios::app);
-            if (!log) throw std::runtime_error(log_path + ": cannot open for appending");
-        }
+// The root's weights (null elsewhere) to every rank.
+void Trainer::start_fresh(const std::vector<float>* params) {
+    if (params) gpt_->set_params(params->data(), params->size());
+    comm_.broadcast(gpt_->params(), gpt_->num_params() * sizeof(float));
+}
+
+void Trainer::describe(const std::string& from) {
+    char line[512];
+    const model::Config& c = gpt_->config();
+    const int ranks = comm_.size();
+    const int64_t tokens_per_step = int64_t(o_.batch) * o_.seq * plan_.grad_accum * ranks;
+    report([&](MetricsSink& s) {
+        s.on_message("model " + c.describe() + ": " +
+                     std::to_string(gpt_->layout().count_unpadded()) + " parameters, from " + from);
+        std::snprintf(line, sizeof line,
+                      "data: %zu train tokens in %zu shards (%zu batches per epoch per rank)",
+                      train_loader_->num_tokens(), train_loader_->files().size(),
+                      train_loader_->batches_per_epoch());
+        std::string data = line;
+        if (val_loader_) data += ", " + std::to_string(val_loader_->num_tokens()) + " val tokens";
+        s.on_message(data);
+        std::snprintf(line, sizeof line,
+                      "steps %d of %lld tokens (batch %d x seq %d x grad-accum %d x ranks %d); %s",
+                      plan_.steps, static_cast<long long>(tokens_per_step), o_.batch, o_.seq,
+                      plan_.grad_accum, ranks, schedule_.describe().c_str());
+        s.on_message(line);
+        if (ranks > 1) s.on_message("ranks: " + comm_.describe() + "; " + dp_->describe());
     });
-    model::GPT2<float>& gpt = *gpt_ptr;
-    const size_t n_params = gpt.num_params();
-    if (root) gpt.set_params(start.params.data(), start.params.size());
-    start.params = {};
-    comm.broadcast(gpt.params(), n_params * sizeof(float));
-    int step = int(resume.step);
-    if (resume.resumed) {
-        const Checkpoint* c = root ? &*start.checkpoint : nullptr;
-        dp->scatter_moments(c ? c->m.data() : nullptr, c ? c->v.data() : nullptr, resume.adam_t);
+}
+
+template <class F> void Trainer::report(F&& f) {
+    for (MetricsSink* s : sinks_) f(*s);
+}
+
+void Trainer::end_step() {
+    report([&](MetricsSink& s) { s.on_step_end(step_); });
+}
+
+void Trainer::run() {
+    if (val_loader_ && step_ == 0) {
+        validate();
+        end_step();
     }
-    start.checkpoint.reset();
-
-    const int ranks = comm.size();
-    const int64_t tokens_per_step = int64_t(o.batch) * o.seq * plan->grad_accum * ranks;
-    say("model %s: %s parameters, from %s\n", config.describe().c_str(),
-        std::to_string(gpt.layout().count_unpadded()).c_str(), start.from.c_str());
-    say("data: %zu train tokens in %zu shards (%zu batches per epoch per rank)%s\n",
-        train_loader->num_tokens(), train_loader->files().size(), train_loader->batches_per_epoch(),
-        val_loader ? (", " + std::to_string(val_loader->num_tokens()) + " val tokens").c_str() : "");
-    say("steps %d of %lld tokens (batch %d x seq %d x grad-accum %d x ranks %d); %s\n", plan->steps,
-        static_cast<long long>(tokens_per_step), o.batch, o.seq, plan->grad_accum, ranks,
-        schedule->describe().c_str());
-    if (ranks > 1)
-        say("ranks: %s; %s\n", comm.describe().c_str(), dp->describe());
-
-    std::vector<int> inputs(size_t(o.batch) * o.seq), targets(inputs.size());
-    auto validate = [&]() {
-        double sum = 0;
-        int n = 0;
-        agreed(comm, [&] {
-            val_loader->restore({0, 0});
-            n = std::min<int>(o.val_batches > 0 ? o.val_batches : INT32_MAX,
-                              int(val_loader->batches_per_epoch()));
-            for (int i = 0; i < n; ++i) {
-                val_loader->next(inputs.data(), targets.data());
-                sum += gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
-            }
-        });
-        return comm.allreduce_mean(sum / n);
-    };
-    auto sample = [&](int at_step) {
-        eval::SampleOptions so;
-        so.max_tokens = o.sample_tokens;
-        so.top_k = o.sample_top_k;
-        so.temperature = o.sample_temperature;
-        so.seed = o.seed + uint64_t(at_step);
-        const auto ids = eval::generate(gpt, {data::Tokenizer::kEndOfText}, so);
-        say("sample at step %d:\n%s\n---\n", at_step,
-            data::sanitize_utf8(tokenizer->decode(ids)).c_str());
-    };
-    auto run_evaluators = [&](json& entry) {
-        eval_model->set_params(gpt.params(), gpt.num_params());
-        for (const Evaluator& e : evaluators) {
-            if (e.lambada.empty()) {
-                eval::TextOptions to;
-                to.max_tokens = o.eval_max_tokens;
-                const auto r = eval::text_perplexity(*eval_model, *tokenizer, e.text,
-                                                     fs::path(e.file).filename().string(), to);
-                entry["eval_" + e.label + "_ppl_token"] = r.ppl_token();
-                if (!r.cut) entry["eval_" + e.label + "_ppl_word"] = r.ppl_word();
-                say("step %d | %s: ppl per token %.4f over %zu tokens\n", step, e.label.c_str(),
-                    r.ppl_token(), r.tokens);
-            } else {
-                const auto r = eval::evaluate_lambada(*eval_model, e.lambada);
-                entry["eval_lambada_acc"] = r.accuracy();
-                entry["eval_lambada_ppl"] = r.ppl();
-                say("step %d | lambada: accuracy %.2f%% ppl %.4f over %zu examples\n", step,
-                    100 * r.accuracy(), r.ppl(), r.examples);
-            }
-        }
-    };
-    auto write_log = [&](const json& entry) {
-        if (root) log << entry.dump() << '\n' << std::flush;
-    };
-    std::vector<float> m_buf, v_buf; // the root's gathered moments under ZeRO-1
-    auto save = [&]() {
-        const auto [m, v] = dp->full_moments(m_buf, v_buf);
-        agreed(comm, [&] {
-            if (!root) return;
-            const std::string path = checkpoint_path(o.out, step);
-            save_checkpoint(path, config, gpt.params(), {m, v, dp->adam().t(), dp->adam().config()}, step,
-                            train_loader->state(), to_json(o));
-            prune_checkpoints(o.out, o.keep);
-            say("checkpoint %s\n", path.c_str());
-        });
-    };
-
-    if (val_loader && step == 0) {
-        const double v = validate();
-        say("step 0 | val loss %.6f\n", v);
-        write_log({{"step", 0}, {"val_loss", v}});
-    }
-
     StopOnSignal stop;
-    using clock = std::chrono::steady_clock;
-    const auto run_start = clock::now();
-    const int first_step = step;
-    while (step < plan->steps) {
-        const auto t0 = clock::now();
-        gpt.zero_grad();
-        double loss = 0;
-        // Every micro-batch's forward, and all backward passes but the last, touch no
-        // other rank; failures are agreed on before the last backward starts reducing.
-        agreed(comm, [&] {
-            for (int k = 0; k < plan->grad_accum; ++k) {
-                train_loader->next(inputs.data(), targets.data());
-                const double l = gpt.forward(inputs.data(), targets.data(), o.batch, o.seq);
-                if (!std::isfinite(l))
-                    throw std::runtime_error("step " + std::to_string(step + 1) + ": the loss is " +
-                                             std::to_string(l) + "; stopping (checkpoints untouched)");
-                loss += l;
-                if (k + 1 < plan->grad_accum) gpt.backward();
-            }
-        });
-        dp->arm();
-        gpt.backward();
-        const double lr = schedule->at(step);
-        const double norm = dp->step(float(lr), o.grad_clip, plan->grad_accum);
-        if (!std::isfinite(norm))
-            throw JobError("step " + std::to_string(step + 1) + ": the gradient norm is " +
-                               std::to_string(norm) + "; stopping (checkpoints untouched)",
-                           root);
-        loss = comm.allreduce_mean(loss / plan->grad_accum);
-        ++step;
-
-        const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
-        const double elapsed = std::chrono::duration<double>(clock::now() - run_start).count();
-        const double eta = elapsed / (step - first_step) * (plan->steps - step);
-        say("step %d/%d | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %s\n", step,
-            plan->steps, loss, lr, norm, seconds * 1e3, tokens_per_step / seconds,
-            duration_text(eta).c_str());
-        json entry = {{"step", step},        {"loss", loss},          {"lr", lr},
-                      {"grad_norm", norm},   {"ms", seconds * 1e3},   {"tok_per_s", tokens_per_step / seconds}};
-        if (ranks > 1) entry["comm_ms"] = dp->comm_seconds() * 1e3;
-        const bool last = step == plan->steps;
-        if (val_loader && ((o.val_every > 0 && step % o.val_every == 0) || last)) {
-            entry["val_loss"] = validate();
-            say("step %d | val loss %.6f\n", step, entry["val_loss"].get<double>());
-        }
-        const bool evaluate = !evaluators.empty() && ((o.eval_every > 0 && step % o.eval_every == 0) || last);
-        const bool sampling = o.sample_every > 0 && (step % o.sample_every == 0 || last);
-        if (evaluate || sampling)
-            agreed(comm, [&] {
-                if (evaluate) run_evaluators(entry);
-                if (sampling && root) sample(step);
+    while (step_ < plan_.steps) {
+        step();
+        const bool last = step_ == plan_.steps;
+        if (val_loader_ && (due(o_.val_every) || last)) validate();
+        // The same decision on every rank: evaluators and samples run on the root only,
+        // but their failures are agreed on by all.
+        const bool evaluating = !o_.evals.empty() && (due(o_.eval_every) || last);
+        const bool sampling = o_.sample_every > 0 && (due(o_.sample_every) || last);
+        if (evaluating || sampling)
+            agreed(comm_, [&] {
+                if (evaluating) evaluate();
+                if (sampling) sample();
             });
-        write_log(entry);
-        const bool stopping = comm.any(stop.requested());
-        if ((o.checkpoint_every > 0 && step % o.checkpoint_every == 0) || last || stopping) save();
+        end_step();
+        const bool stopping = comm_.any(stop.requested());
+        if (due(o_.checkpoint_every) || last || stopping) save();
         if (stopping) {
-            say("stopped by signal after step %d; resume with --resume %s\n", step, o.out.c_str());
+            report([&](MetricsSink& s) {
+                s.on_message("stopped by signal after step " + std::to_string(step_) +
+                             "; the checkpoint in " + o_.out + " resumes the run");
+            });
             return;
         }
     }
+}
+
+StepMetrics Trainer::step() {
+    const auto t0 = clock::now();
+    gpt_->zero_grad();
+    double loss = 0;
+    // Every micro-batch's forward, and all backward passes but the last, touch no other
+    // rank; failures are agreed on before the last backward starts reducing.
+    agreed(comm_, [&] {
+        for (int k = 0; k < plan_.grad_accum; ++k) {
+            train_loader_->next(inputs_.data(), targets_.data());
+            const double l = gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq);
+            if (!std::isfinite(l))
+                throw std::runtime_error("step " + std::to_string(step_ + 1) + ": the loss is " +
+                                         std::to_string(l) + "; stopping (checkpoints untouched)");
+            loss += l;
+            if (k + 1 < plan_.grad_accum) gpt_->backward();
+        }
+    });
+    dp_->arm();
+    gpt_->backward();
+    const double lr = schedule_.at(int(step_));
+    const double norm = dp_->step(float(lr), o_.grad_clip, plan_.grad_accum);
+    if (!std::isfinite(norm))
+        throw JobError("step " + std::to_string(step_ + 1) + ": the gradient norm is " +
+                           std::to_string(norm) + "; stopping (checkpoints untouched)",
+                       root_);
+    loss = comm_.allreduce_mean(loss / plan_.grad_accum);
+    ++step_;
+
+    StepMetrics m;
+    m.step = step_;
+    m.steps = plan_.steps;
+    m.loss = loss;
+    m.lr = lr;
+    m.grad_norm = norm;
+    m.seconds = seconds_since(t0);
+    m.tokens_per_second = double(inputs_.size()) * plan_.grad_accum * comm_.size() / m.seconds;
+    m.eta_seconds =
+        seconds_since(run_start_) / double(step_ - first_step_) * double(plan_.steps - step_);
+    if (comm_.size() > 1) m.comm_seconds = dp_->comm_seconds();
+    report([&](MetricsSink& s) { s.on_step(m); });
+    return m;
+}
+
+double Trainer::validate() {
+    double sum = 0;
+    int n = 0;
+    agreed(comm_, [&] {
+        val_loader_->restore({0, 0});
+        n = std::min<int>(o_.val_batches > 0 ? o_.val_batches : INT_MAX,
+                          int(val_loader_->batches_per_epoch()));
+        for (int i = 0; i < n; ++i) {
+            val_loader_->next(inputs_.data(), targets_.data());
+            sum += gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq);
+        }
+    });
+    const double loss = comm_.allreduce_mean(sum / n);
+    report([&](MetricsSink& s) { s.on_validation(step_, loss); });
+    return loss;
+}
+
+void Trainer::evaluate() {
+    if (!eval_model_) return;
+    eval_model_->set_params(gpt_->params(), gpt_->num_params());
+    for (const auto& evaluator : evaluators_) {
+        const eval::Evaluation e = evaluator->run(*eval_model_);
+        report([&](MetricsSink& s) { s.on_evaluation(step_, e); });
+    }
+}
+
+void Trainer::sample() {
+    if (!root_) return;
+    eval::SampleOptions so;
+    so.max_tokens = o_.sample_tokens;
+    so.top_k = o_.sample_top_k;
+    so.temperature = o_.sample_temperature;
+    so.seed = o_.seed + uint64_t(step_);
+    const auto ids = eval::generate(*gpt_, {data::Tokenizer::kEndOfText}, so);
+    const std::string text = data::sanitize_utf8(tokenizer_->decode(ids));
+    report([&](MetricsSink& s) {
+        s.on_message("sample at step " + std::to_string(step_) + ":\n" + text + "\n---");
+    });
+}
+
+std::string Trainer::save() {
+    const auto [m, v] = dp_->full_moments(m_buf_, v_buf_);
+    std::string path;
+    agreed(comm_, [&] {
+        if (!root_) return;
+        path = checkpoint_path(o_.out, step_);
+        save_checkpoint(path, gpt_->config(), gpt_->params(),
+                        {m, v, dp_->adam().t(), dp_->adam().config()}, step_,
+                        train_loader_->state(), to_json(o_));
+        prune_checkpoints(o_.out, o_.keep);
+        report([&](MetricsSink& s) { s.on_message("checkpoint " + path); });
+    });
+    return path;
 }
 
 } // namespace train

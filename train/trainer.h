@@ -1,58 +1,91 @@
 // The training loop: pretraining from a preset or fine-tuning from a model file, with
-// validation, samples, crash-safe checkpoints and exact resume.
+// validation, evaluators, samples, crash-safe checkpoints and exact resume, on one
+// process or on every rank of an MPI job (train/parallel.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "eval/evaluators.h"
+#include "model/gpt2.h"
+#include "optim/optim.h"
+#include "train/checkpoint.h"
 #include "train/communicator.h"
+#include "train/metrics.h"
+#include "train/options.h"
+#include "train/parallel.h"
 
 namespace train {
 
-struct TrainOptions {
-    // Model: a preset (random init from --seed) or a .bin/.h5 file (fine-tuning); the
-    // overrides reshape a preset (e.g. d6 with --n-layer 4 --max-seq 256).
-    std::string model = "d6";
-    int n_layer = 0, n_head = 0, n_embd = 0, max_seq = 0;
-    // Data: globs of llm.c token shards.
-    std::string train_data, val_data;
-    int batch = 4, seq = 64, grad_accum = 1;
-    int64_t total_batch_tokens = 0; // if set, grad_accum = this / (batch * seq * ranks)
-    int steps = 0;                  // or:
-    double epochs = 0;
-    // Optimizer and schedule.
-    double lr = 6e-4;
-    std::string lr_schedule = "cosine";
-    int warmup = 0;
-    double lr_final_fraction = 0.0, decay_fraction = 0.2;
-    double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
-    uint64_t seed = 1337;
-    bool shuffle = true;
-    // Monitoring.
-    int val_every = 0, val_batches = 20;
-    int sample_every = 0, sample_tokens = 64, sample_top_k = 40;
-    double sample_temperature = 1.0;
-    std::string tokenizer;
-    // Evaluators on the current weights every eval_every steps (and at the end): a
-    // comma-separated list of ppl:wikitext2, ppl:ptb, ppl:FILE, lambada, lambada:FILE.
-    int eval_every = 0;
-    std::string evals;
-    size_t eval_max_tokens = 16384, eval_max_examples = 500;
-    // Output.
-    std::string out = "runs/train", log_file, resume;
-    int checkpoint_every = 0, keep = 2;
-    // Data parallelism (under mpirun): ZeRO stage 0 or 1, and overlapping the gradient
-    // reduction with the backward pass (stage 0 only).
-    int zero = 0;
-    bool overlap = true;
+class Trainer {
+public:
+    // Prepares a run on every rank of comm: the root reads the starting point (a preset,
+    // a model file, or with options.resume a checkpoint) and sends it to all; the data,
+    // optimizer, schedule, evaluators and run folder are set up. Everything that can be
+    // checked before training is checked here, and a failure on any rank throws on all
+    // (JobError). On the root the Trainer reports to `sinks` and to OUT/log.jsonl (or
+    // options.log_file); other ranks report nothing.
+    Trainer(const TrainOptions& options, Communicator& comm, std::vector<MetricsSink*> sinks = {});
+    ~Trainer();
+    Trainer(const Trainer&) = delete;
+    Trainer& operator=(const Trainer&) = delete;
+
+    // Trains to the last step, with validation, evaluators, samples and checkpoints as
+    // the options say. SIGINT, SIGTERM or SIGUSR1 finish the step, write a checkpoint
+    // and return. Throws on a non-finite loss or gradient norm before any checkpoint is
+    // written over.
+    void run();
+
+    // The parts of run(), each reporting what it measured.
+    StepMetrics step(); // one optimizer step: the micro-batches, the reduction, AdamW
+    double validate();  // the mean loss over the first val_batches validation batches
+    void evaluate();    // every evaluator on the current weights (root)
+    void sample();      // a text sample from the current weights (root)
+    std::string save(); // a checkpoint of this step; its path on the root
+
+    int64_t steps_done() const { return step_; }
+    int total_steps() const { return plan_.steps; }
+    const model::GPT2<float>& model() const { return *gpt_; }
+
+private:
+    struct Start;
+    struct Plan {
+        int grad_accum = 1, steps = 0;
+    };
+
+    static Start load_start(const TrainOptions& options);
+    void build(const model::Config& config);
+    void resume(const Checkpoint* checkpoint);
+    void start_fresh(const std::vector<float>* params);
+    void describe(const std::string& from);
+    Plan make_plan() const;
+    bool due(int every) const { return every > 0 && step_ % every == 0; }
+    void end_step();
+    template <class F> void report(F&& f);
+
+    TrainOptions o_;
+    Communicator& comm_;
+    const bool root_;                 // rank 0 alone reports and writes files
+    std::vector<MetricsSink*> sinks_; // empty except on the root
+    std::unique_ptr<JsonlSink> log_;
+    std::unique_ptr<model::GPT2<float>> gpt_;
+    std::unique_ptr<DataParallel> dp_;
+    std::optional<data::Loader> train_loader_, val_loader_;
+    Plan plan_;
+    optim::Schedule schedule_;
+    std::optional<data::Tokenizer> tokenizer_;
+    std::vector<std::unique_ptr<eval::Evaluator>> evaluators_;
+    std::unique_ptr<model::GPT2<float>> eval_model_; // a copy of the weights, sized for evaluation
+    std::vector<int> inputs_, targets_;
+    std::vector<float> m_buf_, v_buf_; // the root's gathered moments under ZeRO-1
+    int64_t step_ = 0, first_step_ = 0;
+    std::chrono::steady_clock::time_point run_start_;
 };
-
-std::string to_json(const TrainOptions& o);
-
-// Runs training to the last step (or to a Ctrl-C, which finishes the step, writes a
-// checkpoint and returns normally). Throws on bad input and on a non-finite loss,
-// before anything is written over a good checkpoint; with several ranks, a failure on
-// any rank becomes a JobError thrown on every rank at the same point.
-void train_model(const TrainOptions& options, Communicator& comm);
 
 } // namespace train

@@ -1,14 +1,11 @@
 // gpt2 gradcheck: finite-difference gradient checks of every layer and the whole model.
 #include <cstdio>
-#include <memory>
-#include <stdexcept>
-#include <string>
-#include <vector>
 
+#include "base/error.h"
 #include "model/gradcheck.h"
-#include "train/commands.h"
+#include "train/cli/common.h"
 
-namespace train {
+namespace cli {
 
 namespace {
 
@@ -17,6 +14,13 @@ struct GradcheckOptions {
     int batch = 2, seq = 8;
     uint64_t seed = 1337;
     double h = 1e-5, tol = 1e-6;
+
+    void validate() const {
+        if (batch < 1) throw base::SettingError("batch", "must be positive");
+        if (seq < 1 || seq > max_seq) throw base::SettingError("seq", "must be in 1..max_seq");
+        if (!(h > 0)) throw base::SettingError("step", "must be positive");
+        if (!(tol >= 0)) throw base::SettingError("tol", "must be >= 0");
+    }
 };
 
 // Prints one row per tensor and returns how many exceed tol.
@@ -33,19 +37,7 @@ int report(const std::string& title, const std::vector<model::GradError>& errors
     return failed;
 }
 
-void run(const GradcheckOptions& o) {
-    const auto config = model::make_config(o.n_layer, o.n_head, o.n_embd, o.vocab, o.max_seq);
-    if (o.seq > o.max_seq) throw std::invalid_argument("--seq exceeds --max-seq");
-    std::printf("gradcheck: central differences in double, h = %g, tolerance %g on\n"
-                "  rel err = max|analytic - numeric| / max(|analytic|, |numeric|) per tensor\n\n",
-                o.h, o.tol);
-    int failed = report("layers alone:", model::check_layer_gradients(o.seed, o.h), o.tol);
-    const std::string title = "\nwhole model " + config.describe() + ", batch " +
-                              std::to_string(o.batch) + " x " + std::to_string(o.seq) +
-                              " (every 5th target ignored):";
-    failed += report(title, model::check_model_gradients(config, o.batch, o.seq, o.seed, o.h), o.tol);
-
-    const auto p = model::compare_precisions(config, o.batch, o.seq, o.seed);
+void report_precisions(const model::PrecisionReport& p) {
     double worst = 0;
     const char* worst_name = "";
     for (const auto& e : p.grads)
@@ -54,9 +46,24 @@ void run(const GradcheckOptions& o) {
                 "  loss %.9f (float) vs %.9f (double): rel diff %.3e\n"
                 "  gradients: largest rel diff %.3e (%s)\n",
                 p.loss_float, p.loss_double, p.loss_rel, worst, worst_name);
+}
 
-    if (failed) throw std::runtime_error(std::to_string(failed) + " tensors exceed tolerance " +
-                                         std::to_string(o.tol));
+void run(const GradcheckOptions& o) {
+    o.validate();
+    const auto config = model::make_config(o.n_layer, o.n_head, o.n_embd, o.vocab, o.max_seq);
+    std::printf("gradcheck: central differences in double, h = %g, tolerance %g on\n"
+                "  rel err = max|analytic - numeric| / max(|analytic|, |numeric|) per tensor\n\n",
+                o.h, o.tol);
+    int failed = report("layers alone:", model::check_layer_gradients(o.seed, o.h), o.tol);
+    const std::string title = "\nwhole model " + config.describe() + ", batch " +
+                              std::to_string(o.batch) + " x " + std::to_string(o.seq) +
+                              " (every 5th target ignored):";
+    failed +=
+        report(title, model::check_model_gradients(config, o.batch, o.seq, o.seed, o.h), o.tol);
+    report_precisions(model::compare_precisions(config, o.batch, o.seq, o.seed));
+    if (failed)
+        throw std::runtime_error(std::to_string(failed) + " tensors exceed tolerance " +
+                                 std::to_string(o.tol));
     std::printf("\nall gradients within %g\n", o.tol);
 }
 
@@ -82,4 +89,4 @@ void add_gradcheck(CLI::App& app) {
     cmd->callback([o] { run(*o); });
 }
 
-} // namespace train
+} // namespace cli

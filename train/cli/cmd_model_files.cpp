@@ -1,13 +1,11 @@
 // gpt2 convert / gpt2 info: model files between formats, and what a file holds.
 #include <cstdio>
-#include <memory>
-#include <string>
 
 #include "model/io.h"
 #include "model/layout.h"
-#include "train/commands.h"
+#include "train/cli/common.h"
 
-namespace train {
+namespace cli {
 
 namespace {
 
@@ -31,29 +29,34 @@ void print_info(const std::string& path) {
                 double(layout.total()) * 4 / (1 << 20));
 }
 
+struct ConvertOptions {
+    std::string input, output;
+};
+
+void convert(const ConvertOptions& o) {
+    const auto file = model::read_model(o.input);
+    model::write_model(o.output, file.config, file.params.data());
+    std::printf("%s -> %s (%s)\n", o.input.c_str(), o.output.c_str(),
+                file.config.describe().c_str());
+}
+
 } // namespace
 
-void add_convert(CLI::App& app) {
-    auto paths = std::make_shared<std::pair<std::string, std::string>>();
-    auto* cmd = app.add_subcommand(
+void add_model_files(CLI::App& app) {
+    auto c = std::make_shared<ConvertOptions>();
+    auto* convert_cmd = app.add_subcommand(
         "convert", "Convert a model file between formats, chosen by extension: .bin (llm.c, fp32 "
-                   "v3; bf16 v5 is read too), .h5 (HDF5, Hugging Face names; checkpoints too) and "
-                   ".safetensors (Hugging Face, with config.json beside it; f32/f16/bf16 read)");
-    cmd->add_option("input", paths->first, "Model file to read")->required()->check(CLI::ExistingFile);
-    cmd->add_option("output", paths->second, "Model file to write")->required();
-    cmd->callback([paths] {
-        const auto file = model::read_model(paths->first);
-        model::write_model(paths->second, file.config, file.params.data());
-        std::printf("%s -> %s (%s)\n", paths->first.c_str(), paths->second.c_str(),
-                    file.config.describe().c_str());
-    });
-}
+                   "v3; bf16 v5 is read too), .h5 (HDF5, Hugging Face names; checkpoints too) "
+                   "and .safetensors (Hugging Face, with config.json beside it; f32/f16/bf16 "
+                   "read)");
+    convert_cmd->add_option("input", c->input, "Model file to read")->required();
+    convert_cmd->add_option("output", c->output, "Model file to write")->required();
+    convert_cmd->callback([c] { convert(*c); });
 
-void add_info(CLI::App& app) {
     auto path = std::make_shared<std::string>();
-    auto* cmd = app.add_subcommand("info", "Print a model file's config and parameter count");
-    cmd->add_option("file", *path, "Model file (.bin, .h5, .safetensors)")->required()->check(CLI::ExistingFile);
-    cmd->callback([path] { print_info(*path); });
+    auto* info = app.add_subcommand("info", "Print a model file's config and parameter count");
+    info->add_option("file", *path, "Model file (.bin, .h5, .safetensors)")->required();
+    info->callback([path] { print_info(*path); });
 }
 
-} // namespace train
+} // namespace cli

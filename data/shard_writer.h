@@ -1,0 +1,51 @@
+// Tokens to llm.c shards as llm.c's data scripts name and fill them: the first
+// val_tokens go to PREFIX_val_000000.bin, the rest to PREFIX_train_000001.bin, ... of
+// shard_tokens each; an output ending in ".bin" is one shard holding every token.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace data {
+
+struct ShardWriterOptions {
+    std::string output;                // prefix, or one shard's path ending in .bin
+    size_t shard_tokens = 100'000'000; // per train shard
+    size_t val_tokens = 0;             // of the validation shard, taken first (0 = none)
+};
+
+class ShardWriter {
+public:
+    // Throws base::SettingError("shard_tokens") if shard_tokens is 0.
+    explicit ShardWriter(const ShardWriterOptions& options);
+
+    // Appends token ids (each < 65536), writing every shard that fills up.
+    void add(const std::vector<int>& ids);
+    // Writes what is left (and, for one .bin output, an empty shard if nothing came).
+    void finish();
+
+    size_t total() const { return total_; }
+    // "PATH (N tokens)" for every shard written, in order.
+    const std::vector<std::string>& written() const { return written_; }
+
+private:
+    void flush();
+
+    ShardWriterOptions o_;
+    bool single_, in_val_;
+    int index_ = 0;
+    std::vector<uint16_t> buffer_;
+    std::vector<std::string> written_;
+    size_t total_ = 0;
+};
+
+// What one document is in a text file, as llm.c's data scripts split them: the whole
+// file, or each block ending in a blank line (as text.replace("\n\n",
+// "\n\n<|endoftext|>") cuts it).
+enum class DocSplit { file, blank_line };
+std::vector<std::string_view> split_documents(std::string_view text, DocSplit split);
+
+} // namespace data

@@ -1,0 +1,98 @@
+// gpt2 bench: tokens/s, FLOPs per token, MFU and where a step's time goes.
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "train/bench.h"
+#include "train/cli/common.h"
+
+namespace cli {
+
+namespace {
+
+void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
+    nlohmann::json breakdown;
+    for (const auto& [name, ms] : r.breakdown_ms) breakdown[name] = ms;
+    const nlohmann::json j = {
+        {"model", o.model},
+        {"config", r.config},
+        {"batch", o.batch},
+        {"seq", o.seq},
+        {"ranks", r.ranks},
+        {"threads", r.threads},
+        {"forward_only", o.forward_only},
+        {"zero", o.parallel.zero},
+        {"overlap", o.parallel.overlap},
+        {"ms_per_step", r.ms_per_step},
+        {"tok_per_s", r.tok_per_s},
+        {"tok_per_s_per_rank", r.tok_per_s_per_rank},
+        {"comm_ms_per_step", r.comm_ms_per_step},
+        {"comm_share", r.ms_per_step > 0 ? r.comm_ms_per_step / r.ms_per_step : 0.0},
+        {"wait_ms_per_step", r.wait_ms_per_step},
+        {"flops_per_token", r.flops_per_token},
+        {"peak_gflops", r.peak_gflops},
+        {"mfu", r.mfu},
+        {"peak_rss_gb", r.peak_rss_gb},
+        {"breakdown_ms", breakdown}};
+    std::printf("%s\n", j.dump().c_str());
+}
+
+void print_text(const train::BenchOptions& o, const train::BenchResult& r) {
+    std::printf("%s %s, batch %d x seq %d per rank, %d rank%s x %d threads, %s\n", o.model.c_str(),
+                r.config.c_str(), o.batch, o.seq, r.ranks, r.ranks > 1 ? "s" : "", r.threads,
+                o.forward_only ? "forward only" : "training steps (forward, backward, AdamW)");
+    std::printf("median %.1f ms/step over %d steps | %.1f tok/s | %.3g GFLOP/token | "
+                "%.1f GFLOP/s = %.1f%% MFU of %.1f GFLOP/s peak | peak RSS %.2f GB%s\n",
+                r.ms_per_step, o.steps, r.tok_per_s, r.flops_per_token / 1e9,
+                r.flops_per_token * r.tok_per_s / 1e9, 100 * r.mfu, r.peak_gflops, r.peak_rss_gb,
+                r.ranks > 1 ? " per rank (largest)" : "");
+    if (r.ranks > 1)
+        std::printf("%d ranks: %.1f tok/s per rank, %.1f tok/s in all | communication %.1f "
+                    "ms/step (%.1f%%), %s | waiting for the slowest rank after backward %.1f "
+                    "ms/step\n",
+                    r.ranks, r.tok_per_s_per_rank, r.tok_per_s, r.comm_ms_per_step,
+                    100 * r.comm_ms_per_step / r.ms_per_step,
+                    r.reduction.empty() ? "forward only" : r.reduction.c_str(), r.wait_ms_per_step);
+    std::printf("time per step (mean):");
+    for (const auto& [name, ms] : r.breakdown_ms)
+        std::printf(" %s %.1f ms (%.0f%%) |", name.c_str(), ms, 100 * ms / r.mean_ms_per_step);
+    std::printf("\n");
+}
+
+} // namespace
+
+void add_bench(CLI::App& app) {
+    auto o = std::make_shared<train::BenchOptions>();
+    auto json = std::make_shared<bool>(false);
+    auto* cmd = app.add_subcommand(
+        "bench", "Time training steps (forward, backward, clipping, AdamW) after a warm-up: "
+                 "median ms/step, tokens/s, FLOPs per token (6N + 12 L C T, N = parameters "
+                 "without wpe; forward 2N + 4 L C T) and MFU against the measured FP32 FMA "
+                 "peak. Under mpirun: per-rank and total tokens/s and the communication time "
+                 "per step");
+    add_model_option(*cmd, o->model, true);
+    cmd->add_option("--batch", o->batch, "Batch size B")->capture_default_str();
+    cmd->add_option("--seq", o->seq, "Sequence length T")->capture_default_str();
+    cmd->add_option("--steps", o->steps, "Timed steps")->capture_default_str();
+    cmd->add_option("--warmup", o->warmup, "Untimed steps first")->capture_default_str();
+    cmd->add_flag("--forward-only", o->forward_only, "Time forward passes only");
+    cmd->add_flag("--json", *json, "Print one JSON object");
+    cmd->add_option("--peak-gflops", o->peak_gflops,
+                    "Peak FP32 GFLOP/s to use instead of measuring it");
+    cmd->add_option("--zero", o->parallel.zero, "Under mpirun: ZeRO stage, 0 or 1 (as gpt2 train)")
+        ->capture_default_str();
+    add_on_off(*cmd, "--overlap", o->parallel.overlap,
+               "under mpirun, overlap the all-reduce with backward");
+    cmd->callback([o, json] {
+        run_on_ranks([&](train::Communicator& comm) {
+            const train::BenchResult r = train::run_bench(*o, comm);
+            if (!comm.is_root()) return;
+            if (*json)
+                print_json(*o, r);
+            else
+                print_text(*o, r);
+        });
+    });
+}
+
+} // namespace cli

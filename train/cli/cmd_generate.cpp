@@ -1,0 +1,143 @@
+// gpt2 sample / gpt2 embed: text generated from a model, and a text's hidden states.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "base/error.h"
+#include "data/tokenizer.h"
+#include "eval/features.h"
+#include "eval/sample.h"
+#include "model/io.h"
+#include "train/cli/common.h"
+
+namespace cli {
+
+namespace {
+
+struct SampleCommandOptions {
+    std::string model, prompt, prompt_ids, tokenizer;
+    eval::SampleOptions sampling;
+    int num_samples = 1;
+    bool ids = false, stop_at_eot = false;
+};
+
+// Writes token bytes to stdout whole UTF-8 characters at a time.
+class TextStream {
+public:
+    explicit TextStream(const data::Tokenizer& tok) : tok_(tok) {}
+    void add(int token) {
+        pending_ += tok_.token_bytes(token);
+        const size_t cut = data::complete_utf8_prefix(pending_);
+        std::fwrite(pending_.data(), 1, cut, stdout);
+        pending_.erase(0, cut);
+    }
+    void finish() { std::fputs(data::sanitize_utf8(pending_).c_str(), stdout); }
+
+private:
+    const data::Tokenizer& tok_;
+    std::string pending_; // bytes of a character split across tokens
+};
+
+void run_sample(SampleCommandOptions o) {
+    auto gpt = model::load_model(o.model);
+    const int vocab = gpt->config().vocab;
+    // Text needs the GPT-2 tokenizer; --prompt-ids with --ids works for any vocabulary.
+    std::optional<data::Tokenizer> tok;
+    if (!o.ids || o.prompt_ids.empty()) tok.emplace(o.tokenizer);
+    if (tok && tok->vocab_size() != vocab)
+        throw base::FileError(o.model, "vocabulary of " + std::to_string(vocab) +
+                                           " tokens is not GPT-2's; use --prompt-ids and --ids");
+    std::vector<int> prompt;
+    if (!o.prompt_ids.empty())
+        prompt = parse_token_ids(o.prompt_ids, vocab, "--prompt-ids");
+    else if (!o.prompt.empty())
+        prompt = tok->encode(o.prompt);
+    const int eot = std::min(data::Tokenizer::kEndOfText, vocab - 1);
+    if (prompt.empty()) prompt = {eot};
+    if (o.stop_at_eot) o.sampling.stop_token = eot;
+
+    const uint64_t seed = o.sampling.seed;
+    for (int s = 0; s < o.num_samples; ++s) {
+        o.sampling.seed = seed + uint64_t(s);
+        if (!o.ids && !o.prompt.empty()) std::fputs(o.prompt.c_str(), stdout);
+        std::optional<TextStream> text;
+        if (!o.ids) text.emplace(*tok);
+        eval::generate(*gpt, prompt, o.sampling, [&](int token) {
+            if (text)
+                text->add(token);
+            else
+                std::printf("%d ", token);
+            std::fflush(stdout);
+        });
+        if (text) text->finish();
+        std::printf(o.num_samples > 1 && s + 1 < o.num_samples ? "\n---\n" : "\n");
+    }
+}
+
+struct EmbedOptions {
+    std::string model, input, out, tokenizer;
+    bool all_layers = false;
+};
+
+void run_embed(const EmbedOptions& o) {
+    auto gpt = model::load_model(o.model);
+    data::Tokenizer tok(o.tokenizer);
+    const bool is_file = std::filesystem::is_regular_file(o.input);
+    const auto ids = tok.encode(is_file ? read_input(o.input) : o.input);
+    eval::write_hidden_states(o.out, *gpt, ids, o.all_layers, o.model);
+    const model::Config& c = gpt->config();
+    std::printf(
+        "%s: %zu tokens x %d channels%s\n", o.out.c_str(), ids.size(), c.n_embd,
+        o.all_layers ? (" (and " + std::to_string(c.n_layer + 1) + " hidden_states)").c_str() : "");
+}
+
+void add_sample(CLI::App& app) {
+    auto o = std::make_shared<SampleCommandOptions>();
+    auto* cmd = app.add_subcommand(
+        "sample", "Generate text from a model with a key/value cache, streaming tokens as they "
+                  "come; reproducible with --seed; --temperature 0 is greedy");
+    add_model_option(*cmd, o->model);
+    auto* prompt =
+        cmd->add_option("--prompt", o->prompt, "Text to continue (default: <|endoftext|>)");
+    cmd->add_option("--prompt-ids", o->prompt_ids, "The prompt as token ids, e.g. \"0 0 0 52\"")
+        ->excludes(prompt);
+    eval::SampleOptions& s = o->sampling;
+    cmd->add_option("--max-tokens", s.max_tokens, "Tokens to generate")->capture_default_str();
+    cmd->add_option("--temperature", s.temperature, "Softmax temperature (0 = greedy)")
+        ->capture_default_str();
+    cmd->add_option("--top-k", s.top_k, "Sample among the k most likely tokens (0 = all)")
+        ->capture_default_str();
+    cmd->add_option("--top-p", s.top_p, "Nucleus: the smallest set of tokens with this probability")
+        ->capture_default_str();
+    cmd->add_option("--seed", s.seed, "Random seed (sample i uses seed + i)")
+        ->capture_default_str();
+    cmd->add_option("--num-samples", o->num_samples, "Samples to draw")->capture_default_str();
+    cmd->add_flag("--ids", o->ids, "Print token ids instead of text");
+    cmd->add_flag("--stop-at-eot", o->stop_at_eot, "Stop a sample at <|endoftext|>");
+    add_tokenizer_option(*cmd, o->tokenizer);
+    cmd->callback([o] { run_sample(*o); });
+}
+
+void add_embed(CLI::App& app) {
+    auto o = std::make_shared<EmbedOptions>();
+    auto* cmd = app.add_subcommand(
+        "embed", "Hidden states of a text per token, written to HDF5: last_hidden_state (T, C) "
+                 "after ln_f, as GPT2Model(...).last_hidden_state; --all-layers adds "
+                 "hidden_states (L+1, T, C) as HF's output_hidden_states");
+    add_model_option(*cmd, o->model);
+    cmd->add_option("--input", o->input, "Text, or a file holding it")->required();
+    cmd->add_option("--out", o->out, "HDF5 file to write")->required();
+    cmd->add_flag("--all-layers", o->all_layers, "Also write every layer's hidden states");
+    add_tokenizer_option(*cmd, o->tokenizer);
+    cmd->callback([o] { run_embed(*o); });
+}
+
+} // namespace
+
+void add_generate(CLI::App& app) {
+    add_sample(app);
+    add_embed(app);
+}
+
+} // namespace cli

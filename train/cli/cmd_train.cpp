@@ -1,0 +1,189 @@
+// gpt2 train: pretraining and fine-tuning.
+#include "train/cli/common.h"
+#include "train/options.h"
+#include "train/trainer.h"
+
+namespace cli {
+
+namespace {
+
+using train::TrainOptions;
+
+void add_model_options(CLI::App& cmd, TrainOptions& o) {
+    add_model_option(cmd, o.model, true)->group("Model");
+    cmd.add_option("--n-layer", o.n_layer, "Override the preset's layers")->group("Model");
+    cmd.add_option("--n-head", o.n_head, "Override the preset's heads")->group("Model");
+    cmd.add_option("--n-embd", o.n_embd, "Override the preset's channels")->group("Model");
+    cmd.add_option("--max-seq", o.max_seq, "Override the preset's maximum sequence length")
+        ->group("Model");
+}
+
+void add_data_options(CLI::App& cmd, TrainOptions& o) {
+    cmd.add_option("--train-data", o.train_data, "Glob of training shards")
+        ->required()
+        ->group("Data");
+    cmd.add_option("--val-data", o.val_data, "Glob of validation shards")->group("Data");
+    cmd.add_option("--batch", o.batch, "Sequences per micro-batch B")
+        ->capture_default_str()
+        ->group("Data");
+    cmd.add_option("--seq", o.seq, "Sequence length T")->capture_default_str()->group("Data");
+    cmd.add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")
+        ->capture_default_str()
+        ->group("Data");
+    cmd.add_option("--total-batch-tokens", o.total_batch_tokens,
+                   "Tokens per optimizer step; sets --grad-accum = this / (B x T x ranks)")
+        ->group("Data");
+    add_on_off(cmd, "--shuffle", o.shuffle, "permute shards and windows every epoch")
+        ->group("Data");
+}
+
+void add_schedule_options(CLI::App& cmd, TrainOptions& o) {
+    using Kind = optim::Schedule::Kind;
+    auto* steps = cmd.add_option("--steps", o.steps, "Optimizer steps")->group("Schedule");
+    cmd.add_option("--epochs", o.epochs, "Passes over the training data (instead of --steps)")
+        ->excludes(steps)
+        ->group("Schedule");
+    cmd.add_option("--lr", o.lr, "Peak learning rate")->capture_default_str()->group("Schedule");
+    add_choice(cmd, "--lr-schedule", o.lr_schedule,
+               {{"constant", Kind::constant}, {"cosine", Kind::cosine}, {"wsd", Kind::wsd}},
+               "constant | cosine (warmup, then cosine to lr x final fraction) | wsd (warmup, "
+               "stable, then linear decay over the last --decay-fraction of steps)")
+        ->group("Schedule");
+    cmd.add_option("--warmup", o.warmup, "Linear warmup steps: lr x (step+1)/warmup")
+        ->capture_default_str()
+        ->group("Schedule");
+    cmd.add_option("--lr-final-fraction", o.lr_final_fraction, "Final lr as a fraction of --lr")
+        ->capture_default_str()
+        ->group("Schedule");
+    cmd.add_option("--decay-fraction", o.decay_fraction, "wsd: fraction of steps spent decaying")
+        ->capture_default_str()
+        ->group("Schedule");
+}
+
+void add_optimizer_options(CLI::App& cmd, TrainOptions& o) {
+    cmd.add_option("--weight-decay", o.weight_decay,
+                   "AdamW decoupled weight decay (p -= lr x wd x p), on matrices and embeddings "
+                   "only, never biases or LayerNorm")
+        ->capture_default_str()
+        ->group("Optimizer");
+    cmd.add_option("--beta1", o.beta1, "AdamW beta1, in [0, 1)")
+        ->capture_default_str()
+        ->group("Optimizer");
+    cmd.add_option("--beta2", o.beta2, "AdamW beta2, in [0, 1)")
+        ->capture_default_str()
+        ->group("Optimizer");
+    cmd.add_option("--eps", o.eps, "AdamW epsilon (> 0)")
+        ->capture_default_str()
+        ->group("Optimizer");
+    cmd.add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this (0 = off)")
+        ->capture_default_str()
+        ->group("Optimizer");
+    cmd.add_option("--seed", o.seed, "Seed for init, shuffling and samples")
+        ->capture_default_str()
+        ->group("Optimizer");
+}
+
+void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
+    const char* g = "Monitoring";
+    cmd.add_option("--val-every", o.val_every,
+                   "Validate every N steps, at the end, and before the first step of a new "
+                   "run (not of a resumed one)")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_option("--val-batches", o.val_batches, "Validation batches (0 = the whole val set)")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_option("--sample-every", o.sample_every,
+                   "Print a text sample every N steps and at the end (0 = never)")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_option("--sample-tokens", o.sample_tokens, "Tokens per sample")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_option("--sample-top-k", o.sample_top_k, "Sample among the k most likely (0 = all)")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_option("--sample-temperature", o.sample_temperature,
+                   "Sampling temperature (0 = greedy)")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_option("--eval", o.evals,
+                   "Evaluators to run during training, comma-separated: ppl:wikitext2, ppl:ptb, "
+                   "ppl:FILE (lm-eval protocol), lambada[:FILE]")
+        ->group(g);
+    cmd.add_option("--eval-every", o.eval_every, "Run --eval every N steps (and at the end)")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_option("--eval-max-tokens", o.eval_max_tokens,
+                   "Tokens scored per perplexity evaluator (0 = all)")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_option("--eval-max-examples", o.eval_max_examples,
+                   "LAMBADA passages per evaluation (0 = all)")
+        ->capture_default_str()
+        ->group(g);
+    o.datasets = default_datasets_dir();
+    cmd.add_option("--datasets", o.datasets,
+                   "Folder of the data sets that --eval names (wikitext2/, ptb/, lambada/ as "
+                   "scripts/get_data.sh lays them out; or set GPT2_DATA_DIR)")
+        ->capture_default_str()
+        ->group(g);
+    add_tokenizer_option(cmd, o.tokenizer)->group(g);
+}
+
+void add_output_options(CLI::App& cmd, TrainOptions& o) {
+    cmd.add_option("--out", o.out, "Run folder: checkpoints ckpt_NNNNNNNN.h5 and log.jsonl")
+        ->capture_default_str()
+        ->group("Output");
+    cmd.add_option("--log-file", o.log_file, "JSON-lines log (default OUT/log.jsonl)")
+        ->group("Output");
+    cmd.add_option("--checkpoint-every", o.checkpoint_every,
+                   "Checkpoint every N steps (and at the end)")
+        ->capture_default_str()
+        ->group("Output");
+    cmd.add_option("--keep", o.keep, "Keep the newest K checkpoints (0 = all)")
+        ->capture_default_str()
+        ->group("Output");
+    cmd.add_option("--resume", o.resume,
+                   "Continue from a checkpoint file, or the newest in a folder")
+        ->group("Output");
+}
+
+void add_parallel_options(CLI::App& cmd, TrainOptions& o) {
+    cmd.add_option("--zero", o.zero,
+                   "Under mpirun: 0 = every rank holds all optimizer moments; 1 = ZeRO-1, each "
+                   "rank holds and updates 1/ranks of them (reduce-scatter, all-gather)")
+        ->capture_default_str()
+        ->group("Parallel");
+    add_on_off(cmd, "--overlap", o.overlap,
+               "under mpirun with --zero 0 and one rank per machine, all-reduce each block's "
+               "gradients while backward goes on to the next (ranks sharing a machine reduce "
+               "through shared memory after backward)")
+        ->group("Parallel");
+}
+
+} // namespace
+
+void add_train(CLI::App& app) {
+    auto o = std::make_shared<TrainOptions>();
+    auto* cmd = app.add_subcommand(
+        "train", "Pretrain a GPT-2 from scratch (--model PRESET) or fine-tune one (--model FILE) "
+                 "on llm.c token shards. Each step prints loss, lr, gradient norm, time and "
+                 "tokens/s; Ctrl-C finishes the step, writes a checkpoint and exits");
+    add_model_options(*cmd, *o);
+    add_data_options(*cmd, *o);
+    add_schedule_options(*cmd, *o);
+    add_optimizer_options(*cmd, *o);
+    add_monitoring_options(*cmd, *o);
+    add_output_options(*cmd, *o);
+    add_parallel_options(*cmd, *o);
+    cmd->callback([o] {
+        run_on_ranks([&](train::Communicator& comm) {
+            train::ConsoleSink console;
+            train::Trainer trainer(*o, comm, {&console});
+            trainer.run();
+        });
+    });
+}
+
+} // namespace cli

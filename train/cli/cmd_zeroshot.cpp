@@ -1,0 +1,253 @@
+// gpt2 eval ppl / lambada / cbt: zero-shot evaluations of a model file on text.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "base/file.h"
+#include "data/tokenizer.h"
+#include "eval/cbt.h"
+#include "eval/lambada.h"
+#include "eval/perplexity.h"
+#include "model/io.h"
+#include "train/cli/common.h"
+
+namespace cli {
+
+namespace {
+
+using json = nlohmann::json;
+
+// One JSON object per line, written atomically.
+void write_lines(const std::string& path, size_t n, const std::function<json(size_t)>& line) {
+    base::write_atomically(path, [&](const std::string& tmp) {
+        std::ofstream out(tmp);
+        for (size_t i = 0; i < n; ++i) out << line(i).dump() << '\n';
+        out.close();
+        if (!out) throw base::FileError(path, "write failed (" + tmp + ")");
+    });
+}
+
+struct EvalPplOptions {
+    std::string model, data, tokenizer;
+    eval::TextOptions text;
+    bool json = false;
+};
+
+json ppl_json(const eval::TextPerplexity& r, double seconds) {
+    const double ms_per_1000 = 1e6 * seconds / double(std::max<size_t>(r.tokens, 1));
+    json j = {{"protocol", eval::protocol_name(r.protocol)},
+              {"detokenizer", eval::detokenizer_name(r.detokenizer)},
+              {"documents", r.documents},
+              {"context", r.context},
+              {"stride", r.stride},
+              {"tokens", r.tokens},
+              {"nll_sum", r.nll},
+              {"ppl_token", r.ppl_token()},
+              {"seconds", seconds},
+              {"ms_per_1000_tokens", ms_per_1000}};
+    if (!r.cut) {
+        j["words"] = r.words;
+        j["ppl_word"] = r.ppl_word();
+        j["bytes"] = r.bytes;
+        j["bits_per_byte"] = r.bits_per_byte();
+        j["byte_perplexity"] = r.byte_perplexity();
+    }
+    return j;
+}
+
+void print_ppl(const std::string& data, const eval::TextPerplexity& r, double seconds) {
+    std::printf("%s: protocol %s, detokenizer %s, %zu documents, context %d, stride %d\n",
+                data.c_str(), eval::protocol_name(r.protocol),
+                eval::detokenizer_name(r.detokenizer), r.documents, r.context, r.stride);
+    std::printf("tokens %zu | nll %.4f nats | ppl per token %.4f\n", r.tokens, r.nll,
+                r.ppl_token());
+    if (!r.cut) {
+        std::printf("words %zu | ppl per word %.4f\n", r.words, r.ppl_word());
+        std::printf("bytes %zu | bits per byte %.4f | byte perplexity %.4f\n", r.bytes,
+                    r.bits_per_byte(), r.byte_perplexity());
+    } else {
+        std::printf("(--max-tokens cut the text: word and byte normalisations omitted)\n");
+    }
+    std::printf("%.1f s, %.0f ms per 1000 tokens\n", seconds,
+                1e6 * seconds / double(std::max<size_t>(r.tokens, 1)));
+}
+
+void run_ppl(const EvalPplOptions& o) {
+    auto gpt = model::load_model(o.model);
+    data::Tokenizer tok(o.tokenizer);
+    Progress progress("ppl: tokens");
+    const auto r = eval::text_perplexity(*gpt, tok, base::read_file(o.data),
+                                         std::filesystem::path(o.data).filename().string(), o.text,
+                                         [&](size_t d, size_t n) { progress(d, n); });
+    progress(r.tokens, r.tokens); // only prints when nothing was scored
+    if (o.json)
+        std::printf("%s\n", ppl_json(r, progress.seconds()).dump().c_str());
+    else
+        print_ppl(o.data, r, progress.seconds());
+}
+
+struct EvalLambadaOptions {
+    std::string model, data, tokenizer, per_example;
+    eval::LambadaTarget target = eval::LambadaTarget::word;
+    size_t max_examples = 0;
+    bool json = false;
+};
+
+void run_lambada(const EvalLambadaOptions& o) {
+    auto gpt = model::load_model(o.model);
+    data::Tokenizer tok(o.tokenizer);
+    const auto examples = eval::read_lambada(o.data, tok, o.target, o.max_examples);
+    Progress progress("lambada: examples");
+    const auto r =
+        eval::evaluate_lambada(*gpt, examples, [&](size_t d, size_t n) { progress(d, n); });
+    if (!o.per_example.empty())
+        write_lines(o.per_example, examples.size(), [&](size_t i) {
+            return json{{"index", i},
+                        {"target", data::sanitize_utf8(examples[i].target)},
+                        {"predicted", data::sanitize_utf8(tok.decode(r.items[i].predicted))},
+                        {"correct", r.items[i].correct},
+                        {"nll", r.items[i].nll}};
+        });
+    const char* target = o.target == eval::LambadaTarget::word ? "word" : "token";
+    if (o.json) {
+        const json j = {
+            {"examples", r.examples},           {"correct", r.correct}, {"accuracy", r.accuracy()},
+            {"target_tokens", r.target_tokens}, {"ppl", r.ppl()},       {"target", target},
+            {"seconds", progress.seconds()}};
+        std::printf("%s\n", j.dump().c_str());
+        return;
+    }
+    std::printf("%s: %zu examples, target = last %s | accuracy %.2f%% (%zu correct) | ppl %.4f | "
+                "%zu target tokens | %.1f s\n",
+                o.data.c_str(), r.examples, target, 100 * r.accuracy(), r.correct, r.ppl(),
+                r.target_tokens, progress.seconds());
+}
+
+struct EvalCbtOptions {
+    std::string model, data, tokenizer, per_example;
+    eval::CbtOptions cbt;
+    size_t max_examples = 0;
+    bool json = false;
+};
+
+void run_cbt(const EvalCbtOptions& o) {
+    auto gpt = model::load_model(o.model);
+    data::Tokenizer tok(o.tokenizer);
+    const auto examples = eval::read_cbt(o.data, o.max_examples);
+    Progress progress("cbt: examples");
+    const auto r =
+        eval::evaluate_cbt(*gpt, tok, examples, o.cbt, [&](size_t d, size_t n) { progress(d, n); });
+    if (!o.per_example.empty())
+        write_lines(o.per_example, examples.size(), [&](size_t i) {
+            const auto& item = r.items[i];
+            return json{{"index", i},
+                        {"answer", data::sanitize_utf8(examples[i].answer)},
+                        {"chosen", data::sanitize_utf8(examples[i].candidates[item.chosen])},
+                        {"correct", item.correct},
+                        {"scores", item.scores}};
+        });
+    const char* detokenizer = eval::detokenizer_name(o.cbt.detokenizer);
+    if (o.json) {
+        const json j = {{"examples", r.examples},
+                        {"correct", r.correct},
+                        {"accuracy", r.accuracy()},
+                        {"detokenizer", detokenizer},
+                        {"seconds", progress.seconds()}};
+        std::printf("%s\n", j.dump().c_str());
+        return;
+    }
+    std::printf("%s: %zu examples, detokenizer %s | accuracy %.2f%% (%zu correct) | %.1f s\n",
+                o.data.c_str(), r.examples, detokenizer, 100 * r.accuracy(), r.correct,
+                progress.seconds());
+}
+
+void add_ppl(CLI::App& eval) {
+    using eval::Protocol;
+    auto o = std::make_shared<EvalPplOptions>();
+    auto* cmd = eval.add_subcommand(
+        "ppl", "Perplexity of a text file: per BPE token, per word of the original text and "
+               "bits per byte, with sliding windows (--context, --stride; every token scored "
+               "once, the first after <|endoftext|>)");
+    add_model_option(*cmd, o->model);
+    cmd->add_option("--data", o->data, "Text file (e.g. wiki.test.raw, ptb.test.txt)")->required();
+    add_choice(
+        *cmd, "--protocol", o->text.protocol,
+        {{"lm-eval", Protocol::lm_eval}, {"megatron", Protocol::megatron}, {"hf", Protocol::hf}},
+        "lm-eval (wikitext pages, disjoint windows, lm-eval's word count) | megatron "
+        "(whole file, stride 32, Megatron-LM's word count) | hf (whole file, stride 512)");
+    cmd->add_option_function<std::string>(
+           "--detokenizer",
+           [o](const std::string& v) {
+               if (v != "auto") o->text.detokenizer = eval::parse_detokenizer(v);
+           },
+           "auto (by file name) | none | wikitext | ptb")
+        ->check(CLI::IsMember({"auto", "none", "wikitext", "ptb"}))
+        ->default_str("auto");
+    cmd->add_option("--context", o->text.context, "Window length C (default: the model's maximum)");
+    cmd->add_option("--stride", o->text.stride,
+                    "Tokens scored per window after the first (default: by protocol)");
+    cmd->add_option("--batch", o->text.batch, "Windows per forward pass")->capture_default_str();
+    cmd->add_option("--max-tokens", o->text.max_tokens, "Score only the first N tokens (0 = all)");
+    cmd->add_flag("--json", o->json, "Print one JSON object");
+    add_tokenizer_option(*cmd, o->tokenizer);
+    cmd->callback([o] { run_ppl(*o); });
+}
+
+void add_lambada(CLI::App& eval) {
+    using eval::LambadaTarget;
+    auto o = std::make_shared<EvalLambadaOptions>();
+    auto* cmd = eval.add_subcommand(
+        "lambada", "LAMBADA accuracy and perplexity of the last word, as "
+                   "lm-evaluation-harness's lambada_openai (greedy decoding must reproduce "
+                   "every token of ' ' + last word)");
+    add_model_option(*cmd, o->model);
+    cmd->add_option("--data", o->data,
+                    "lambada_test.jsonl, or plain text with one passage per line")
+        ->required();
+    add_choice(*cmd, "--target", o->target,
+               {{"word", LambadaTarget::word}, {"token", LambadaTarget::token}},
+               "word (' ' + last word) | token (last BPE token)");
+    cmd->add_option("--max-examples", o->max_examples, "Evaluate only the first N passages");
+    cmd->add_option("--per-example", o->per_example,
+                    "Write one JSON line per passage to this file");
+    cmd->add_flag("--json", o->json, "Print one JSON object");
+    add_tokenizer_option(*cmd, o->tokenizer);
+    cmd->callback([o] { run_lambada(*o); });
+}
+
+void add_cbt(CLI::App& eval) {
+    using eval::Detokenizer;
+    auto o = std::make_shared<EvalCbtOptions>();
+    auto* cmd = eval.add_subcommand(
+        "cbt", "Children's Book Test accuracy (CBT-CN, CBT-NE): the candidate whose filled-in "
+               "query sentence is most probable after the context sentences");
+    add_model_option(*cmd, o->model);
+    cmd->add_option("--data", o->data,
+                    "cbtest_CN_test_2500ex.txt, cbtest_NE_test_2500ex.txt or the like")
+        ->required();
+    add_choice(*cmd, "--detokenizer", o->cbt.detokenizer,
+               {{"cbt", Detokenizer::cbt}, {"none", Detokenizer::none}},
+               "cbt (join quotes and punctuation) | none");
+    cmd->add_option("--batch", o->cbt.batch,
+                    "Candidates per forward pass (0 = all of an example's)")
+        ->capture_default_str();
+    cmd->add_option("--max-examples", o->max_examples, "Evaluate only the first N examples");
+    cmd->add_option("--per-example", o->per_example,
+                    "Write one JSON line per example to this file");
+    cmd->add_flag("--json", o->json, "Print one JSON object");
+    add_tokenizer_option(*cmd, o->tokenizer);
+    cmd->callback([o] { run_cbt(*o); });
+}
+
+} // namespace
+
+void add_zeroshot(CLI::App& eval) {
+    add_ppl(eval);
+    add_lambada(eval);
+    add_cbt(eval);
+}
+
+} // namespace cli

@@ -1,0 +1,84 @@
+// What the gpt2 program's commands share: finding the data folders, options that
+// several commands take, reading input, progress lines, running on MPI ranks, and the
+// error contract (only the command line knows option names).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "model/config.h"
+#include "train/communicator.h"
+
+namespace cli {
+
+// Each command group adds its subcommands to the app (or, for eval, to its parent).
+void add_train(CLI::App& app);
+void add_bench(CLI::App& app);
+void add_eval(CLI::App& app);        // eval loss, eval grads, and add_zeroshot's
+void add_zeroshot(CLI::App& eval);   // eval ppl, eval lambada, eval cbt
+void add_generate(CLI::App& app);    // sample, embed
+void add_model_files(CLI::App& app); // convert, info
+void add_tokens(CLI::App& app);      // encode, decode, tokenize
+void add_gradcheck(CLI::App& app);
+
+// Folders found without options: $GPT2_DATA_DIR (datasets) or $GPT2_TOKENIZER_DIR, else
+// datasets/ (or datasets/gpt2-tokenizer) in the working directory or beside the build
+// directory that holds this program.
+std::string default_datasets_dir();
+std::string default_tokenizer_dir();
+
+CLI::Option* add_tokenizer_option(CLI::App& cmd, std::string& dir);
+// --model: a model file; with presets, also a preset name.
+CLI::Option* add_model_option(CLI::App& cmd, std::string& model, bool presets = false);
+// An option whose words stand for values of an enum (or bool), e.g. on|off.
+template <class T>
+CLI::Option* add_choice(CLI::App& cmd, const std::string& name, T& value,
+                        const std::map<std::string, T>& words, const std::string& help) {
+    std::string shown;
+    for (const auto& [word, v] : words)
+        if (v == value) shown = word;
+    return cmd.add_option(name, value, help)
+        ->transform(CLI::CheckedTransformer(words))
+        ->default_str(shown);
+}
+CLI::Option* add_on_off(CLI::App& cmd, const std::string& name, bool& value,
+                        const std::string& help);
+
+// A whole file; "" or "-" is standard input.
+std::string read_input(const std::string& path);
+// Whitespace-separated token ids in 0..vocab-1; errors name `where` and the bad word.
+std::vector<int> parse_token_ids(const std::string& text, int vocab, const std::string& where);
+// A sequence length the model can take; else base::SettingError("seq").
+void check_seq(int seq, const model::Config& config);
+
+// "\r<what> 1234/5678 (21.7%) 12 s, eta 45 s" on standard error, at most once a second.
+class Progress {
+public:
+    explicit Progress(std::string what) : what_(std::move(what)) {}
+    void operator()(size_t done, size_t total);
+    double seconds() const;
+
+private:
+    using clock = std::chrono::steady_clock;
+    std::string what_;
+    clock::time_point start_ = clock::now(), last_{};
+    bool finished_ = false; // the final line is printed once
+};
+
+// Runs body with this process's communicator (MPI under mpirun). An error agreed on by
+// all ranks (train::JobError) ends the job cleanly; any other exception on one rank of
+// several prints "gpt2: error: rank R: ..." and aborts every rank, so none is left
+// waiting in a collective.
+void run_on_ranks(const std::function<void(train::Communicator&)>& body);
+
+// The error contract: prints one line, "gpt2: error: <file or option>: <what is wrong>",
+// for the exception in flight, naming a library's setting by the option of `app`'s
+// command that sets it. Returns the exit status.
+int report_error(const CLI::App& app);
+
+} // namespace cli

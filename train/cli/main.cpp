@@ -1,0 +1,26 @@
+// gpt2: train, evaluate and inspect GPT-2 models. See `gpt2 --help`.
+#include <cstdio>
+
+#include "model/blas.h"
+#include "train/cli/common.h"
+
+int main(int argc, char** argv) {
+    model::configure_blas();
+    CLI::App app{"gpt2: GPT-2 from scratch, with hand-written forward and backward passes"};
+    app.require_subcommand(1);
+    cli::add_train(app);
+    cli::add_bench(app);
+    cli::add_generate(app);
+    cli::add_gradcheck(app);
+    cli::add_model_files(app);
+    cli::add_eval(app);
+    cli::add_tokens(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    } catch (...) {
+        return cli::report_error(app);
+    }
+    return 0;
+}

@@ -1,0 +1,109 @@
+#include "train/options.h"
+
+#include <cmath>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "base/error.h"
+#include "eval/evaluators.h"
+#include "model/config.h"
+
+namespace optim {
+
+// As the --lr-schedule names, in checkpoints.
+NLOHMANN_JSON_SERIALIZE_ENUM(Schedule::Kind, {{Schedule::Kind::constant, "constant"},
+                                              {Schedule::Kind::cosine, "cosine"},
+                                              {Schedule::Kind::wsd, "wsd"}})
+
+} // namespace optim
+
+namespace train {
+
+using json = nlohmann::json;
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
+    TrainOptions, model, n_layer, n_head, n_embd, max_seq, train_data, val_data, batch, seq,
+    grad_accum, total_batch_tokens, steps, epochs, lr, lr_schedule, warmup, lr_final_fraction,
+    decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
+    val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
+    eval_every, evals, datasets, eval_max_tokens, eval_max_examples, out, log_file, resume,
+    checkpoint_every, keep, zero, overlap)
+
+std::string to_json(const TrainOptions& o) {
+    return json(o).dump();
+}
+
+TrainOptions train_options_from_json(const std::string& text) {
+    return json::parse(text).get<TrainOptions>();
+}
+
+namespace {
+
+std::string text(double v) {
+    std::ostringstream out;
+    out << v;
+    return out.str();
+}
+
+void require(bool ok, const char* setting, const std::string& what) {
+    if (!ok) throw base::SettingError(setting, what);
+}
+
+void at_least(double value, double low, const char* setting) {
+    require(std::isfinite(value) && value >= low, setting,
+            "must be at least " + text(low) + ", got " + text(value));
+}
+
+void in_range(double value, double low, double high, const char* setting, bool open_high) {
+    const bool ok = value >= low && (open_high ? value < high : value <= high);
+    require(ok, setting,
+            "must be in [" + text(low) + ", " + text(high) + (open_high ? ")" : "]") + ", got " +
+                text(value));
+}
+
+} // namespace
+
+void TrainOptions::validate() const {
+    require(!model.empty(), "model", "a preset or a model file is needed");
+    const bool reshapes = n_layer || n_head || n_embd || max_seq;
+    require(!reshapes || model::is_preset(model) || !resume.empty(), "n_layer",
+            "n_layer, n_head, n_embd and max_seq reshape a preset, not a model file");
+    for (auto [value, name] : {std::pair{n_layer, "n_layer"},
+                               {n_head, "n_head"},
+                               {n_embd, "n_embd"},
+                               {max_seq, "max_seq"}})
+        at_least(value, 0, name);
+    require(!train_data.empty(), "train_data", "is required");
+    at_least(batch, 1, "batch");
+    at_least(seq, 1, "seq");
+    at_least(grad_accum, 1, "grad_accum");
+    at_least(double(total_batch_tokens), 0, "total_batch_tokens");
+    at_least(steps, 0, "steps");
+    at_least(epochs, 0, "epochs");
+    require(steps > 0 || epochs > 0, "steps", "give the number of steps or epochs");
+    at_least(lr, 0, "lr");
+    at_least(warmup, 0, "warmup");
+    in_range(lr_final_fraction, 0, 1, "lr_final_fraction", false);
+    require(decay_fraction > 0 && decay_fraction <= 1, "decay_fraction",
+            "must be in (0, 1], got " + text(decay_fraction));
+    at_least(weight_decay, 0, "weight_decay");
+    in_range(beta1, 0, 1, "beta1", true);
+    in_range(beta2, 0, 1, "beta2", true);
+    require(std::isfinite(eps) && eps > 0, "eps", "must be positive, got " + text(eps));
+    at_least(grad_clip, 0, "grad_clip");
+    at_least(val_every, 0, "val_every");
+    at_least(val_batches, 0, "val_batches");
+    at_least(sample_every, 0, "sample_every");
+    at_least(sample_tokens, 1, "sample_tokens");
+    at_least(sample_top_k, 0, "sample_top_k");
+    at_least(sample_temperature, 0, "sample_temperature");
+    at_least(eval_every, 0, "eval_every");
+    eval::parse_evaluator_specs(evals, datasets); // throws for a spec it does not know
+    require(!out.empty(), "out", "a run folder is needed");
+    at_least(checkpoint_every, 0, "checkpoint_every");
+    at_least(keep, 0, "keep");
+    require(zero == 0 || zero == 1, "zero", "must be 0 or 1, got " + std::to_string(zero));
+}
+
+} // namespace train

@@ -1,0 +1,58 @@
+// Everything a training run is told: the model to start from, the data, the optimizer
+// and schedule, monitoring, output and data parallelism. Saved as JSON in every
+// checkpoint, so a resumed run can check that it continues the same run.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "optim/optim.h"
+
+namespace train {
+
+struct TrainOptions {
+    // Model: a preset (random init from seed) or a model file (.bin, .h5, .safetensors,
+    // a checkpoint) to fine-tune; n_layer..max_seq reshape a preset (0 = the preset's).
+    std::string model = "d6";
+    int n_layer = 0, n_head = 0, n_embd = 0, max_seq = 0;
+    // Data: globs of llm.c token shards.
+    std::string train_data, val_data;
+    int batch = 4, seq = 64, grad_accum = 1;
+    int64_t total_batch_tokens = 0; // if set, grad_accum = this / (batch * seq * ranks)
+    int steps = 0;                  // or:
+    double epochs = 0;
+    // Optimizer and schedule.
+    double lr = 6e-4;
+    optim::Schedule::Kind lr_schedule = optim::Schedule::Kind::cosine;
+    int warmup = 0;
+    double lr_final_fraction = 0.0, decay_fraction = 0.2;
+    double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
+    uint64_t seed = 1337;
+    bool shuffle = true;
+    // Monitoring: validation loss, samples, and evaluators (eval/evaluators.h specs,
+    // comma-separated; named data sets are looked up under `datasets`).
+    int val_every = 0, val_batches = 20;
+    int sample_every = 0, sample_tokens = 64, sample_top_k = 40;
+    double sample_temperature = 1.0;
+    std::string tokenizer;
+    int eval_every = 0;
+    std::string evals, datasets = "datasets";
+    size_t eval_max_tokens = 16384, eval_max_examples = 500;
+    // Output: the run folder (checkpoints, log.jsonl), or a checkpoint to resume from.
+    std::string out = "runs/train", log_file, resume;
+    int checkpoint_every = 0, keep = 2;
+    // Data parallelism (under mpirun): ZeRO stage 0 or 1, and overlapping the gradient
+    // reduction with the backward pass (stage 0 only).
+    int zero = 0;
+    bool overlap = true;
+
+    // Throws base::SettingError naming the field (as spelled here) that is out of range
+    // or disagrees with another.
+    void validate() const;
+};
+
+std::string to_json(const TrainOptions& options);
+TrainOptions train_options_from_json(const std::string& text);
+
+} // namespace train
