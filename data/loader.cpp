@@ -55,15 +55,13 @@ uint64_t below(std::mt19937_64& rng, uint64_t n) {
 }
 
 // Fisher-Yates; std::shuffle's draws are implementation-defined.
-template <class It>
-void permute(It first, It last, std::mt19937_64& rng) {
+template <class It> void permute(It first, It last, std::mt19937_64& rng) {
     for (auto n = uint64_t(last - first); n > 1; --n) std::swap(first[n - 1], first[below(rng, n)]);
 }
 
 } // namespace
 
-Loader::Loader(const std::string& pattern, const LoaderOptions& options)
-    : options_(options) {
+Loader::Loader(const std::string& pattern, const LoaderOptions& options) : options_(options) {
     check_options(options_);
     files_ = expand_glob(pattern);
     starts_.push_back(0);
@@ -83,9 +81,9 @@ Loader::Loader(const std::string& pattern, const LoaderOptions& options)
         order_.reserve(windows);
         shard_order_.reserve(shards_.size());
         windows_per_epoch_ = windows;
-        need = "a shuffled batch needs W = " + std::to_string(world) + " windows of B*T+1 = " +
-               std::to_string(bt + 1) + " tokens, each inside one shard, and they hold " +
-               std::to_string(windows);
+        need = "a shuffled batch needs W = " + std::to_string(world) +
+               " windows of B*T+1 = " + std::to_string(bt + 1) +
+               " tokens, each inside one shard, and they hold " + std::to_string(windows);
     } else {
         windows_per_epoch_ = n_tokens_ > 0 ? (n_tokens_ - 1) / bt : 0;
         need = "one batch needs W*B*T+1 = " + std::to_string(world * bt + 1) + " tokens";
@@ -109,7 +107,8 @@ void Loader::enter_epoch(uint64_t epoch) {
     order_.clear();
     for (size_t s : shard_order_) {
         const size_t size = shards_[s].size(), first = order_.size();
-        for (size_t k = 0; size > 0 && k < (size - 1) / bt; ++k) order_.push_back(starts_[s] + k * bt);
+        for (size_t k = 0; size > 0 && k < (size - 1) / bt; ++k)
+            order_.push_back(starts_[s] + k * bt);
         permute(order_.begin() + ptrdiff_t(first), order_.end(), rng);
     }
 }

@@ -24,13 +24,13 @@
 namespace data {
 
 struct LoaderOptions {
-    int batch = 4;       // B
-    int seq = 64;        // T
-    int rank = 0;        // r in [0, world)
-    int world = 1;       // W
+    int batch = 4; // B
+    int seq = 64;  // T
+    int rank = 0;  // r in [0, world)
+    int world = 1; // W
     bool shuffle = false;
     uint64_t seed = 1337;
-    int vocab = 50257;   // token ids must be below this
+    int vocab = 50257; // token ids must be below this
 };
 
 // Where the loader stands, independent of the rank count: the next batch of epoch
@@ -74,7 +74,7 @@ private:
     LoaderOptions options_;
     std::vector<std::string> files_;
     std::vector<Shard> shards_;
-    std::vector<size_t> starts_;  // starts_[s]: stream position of shard s's first token; (S+1)
+    std::vector<size_t> starts_; // starts_[s]: stream position of shard s's first token; (S+1)
     size_t n_tokens_ = 0;
     size_t windows_per_epoch_ = 0;
     LoaderState state_;

@@ -73,8 +73,8 @@ Shard::Shard(const std::string& path) : path_(path) {
     const size_t n_tokens = size_t(header[2]);
     const size_t expected = kShardHeaderBytes + n_tokens * sizeof(uint16_t);
     if (bytes != expected)
-        fail(path, std::string(bytes < expected ? "truncated" : "trailing bytes") + ": header says " +
-                       std::to_string(n_tokens) + " tokens, so expected " +
+        fail(path, std::string(bytes < expected ? "truncated" : "trailing bytes") +
+                       ": header says " + std::to_string(n_tokens) + " tokens, so expected " +
                        std::to_string(expected) + " bytes, found " + std::to_string(bytes));
 
     void* map = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, file.fd, 0);
@@ -92,7 +92,8 @@ Shard::~Shard() {
 Shard::Shard(Shard&& other) noexcept
     : path_(std::move(other.path_)), map_(std::exchange(other.map_, nullptr)),
       map_bytes_(std::exchange(other.map_bytes_, 0)),
-      tokens_(std::exchange(other.tokens_, nullptr)), n_tokens_(std::exchange(other.n_tokens_, 0)) {}
+      tokens_(std::exchange(other.tokens_, nullptr)), n_tokens_(std::exchange(other.n_tokens_, 0)) {
+}
 
 // Swapping hands our old mapping to `other`, whose destructor unmaps it.
 Shard& Shard::operator=(Shard&& other) noexcept {

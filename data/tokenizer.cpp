@@ -58,13 +58,15 @@ std::string unmap_bytes(std::string_view mapped, const std::vector<int>& codepoi
         const uint32_t cp = next_codepoint(mapped, i);
         if (cp >= codepoint_to_byte.size() || codepoint_to_byte[cp] < 0)
             throw base::FileError(file, "token '" + std::string(mapped) +
-                                     "' is not in GPT-2's byte encoding");
+                                            "' is not in GPT-2's byte encoding");
         bytes += char(codepoint_to_byte[cp]);
     }
     return bytes;
 }
 
-uint64_t pair_key(int left, int right) { return uint64_t(uint32_t(left)) << 32 | uint32_t(right); }
+uint64_t pair_key(int left, int right) {
+    return uint64_t(uint32_t(left)) << 32 | uint32_t(right);
+}
 
 } // namespace
 
@@ -88,9 +90,9 @@ struct Tokenizer::Regex {
     // Finds the next piece at or after offset; returns false at the end.
     bool next(std::string_view s, size_t offset, size_t& begin, size_t& end) {
         const auto subject = reinterpret_cast<PCRE2_SPTR>(s.data());
-        const int rc = jit ? pcre2_jit_match(code, subject, s.size(), offset, 0, match, nullptr)
-                           : pcre2_match(code, subject, s.size(), offset, PCRE2_NO_UTF_CHECK,
-                                         match, nullptr);
+        const int rc =
+            jit ? pcre2_jit_match(code, subject, s.size(), offset, 0, match, nullptr)
+                : pcre2_match(code, subject, s.size(), offset, PCRE2_NO_UTF_CHECK, match, nullptr);
         if (rc < 0) return false;
         const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match);
         begin = ov[0];
@@ -122,7 +124,7 @@ Tokenizer::Tokenizer(const std::string& dir) : regex_(std::make_unique<Regex>())
         if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
             value.get<int64_t>() >= int64_t(encoder.size()))
             throw base::FileError(encoder_path, "id of '" + key + "' is not in 0.." +
-                                     std::to_string(encoder.size() - 1));
+                                                    std::to_string(encoder.size() - 1));
         const int id = value.get<int>();
         tokens_[id] = key == kEndOfTextString ? key : unmap_bytes(key, cp2b, encoder_path);
         if (!id_of.emplace(tokens_[id], id).second)
@@ -147,12 +149,17 @@ Tokenizer::Tokenizer(const std::string& dir) : regex_(std::make_unique<Regex>())
         if (line.empty() || line.starts_with("#version")) continue;
         const size_t space = line.find(' ');
         if (space == std::string::npos || line.find(' ', space + 1) != std::string::npos)
-            throw base::FileError(merges_path, "line " + std::to_string(line_no) + " is not a pair 'left right'");
-        const std::string left = unmap_bytes(std::string_view(line).substr(0, space), cp2b, merges_path);
-        const std::string right = unmap_bytes(std::string_view(line).substr(space + 1), cp2b, merges_path);
+            throw base::FileError(merges_path, "line " + std::to_string(line_no) +
+                                                   " is not a pair 'left right'");
+        const std::string left =
+            unmap_bytes(std::string_view(line).substr(0, space), cp2b, merges_path);
+        const std::string right =
+            unmap_bytes(std::string_view(line).substr(space + 1), cp2b, merges_path);
         const auto l = id_of.find(left), r = id_of.find(right), m = id_of.find(left + right);
         if (l == id_of.end() || r == id_of.end() || m == id_of.end())
-            throw base::FileError(merges_path, "line " + std::to_string(line_no) + " merges tokens that encoder.json does not have");
+            throw base::FileError(merges_path,
+                                  "line " + std::to_string(line_no) +
+                                      " merges tokens that encoder.json does not have");
         merge_rank_.emplace(pair_key(l->second, r->second), int(merge_result_.size()));
         merge_result_.push_back(m->second);
     }
@@ -229,7 +236,8 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool allow_special) {
 
 const std::string& Tokenizer::token_bytes(int id) const {
     if (id < 0 || id >= vocab_size())
-        throw std::out_of_range("token id " + std::to_string(id) + " is outside the vocabulary 0.." +
+        throw std::out_of_range("token id " + std::to_string(id) +
+                                " is outside the vocabulary 0.." +
                                 std::to_string(vocab_size() - 1));
     return tokens_[id];
 }
@@ -254,14 +262,22 @@ std::string sanitize_utf8(std::string_view s) {
         // Length and the allowed range of the second byte (Unicode Table 3-7).
         int n = 0;
         unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) n = 2;
-        else if (c == 0xE0) n = 3, lo = 0xA0;
-        else if (c >= 0xE1 && c <= 0xEC) n = 3;
-        else if (c == 0xED) n = 3, hi = 0x9F;
-        else if (c >= 0xEE && c <= 0xEF) n = 3;
-        else if (c == 0xF0) n = 4, lo = 0x90;
-        else if (c >= 0xF1 && c <= 0xF3) n = 4;
-        else if (c == 0xF4) n = 4, hi = 0x8F;
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 2;
+        else if (c == 0xE0)
+            n = 3, lo = 0xA0;
+        else if (c >= 0xE1 && c <= 0xEC)
+            n = 3;
+        else if (c == 0xED)
+            n = 3, hi = 0x9F;
+        else if (c >= 0xEE && c <= 0xEF)
+            n = 3;
+        else if (c == 0xF0)
+            n = 4, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3)
+            n = 4;
+        else if (c == 0xF4)
+            n = 4, hi = 0x8F;
         // Take continuation bytes while they are valid: a complete sequence is copied,
         // an incomplete one (the maximal subpart) becomes one U+FFFD.
         int k = 1;
@@ -270,8 +286,10 @@ std::string sanitize_utf8(std::string_view s) {
             if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) break;
             ++k;
         }
-        if (n && k == n) out.append(s.substr(i, n));
-        else out += "\xEF\xBF\xBD";
+        if (n && k == n)
+            out.append(s.substr(i, n));
+        else
+            out += "\xEF\xBF\xBD";
         i += k;
     }
     return out;

@@ -47,10 +47,10 @@ private:
 
     struct Regex; // PCRE2 pattern and match data
     std::unique_ptr<Regex> regex_;
-    std::vector<std::string> tokens_;                   // id -> bytes
-    std::vector<int> byte_token_;                       // byte -> id of its one-byte token
-    std::unordered_map<uint64_t, int> merge_rank_;      // (left id, right id) -> rank
-    std::vector<int> merge_result_;                     // rank -> merged id
+    std::vector<std::string> tokens_;                         // id -> bytes
+    std::vector<int> byte_token_;                             // byte -> id of its one-byte token
+    std::unordered_map<uint64_t, int> merge_rank_;            // (left id, right id) -> rank
+    std::vector<int> merge_result_;                           // rank -> merged id
     std::unordered_map<std::string, std::vector<int>> cache_; // piece -> ids
 };
 

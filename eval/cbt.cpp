@@ -82,9 +82,7 @@ std::vector<CbtExample> read_cbt(const std::string& path, size_t max_examples) {
     std::vector<std::string> context;
     std::string line;
     size_t line_no = 0;
-    const auto fail = [&](const std::string& what) {
-        throw base::FileError(path, what, line_no);
-    };
+    const auto fail = [&](const std::string& what) { throw base::FileError(path, what, line_no); };
     while (std::getline(in, line)) {
         ++line_no;
         if (!line.empty() && line.back() == '\r') line.pop_back();

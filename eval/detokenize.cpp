@@ -13,14 +13,14 @@ size_t space_len(std::string_view s, size_t i) {
     auto b = [&](size_t k) { return i + k < s.size() ? (unsigned char)s[i + k] : 0u; };
     unsigned c = b(0);
     if (c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f)) return 1;
-    if (c == 0xc2 && (b(1) == 0x85 || b(1) == 0xa0)) return 2;                 // U+0085, U+00A0
-    if (c == 0xe1 && b(1) == 0x9a && b(2) == 0x80) return 3;                   // U+1680
-    if (c == 0xe2 && b(1) == 0x80) {                                           // U+2000-200A, 2028, 2029, 202F
+    if (c == 0xc2 && (b(1) == 0x85 || b(1) == 0xa0)) return 2; // U+0085, U+00A0
+    if (c == 0xe1 && b(1) == 0x9a && b(2) == 0x80) return 3;   // U+1680
+    if (c == 0xe2 && b(1) == 0x80) {                           // U+2000-200A, 2028, 2029, 202F
         unsigned d = b(2);
         return (d >= 0x80 && d <= 0x8a) || d == 0xa8 || d == 0xa9 || d == 0xaf ? 3 : 0;
     }
-    if (c == 0xe2 && b(1) == 0x81 && b(2) == 0x9f) return 3;                   // U+205F
-    if (c == 0xe3 && b(1) == 0x80 && b(2) == 0x80) return 3;                   // U+3000
+    if (c == 0xe2 && b(1) == 0x81 && b(2) == 0x9f) return 3; // U+205F
+    if (c == 0xe3 && b(1) == 0x80 && b(2) == 0x80) return 3; // U+3000
     return 0;
 }
 
@@ -39,7 +39,10 @@ std::string_view strip(std::string_view s) {
     while (i < s.size() && space_len(s, i)) i += space_len(s, i);
     size_t begin = i, end = i;
     while (i < s.size()) {
-        if (size_t n = space_len(s, i)) { i += n; continue; }
+        if (size_t n = space_len(s, i)) {
+            i += n;
+            continue;
+        }
         i += char_len(s, i);
         end = i;
     }
@@ -66,7 +69,10 @@ std::string strip_inside(std::string_view s, char open, char close) {
     for (size_t o; (o = s.find(open, i)) != std::string_view::npos;) {
         size_t c = s.find(close, o + 1);
         if (c == std::string_view::npos) break;
-        out.append(s, i, o - i).append(1, open).append(strip(s.substr(o + 1, c - o - 1))).append(1, close);
+        out.append(s, i, o - i)
+            .append(1, open)
+            .append(strip(s.substr(o + 1, c - o - 1)))
+            .append(1, close);
         i = c + 1;
     }
     return out.append(s, i);
@@ -99,20 +105,37 @@ std::string apply(std::string s, std::initializer_list<Rule> rules) {
 std::string wikitext(std::string_view text) {
     std::string s = replace_all(text, "s '", "s'");
     s = slash_quote_digit(s);
-    s = apply(std::move(s), {{" @-@ ", "-"}, {" @,@ ", ","}, {" @.@ ", "."},
-                             {" : ", ": "}, {" ; ", "; "}, {" . ", ". "},
-                             {" ! ", "! "}, {" ? ", "? "}, {" , ", ", "}});
+    s = apply(std::move(s), {{" @-@ ", "-"},
+                             {" @,@ ", ","},
+                             {" @.@ ", "."},
+                             {" : ", ": "},
+                             {" ; ", "; "},
+                             {" . ", ". "},
+                             {" ! ", "! "},
+                             {" ? ", "? "},
+                             {" , ", ", "}});
     using Pair = std::pair<char, char>;
-    for (auto [open, close] : {Pair{'(', ')'}, Pair{'[', ']'}, Pair{'{', '}'}, Pair{'"', '"'}, Pair{'\'', '\''}})
+    for (auto [open, close] :
+         {Pair{'(', ')'}, Pair{'[', ']'}, Pair{'{', '}'}, Pair{'"', '"'}, Pair{'\'', '\''}})
         s = strip_inside(s, open, close);
-    return apply(std::move(s), {{"= = = =", "===="}, {"= = =", "==="}, {"= =", "=="},
-                                {" \u00b0 ", "\u00b0"}, {" \n", "\n"}, {"\n ", "\n"},
-                                {" N ", " 1 "}, {" 's", "'s"}});
+    return apply(std::move(s), {{"= = = =", "===="},
+                                {"= = =", "==="},
+                                {"= =", "=="},
+                                {" \u00b0 ", "\u00b0"},
+                                {" \n", "\n"},
+                                {"\n ", "\n"},
+                                {" N ", " 1 "},
+                                {" 's", "'s"}});
 }
 
 std::string ptb(std::string_view text) {
-    return apply(std::string(text), {{" '", "'"}, {" \n", "\n"}, {"\n ", "\n"}, {" n't", "n't"},
-                                     {" N ", "1 "}, {"$ 1", "$1"}, {"# 1", "#1"}});
+    return apply(std::string(text), {{" '", "'"},
+                                     {" \n", "\n"},
+                                     {"\n ", "\n"},
+                                     {" n't", "n't"},
+                                     {" N ", "1 "},
+                                     {"$ 1", "$1"},
+                                     {"# 1", "#1"}});
 }
 
 // Tokens split at ' ', rejoined by the cbt rules in detokenize.h.
@@ -145,25 +168,34 @@ Detokenizer parse_detokenizer(const std::string& name) {
     if (name == "wikitext") return Detokenizer::wikitext;
     if (name == "ptb") return Detokenizer::ptb;
     if (name == "cbt") return Detokenizer::cbt;
-    throw std::invalid_argument("unknown detokenizer '" + name + "' (expected none, wikitext, ptb or cbt)");
+    throw std::invalid_argument("unknown detokenizer '" + name +
+                                "' (expected none, wikitext, ptb or cbt)");
 }
 
 const char* detokenizer_name(Detokenizer which) {
     switch (which) {
-    case Detokenizer::wikitext: return "wikitext";
-    case Detokenizer::ptb: return "ptb";
-    case Detokenizer::cbt: return "cbt";
-    case Detokenizer::none: break;
+    case Detokenizer::wikitext:
+        return "wikitext";
+    case Detokenizer::ptb:
+        return "ptb";
+    case Detokenizer::cbt:
+        return "cbt";
+    case Detokenizer::none:
+        break;
     }
     return "none";
 }
 
 std::string detokenize(std::string_view text, Detokenizer which) {
     switch (which) {
-    case Detokenizer::wikitext: return wikitext(text);
-    case Detokenizer::ptb: return ptb(text);
-    case Detokenizer::cbt: return cbt(text);
-    case Detokenizer::none: break;
+    case Detokenizer::wikitext:
+        return wikitext(text);
+    case Detokenizer::ptb:
+        return ptb(text);
+    case Detokenizer::cbt:
+        return cbt(text);
+    case Detokenizer::none:
+        break;
     }
     return std::string(text);
 }
@@ -199,10 +231,10 @@ size_t count_words_megatron(std::string_view text) {
 
 std::vector<std::string> split_wikitext_articles(std::string_view raw) {
     std::vector<std::string> pages;
-    std::string page;        // lines so far, each followed by '\n'
-    bool empty = true;       // no line yet (Python's ret == [])
+    std::string page;  // lines so far, each followed by '\n'
+    bool empty = true; // no line yet (Python's ret == [])
     auto flush = [&](bool keep_blank) {
-        if (!empty) page.pop_back();   // "\n".join: no separator after the last line
+        if (!empty) page.pop_back(); // "\n".join: no separator after the last line
         if (keep_blank || !strip(page).empty()) pages.push_back(page);
         page.clear();
         empty = true;

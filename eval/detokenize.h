@@ -9,8 +9,10 @@
 // wikitext rules, applied in this order ("a" -> "b" is Python's str.replace: every
 // non-overlapping occurrence, left to right, in one pass):
 //    1. "s '" -> "s'"                                 possessive plural
-//    2. "/' D/" -> "/'[0-9]/" (D a digit)             the reference's re.sub(r"/' [0-9]/", r"/'[0-9]/");
-//                                                     a literal-slash typo kept as is (never fires on WikiText)
+//    2. "/' D/" -> "/'[0-9]/" (D a digit)             the reference's re.sub(r"/' [0-9]/",
+//    r"/'[0-9]/");
+//                                                     a literal-slash typo kept as is (never fires
+//                                                     on WikiText)
 //    3. " @-@ " -> "-",  4. " @,@ " -> ",",  5. " @.@ " -> "."
 //    6-11. " : " -> ": ", " ; " -> "; ", " . " -> ". ", " ! " -> "! ", " ? " -> "? ", " , " -> ", "
 //   12-16. for each delimiter pair in turn: ( ), [ ], { }, " ", ' ' : scan left to right,

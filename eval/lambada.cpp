@@ -11,7 +11,9 @@
 
 namespace eval {
 
-double LambadaResult::ppl() const { return examples ? std::exp(nll_sum / examples) : 0; }
+double LambadaResult::ppl() const {
+    return examples ? std::exp(nll_sum / examples) : 0;
+}
 
 std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenizer& tokenizer,
                                          LambadaTarget target, size_t max_examples) {
@@ -57,11 +59,13 @@ std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenize
     return examples;
 }
 
-LambadaResult evaluate_lambada(model::GPT2<float>& model, const std::vector<LambadaExample>& examples,
+LambadaResult evaluate_lambada(model::GPT2<float>& model,
+                               const std::vector<LambadaExample>& examples,
                                const std::function<void(size_t, size_t)>& progress) {
     const model::Config& c = model.config();
     size_t longest = 1;
-    for (const auto& ex : examples) longest = std::max(longest, ex.context_ids.size() + ex.target_ids.size() - 1);
+    for (const auto& ex : examples)
+        longest = std::max(longest, ex.context_ids.size() + ex.target_ids.size() - 1);
     const int T = int(std::min<size_t>(longest, size_t(c.max_seq)));
     if (model.reserved_seq() < T) model.reserve(1, T, false);
 
@@ -75,9 +79,10 @@ LambadaResult evaluate_lambada(model::GPT2<float>& model, const std::vector<Lamb
         inputs.insert(inputs.end(), ex.target_ids.begin(), ex.target_ids.end() - 1);
         const size_t n_target = ex.target_ids.size();
         if (n_target > size_t(T))
-            throw std::invalid_argument("LAMBADA passage " + std::to_string(e + 1) + ": its target's " +
-                                        std::to_string(n_target) + " tokens do not fit the model's " +
-                                        std::to_string(T) + " positions");
+            throw std::invalid_argument("LAMBADA passage " + std::to_string(e + 1) +
+                                        ": its target's " + std::to_string(n_target) +
+                                        " tokens do not fit the model's " + std::to_string(T) +
+                                        " positions");
         if (inputs.size() > size_t(T)) inputs.erase(inputs.begin(), inputs.end() - T);
         const int len = int(inputs.size());
         targets.assign(size_t(len), -1);

@@ -42,7 +42,8 @@ enum class LambadaTarget { word, token };
 std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenizer& tokenizer,
                                          LambadaTarget target, size_t max_examples = 0);
 
-LambadaResult evaluate_lambada(model::GPT2<float>& model, const std::vector<LambadaExample>& examples,
+LambadaResult evaluate_lambada(model::GPT2<float>& model,
+                               const std::vector<LambadaExample>& examples,
                                const std::function<void(size_t, size_t)>& progress = {});
 
 } // namespace eval

@@ -13,15 +13,14 @@ LossResult shard_loss(model::GPT2<float>& model, const data::Shard& shard, int B
     const size_t batch_tokens = size_t(B) * Tn;
     const size_t available = shard.size() < 1 ? 0 : (shard.size() - 1) / batch_tokens;
     if (available == 0)
-        throw base::FileError(shard.path(), std::to_string(shard.size()) +
-                                                " tokens are fewer than one batch of " +
-                                                std::to_string(B) + " x " + std::to_string(Tn) +
-                                                " + 1");
+        throw base::FileError(
+            shard.path(), std::to_string(shard.size()) + " tokens are fewer than one batch of " +
+                              std::to_string(B) + " x " + std::to_string(Tn) + " + 1");
     if (max_batches > 0 && size_t(max_batches) > available)
         throw base::FileError(shard.path(), "holds " + std::to_string(available) + " batches of " +
                                                 std::to_string(B) + " x " + std::to_string(Tn) +
-                                                ", fewer than the " +
-                                                std::to_string(max_batches) + " asked for");
+                                                ", fewer than the " + std::to_string(max_batches) +
+                                                " asked for");
     const int n = max_batches > 0 ? max_batches : int(available);
 
     model.reserve(B, Tn, false);

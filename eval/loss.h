@@ -7,7 +7,7 @@
 namespace eval {
 
 struct LossResult {
-    double mean = 0;   // mean over all scored tokens (equal-sized batches: mean of batch means)
+    double mean = 0; // mean over all scored tokens (equal-sized batches: mean of batch means)
     int batches = 0;
     size_t tokens = 0; // scored tokens: batches * B * T
 };

@@ -56,7 +56,8 @@ std::vector<double> token_nll(model::GPT2<float>& model, const std::vector<int>&
     const auto windows = make_windows(n, size_t(o.context), size_t(o.stride));
 
     const int T = int(std::min<size_t>(n, size_t(o.context)));
-    if (model.reserved_batch() < o.batch || model.reserved_seq() < T) model.reserve(o.batch, T, false);
+    if (model.reserved_batch() < o.batch || model.reserved_seq() < T)
+        model.reserve(o.batch, T, false);
     std::vector<int> inputs(size_t(o.batch) * T), targets(inputs.size());
     // Windows of equal length run together; all but the first few have length C.
     for (size_t w = 0; w < windows.size();) {
@@ -85,29 +86,42 @@ std::vector<double> token_nll(model::GPT2<float>& model, const std::vector<int>&
     return nll;
 }
 
-double TextPerplexity::ppl_token() const { return std::exp(nll / double(std::max<size_t>(tokens, 1))); }
-double TextPerplexity::ppl_word() const { return std::exp(nll / double(std::max<size_t>(words, 1))); }
-double TextPerplexity::byte_perplexity() const { return std::exp(nll / double(std::max<size_t>(bytes, 1))); }
+double TextPerplexity::ppl_token() const {
+    return std::exp(nll / double(std::max<size_t>(tokens, 1)));
+}
+double TextPerplexity::ppl_word() const {
+    return std::exp(nll / double(std::max<size_t>(words, 1)));
+}
+double TextPerplexity::byte_perplexity() const {
+    return std::exp(nll / double(std::max<size_t>(bytes, 1)));
+}
 double TextPerplexity::bits_per_byte() const {
     return nll / double(std::max<size_t>(bytes, 1)) / std::log(2.0);
 }
 
 const char* protocol_name(Protocol protocol) {
     switch (protocol) {
-    case Protocol::lm_eval: return "lm-eval";
-    case Protocol::megatron: return "megatron";
-    case Protocol::hf: return "hf";
+    case Protocol::lm_eval:
+        return "lm-eval";
+    case Protocol::megatron:
+        return "megatron";
+    case Protocol::hf:
+        return "hf";
     }
     return "?";
 }
 
 TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& tokenizer,
-                               const std::string& raw, const std::string& name, const TextOptions& o,
+                               const std::string& raw, const std::string& name,
+                               const TextOptions& o,
                                const std::function<void(size_t, size_t)>& progress) {
     Detokenizer detok = Detokenizer::none;
-    if (o.detokenizer) detok = *o.detokenizer;
-    else if (name.find("wiki") != std::string::npos) detok = Detokenizer::wikitext;
-    else if (name.find("ptb") != std::string::npos) detok = Detokenizer::ptb;
+    if (o.detokenizer)
+        detok = *o.detokenizer;
+    else if (name.find("wiki") != std::string::npos)
+        detok = Detokenizer::wikitext;
+    else if (name.find("ptb") != std::string::npos)
+        detok = Detokenizer::ptb;
     TextPerplexity r;
     r.protocol = o.protocol;
     r.detokenizer = detok;
@@ -115,13 +129,20 @@ TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& token
     std::vector<std::string> docs;
     if (o.protocol == Protocol::lm_eval && detok == Detokenizer::wikitext)
         docs = split_wikitext_articles(raw);
-    else docs = {raw};
+    else
+        docs = {raw};
     for (const auto& d : docs) {
         r.bytes += d.size();
         switch (o.protocol) {
-        case Protocol::lm_eval: r.words += count_words_lm_eval(d); break;
-        case Protocol::hf: r.words += count_words(d); break;
-        case Protocol::megatron: r.words += count_words_megatron(d); break; // docs = {raw}
+        case Protocol::lm_eval:
+            r.words += count_words_lm_eval(d);
+            break;
+        case Protocol::hf:
+            r.words += count_words(d);
+            break;
+        case Protocol::megatron:
+            r.words += count_words_megatron(d);
+            break; // docs = {raw}
         }
     }
 
@@ -140,7 +161,8 @@ TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& token
         if (r.cut) break;
         doc_tokens.push_back(tokenizer.encode(detokenize(d, detok)));
         if (o.max_tokens && r.tokens + doc_tokens.back().size() >= o.max_tokens) {
-            r.cut = r.tokens + doc_tokens.back().size() > o.max_tokens || doc_tokens.size() < docs.size();
+            r.cut = r.tokens + doc_tokens.back().size() > o.max_tokens ||
+                    doc_tokens.size() < docs.size();
             doc_tokens.back().resize(o.max_tokens - r.tokens);
         }
         r.tokens += doc_tokens.back().size();
@@ -148,7 +170,9 @@ TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& token
     r.documents = doc_tokens.size();
     size_t done = 0;
     for (const auto& ids : doc_tokens) {
-        for (double v : token_nll(model, ids, wo, [&](size_t d, size_t) { if (progress) progress(done + d, r.tokens); }))
+        for (double v : token_nll(model, ids, wo, [&](size_t d, size_t) {
+                 if (progress) progress(done + d, r.tokens);
+             }))
             r.nll += v;
         done += ids.size();
     }

@@ -21,9 +21,9 @@
 namespace eval {
 
 struct WindowOptions {
-    int context = 1024; // C, at most the model's max_seq
-    int stride = 1024;  // S
-    int batch = 4;      // windows per forward pass
+    int context = 1024;                    // C, at most the model's max_seq
+    int stride = 1024;                     // S
+    int batch = 4;                         // windows per forward pass
     int eot = data::Tokenizer::kEndOfText; // x[0], the token every text is predicted after
 };
 

@@ -16,7 +16,7 @@ struct SampleOptions {
     int top_k = 0;            // 0 = all
     double top_p = 1.0;       // nucleus; 1 = all
     uint64_t seed = 1337;
-    int stop_token = -1;      // stop after generating this id (e.g. <|endoftext|>); -1 = never
+    int stop_token = -1; // stop after generating this id (e.g. <|endoftext|>); -1 = never
 };
 
 // One vocabulary entry while picking: its logit, id and unnormalised probability.
@@ -28,7 +28,8 @@ struct Candidate {
 
 // Picks the next token from logits (V values) as the options say; u is uniform in [0,1).
 // scratch is reused across calls, so that picking allocates nothing after the first.
-int pick_token(const float* logits, int V, const SampleOptions& o, double u, std::vector<Candidate>& scratch);
+int pick_token(const float* logits, int V, const SampleOptions& o, double u,
+               std::vector<Candidate>& scratch);
 
 // Extends prompt (non-empty) by up to max_tokens tokens with the model's key/value
 // cache, calling on_token for each as it comes; returns the new tokens. A prompt longer

@@ -19,8 +19,7 @@ namespace model {
 constexpr int kRows = 128;
 
 // Softmax of row t of scores over its causal prefix [0, t], in place; zero beyond.
-template <class T>
-void causal_softmax_row(T* row, int t, int Tn) {
+template <class T> void causal_softmax_row(T* row, int t, int Tn) {
     const T mx = *std::max_element(row, row + t + 1);
     T sum = 0;
 #pragma omp simd reduction(+ : sum)
@@ -64,8 +63,8 @@ void attention_forward(T* out, T* att, const T* qkv, int B, int Tn, int C, int N
 //   dv += P^T @ dout_h,  dq += scale * dS @ k,  dk += scale * dS^T @ q,
 // each row block [r0, r1) touching keys [0, r1) only.
 template <class T>
-void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T* qkv,
-                        const T* att, int B, int Tn, int C, int NH) {
+void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T* qkv, const T* att,
+                        int B, int Tn, int C, int NH) {
     const int hs = C / NH;
     const T scale = T(1) / std::sqrt(T(hs));
 #pragma omp parallel num_threads(std::max(1, n_slots))
@@ -88,8 +87,10 @@ void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T
                     const T* p_rows = p + size_t(r0) * Tn;
                     const T* dout_rows = dout_h + size_t(r0) * C;
                     T* ds_rows = ds + size_t(r0) * Tn;
-                    gemm(false, true, rows, r1, hs, T(1), dout_rows, C, v, 3 * C, T(0), ds_rows, Tn);
-                    gemm(true, false, r1, hs, rows, T(1), p_rows, Tn, dout_rows, C, T(1), dv, 3 * C);
+                    gemm(false, true, rows, r1, hs, T(1), dout_rows, C, v, 3 * C, T(0), ds_rows,
+                         Tn);
+                    gemm(true, false, r1, hs, rows, T(1), p_rows, Tn, dout_rows, C, T(1), dv,
+                         3 * C);
                     for (int t = r0; t < r1; ++t) {
                         const T* prow = p + size_t(t) * Tn;
                         T* row = ds + size_t(t) * Tn;
@@ -130,10 +131,10 @@ void attention_step(T* out, T* scores, const T* q, const T* kv, int n, int C, in
     }
 }
 
-#define INSTANTIATE(T)                                                                            \
-    template void attention_forward<T>(T*, T*, const T*, int, int, int, int);                    \
-    template void attention_step<T>(T*, T*, const T*, const T*, int, int, int);                  \
-    template void attention_backward<T>(T*, T*, int, const T*, const T*, const T*, int, int, int, \
+#define INSTANTIATE(T)                                                                             \
+    template void attention_forward<T>(T*, T*, const T*, int, int, int, int);                      \
+    template void attention_step<T>(T*, T*, const T*, const T*, int, int, int);                    \
+    template void attention_backward<T>(T*, T*, int, const T*, const T*, const T*, int, int, int,  \
                                         int);
 INSTANTIATE(float)
 INSTANTIATE(double)

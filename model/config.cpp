@@ -16,10 +16,18 @@ struct Preset {
 
 // OpenAI's released sizes and llm.c's depth presets (dN, see gpt2_set_hyperparameters).
 constexpr Preset kPresets[] = {
-    {"gpt2", 12, 12, 768},   {"gpt2-medium", 24, 16, 1024}, {"gpt2-large", 36, 20, 1280},
-    {"gpt2-xl", 48, 25, 1600}, {"d6", 6, 6, 384},            {"d12", 12, 12, 768},
-    {"d24", 24, 16, 1024},   {"d36", 36, 20, 1280},         {"d48", 48, 25, 1600},
-    {"d60", 60, 30, 1920},   {"d72", 72, 30, 2880},         {"d84", 84, 36, 3456},
+    {"gpt2", 12, 12, 768},
+    {"gpt2-medium", 24, 16, 1024},
+    {"gpt2-large", 36, 20, 1280},
+    {"gpt2-xl", 48, 25, 1600},
+    {"d6", 6, 6, 384},
+    {"d12", 12, 12, 768},
+    {"d24", 24, 16, 1024},
+    {"d36", 36, 20, 1280},
+    {"d48", 48, 25, 1600},
+    {"d60", 60, 30, 1920},
+    {"d72", 72, 30, 2880},
+    {"d84", 84, 36, 3456},
 };
 
 // 1..limit: the limits are far beyond any GPT-2 but keep a corrupt header from
@@ -55,7 +63,9 @@ std::string Config::describe() const {
     return buf;
 }
 
-int pad_vocab(int vocab) { return (vocab + 127) / 128 * 128; }
+int pad_vocab(int vocab) {
+    return (vocab + 127) / 128 * 128;
+}
 
 Config make_config(int n_layer, int n_head, int n_embd, int vocab, int max_seq) {
     Config c;
@@ -80,7 +90,8 @@ Config preset(const std::string& name) {
         if (name == p.name) return make_config(p.n_layer, p.n_head, p.n_embd);
     std::string known;
     for (const auto& p : kPresets) known += std::string(known.empty() ? "" : ", ") + p.name;
-    throw base::SettingError("preset", "unknown model preset '" + name + "' (known: " + known + ")");
+    throw base::SettingError("preset",
+                             "unknown model preset '" + name + "' (known: " + known + ")");
 }
 
 std::vector<std::string> preset_names() {

@@ -56,8 +56,8 @@ void softmax_crossentropy_backward(T* dlogits, const T* probs, const int* target
     }
 }
 
-#define INSTANTIATE(T)                                                                            \
-    template int softmax_crossentropy_forward<T>(T*, T*, const T*, const int*, int, int, int);   \
+#define INSTANTIATE(T)                                                                             \
+    template int softmax_crossentropy_forward<T>(T*, T*, const T*, const int*, int, int, int);     \
     template void softmax_crossentropy_backward<T>(T*, const T*, const int*, T, int, int, int);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -41,8 +41,8 @@ void encoder_backward(T* dwte, T* dwpe, const T* dout, const int* tokens, int B,
     }
 }
 
-#define INSTANTIATE(T)                                                                            \
-    template void encoder_forward<T>(T*, const int*, const T*, const T*, int, int, int);          \
+#define INSTANTIATE(T)                                                                             \
+    template void encoder_forward<T>(T*, const int*, const T*, const T*, int, int, int);           \
     template void encoder_backward<T>(T*, T*, const T*, const int*, int, int, int);
 INSTANTIATE(float)
 INSTANTIATE(double)

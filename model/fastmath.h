@@ -36,7 +36,11 @@ inline float tanh_fast(float x) {
     return std::copysign(1.0f - 2.0f / (e + 1.0f), x);
 }
 
-inline double exp_fast(double x) { return std::exp(x); }
-inline double tanh_fast(double x) { return std::tanh(x); }
+inline double exp_fast(double x) {
+    return std::exp(x);
+}
+inline double tanh_fast(double x) {
+    return std::tanh(x);
+}
 
 } // namespace model

@@ -104,8 +104,8 @@ std::vector<GradError> check_model_gradients(const Config& config, int B, int Tn
 
     std::vector<GradError> errors;
     for (const TensorInfo& t : model.layout().tensors())
-        errors.push_back(compare_gradients(t.name, model.grads() + t.offset,
-                                           numeric.data() + t.offset, t.size));
+        errors.push_back(
+            compare_gradients(t.name, model.grads() + t.offset, numeric.data() + t.offset, t.size));
     return errors;
 }
 
@@ -143,71 +143,87 @@ std::vector<GradError> check_layer_gradients(uint64_t seed, double h) {
         std::vector<int> tokens, unused;
         random_batch(gen, V, N, tokens, unused);
         auto wte = normal_vector(gen, size_t(Vp) * C), wpe = normal_vector(gen, size_t(Tn) * C);
-        check("encoder", size_t(N) * C, {{"wte", &wte}, {"wpe", &wpe}},
-              [&](auto& out) { encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, Tn, C); },
-              [&](const auto& dout, auto& g) {
-                  encoder_backward(g[0].data(), g[1].data(), dout.data(), tokens.data(), B, Tn, C);
-              });
+        check(
+            "encoder", size_t(N) * C, {{"wte", &wte}, {"wpe", &wpe}},
+            [&](auto& out) {
+                encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, Tn, C);
+            },
+            [&](const auto& dout, auto& g) {
+                encoder_backward(g[0].data(), g[1].data(), dout.data(), tokens.data(), B, Tn, C);
+            });
     }
     {
         auto inp = normal_vector(gen, size_t(N) * C, 0.5, 2.0);
         auto w = normal_vector(gen, C, 1.0, 0.3), b = normal_vector(gen, C);
         std::vector<double> mean(N), rstd(N);
-        check("layernorm", size_t(N) * C, {{"inp", &inp}, {"weight", &w}, {"bias", &b}},
-              [&](auto& out) {
-                  layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), N, C);
-              },
-              [&](const auto& dout, auto& g) {
-                  layernorm_backward(g[0].data(), g[1].data(), g[2].data(), dout.data(), inp.data(),
-                                     w.data(), mean.data(), rstd.data(), N, C);
-              });
+        check(
+            "layernorm", size_t(N) * C, {{"inp", &inp}, {"weight", &w}, {"bias", &b}},
+            [&](auto& out) {
+                layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(),
+                                  b.data(), N, C);
+            },
+            [&](const auto& dout, auto& g) {
+                layernorm_backward(g[0].data(), g[1].data(), g[2].data(), dout.data(), inp.data(),
+                                   w.data(), mean.data(), rstd.data(), N, C);
+            });
     }
     {
         const int OC = 3 * C;
         auto inp = normal_vector(gen, size_t(N) * C), w = normal_vector(gen, size_t(OC) * C),
              b = normal_vector(gen, OC);
-        check("matmul", size_t(N) * OC, {{"inp", &inp}, {"weight", &w}, {"bias", &b}},
-              [&](auto& out) { matmul_forward(out.data(), inp.data(), w.data(), b.data(), N, C, OC); },
-              [&](const auto& dout, auto& g) {
-                  matmul_backward(g[0].data(), g[1].data(), g[2].data(), dout.data(), inp.data(),
-                                  w.data(), N, C, OC);
-              });
+        check(
+            "matmul", size_t(N) * OC, {{"inp", &inp}, {"weight", &w}, {"bias", &b}},
+            [&](auto& out) {
+                matmul_forward(out.data(), inp.data(), w.data(), b.data(), N, C, OC);
+            },
+            [&](const auto& dout, auto& g) {
+                matmul_backward(g[0].data(), g[1].data(), g[2].data(), dout.data(), inp.data(),
+                                w.data(), N, C, OC);
+            });
     }
     {
         auto qkv = normal_vector(gen, size_t(N) * 3 * C);
         std::vector<double> att(size_t(B) * NH * Tn * Tn), scratch(size_t(2) * Tn * Tn);
-        check("attention", size_t(N) * C, {{"qkv", &qkv}},
-              [&](auto& out) { attention_forward(out.data(), att.data(), qkv.data(), B, Tn, C, NH); },
-              [&](const auto& dout, auto& g) {
-                  attention_backward(g[0].data(), scratch.data(), 2, dout.data(), qkv.data(),
-                                     att.data(), B, Tn, C, NH);
-              });
+        check(
+            "attention", size_t(N) * C, {{"qkv", &qkv}},
+            [&](auto& out) { attention_forward(out.data(), att.data(), qkv.data(), B, Tn, C, NH); },
+            [&](const auto& dout, auto& g) {
+                attention_backward(g[0].data(), scratch.data(), 2, dout.data(), qkv.data(),
+                                   att.data(), B, Tn, C, NH);
+            });
     }
     {
         // Long enough for attention's 128-row blocks, the last one partial.
         const int Tl = 260, Cl = 4;
         auto qkv = normal_vector(gen, size_t(Tl) * 3 * Cl);
         std::vector<double> att(size_t(NH) * Tl * Tl), scratch(size_t(Tl) * Tl);
-        check("attention T=260", size_t(Tl) * Cl, {{"qkv", &qkv}},
-              [&](auto& out) { attention_forward(out.data(), att.data(), qkv.data(), 1, Tl, Cl, NH); },
-              [&](const auto& dout, auto& g) {
-                  attention_backward(g[0].data(), scratch.data(), 1, dout.data(), qkv.data(),
-                                     att.data(), 1, Tl, Cl, NH);
-              });
+        check(
+            "attention T=260", size_t(Tl) * Cl, {{"qkv", &qkv}},
+            [&](auto& out) {
+                attention_forward(out.data(), att.data(), qkv.data(), 1, Tl, Cl, NH);
+            },
+            [&](const auto& dout, auto& g) {
+                attention_backward(g[0].data(), scratch.data(), 1, dout.data(), qkv.data(),
+                                   att.data(), 1, Tl, Cl, NH);
+            });
     }
     {
         auto inp = normal_vector(gen, size_t(N) * C, 0.0, 2.0);
-        check("gelu", inp.size(), {{"inp", &inp}},
-              [&](auto& out) { gelu_forward(out.data(), inp.data(), inp.size()); },
-              [&](const auto& dout, auto& g) { gelu_backward(g[0].data(), inp.data(), dout.data(), inp.size()); });
+        check(
+            "gelu", inp.size(), {{"inp", &inp}},
+            [&](auto& out) { gelu_forward(out.data(), inp.data(), inp.size()); },
+            [&](const auto& dout, auto& g) {
+                gelu_backward(g[0].data(), inp.data(), dout.data(), inp.size());
+            });
     }
     {
         auto a = normal_vector(gen, size_t(N) * C), b = normal_vector(gen, size_t(N) * C);
-        check("residual", a.size(), {{"a", &a}, {"b", &b}},
-              [&](auto& out) { residual_forward(out.data(), a.data(), b.data(), a.size()); },
-              [&](const auto& dout, auto& g) {
-                  residual_backward(g[0].data(), g[1].data(), dout.data(), a.size());
-              });
+        check(
+            "residual", a.size(), {{"a", &a}, {"b", &b}},
+            [&](auto& out) { residual_forward(out.data(), a.data(), b.data(), a.size()); },
+            [&](const auto& dout, auto& g) {
+                residual_backward(g[0].data(), g[1].data(), dout.data(), a.size());
+            });
     }
     {
         // The cross-entropy is checked on its own scalar: the mean loss over kept targets.
@@ -216,8 +232,8 @@ std::vector<GradError> check_layer_gradients(uint64_t seed, double h) {
         auto logits = normal_vector(gen, size_t(N) * Vp, 0.0, 2.0);
         std::vector<double> probs(logits.size()), losses(N);
         const Loss loss = [&] {
-            const int kept = softmax_crossentropy_forward(probs.data(), losses.data(), logits.data(),
-                                                          targets.data(), N, V, Vp);
+            const int kept = softmax_crossentropy_forward(probs.data(), losses.data(),
+                                                          logits.data(), targets.data(), N, V, Vp);
             double s = 0;
             for (double l : losses) s += l;
             return s / kept;
@@ -226,7 +242,8 @@ std::vector<GradError> check_layer_gradients(uint64_t seed, double h) {
         int kept = 0;
         for (int t : targets) kept += t >= 0;
         std::vector<double> dlogits(logits.size());
-        softmax_crossentropy_backward(dlogits.data(), probs.data(), targets.data(), 1.0 / kept, N, V, Vp);
+        softmax_crossentropy_backward(dlogits.data(), probs.data(), targets.data(), 1.0 / kept, N,
+                                      V, Vp);
         const auto numeric = numeric_gradient(logits.data(), logits.size(), loss, h);
         errors.push_back(compare_gradients("crossentropy/logits", dlogits.data(), numeric.data(),
                                            logits.size()));
@@ -259,7 +276,8 @@ PrecisionReport compare_precisions(const Config& config, int B, int Tn, uint64_t
 
     const std::vector<double> gf(f.grads(), f.grads() + f.num_params());
     for (const TensorInfo& t : f.layout().tensors())
-        r.grads.push_back(compare_gradients(t.name, gf.data() + t.offset, d.grads() + t.offset, t.size));
+        r.grads.push_back(
+            compare_gradients(t.name, gf.data() + t.offset, d.grads() + t.offset, t.size));
     return r;
 }
 

@@ -38,8 +38,8 @@ std::vector<GradError> check_layer_gradients(uint64_t seed, double h = 1e-5);
 // float-rounded weights, so only the arithmetic differs).
 struct PrecisionReport {
     double loss_float = 0, loss_double = 0;
-    double loss_rel = 0;                 // |loss_f - loss_d| / |loss_d|
-    std::vector<GradError> grads;        // per tensor, float vs double as "analytic" vs "numeric"
+    double loss_rel = 0;          // |loss_f - loss_d| / |loss_d|
+    std::vector<GradError> grads; // per tensor, float vs double as "analytic" vs "numeric"
 };
 PrecisionReport compare_precisions(const Config& config, int B, int Tn, uint64_t seed);
 

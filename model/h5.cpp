@@ -34,7 +34,8 @@ T read_scalar(hid_t loc, const char* name, hid_t mem_type, bool integer_only, co
     Id type(H5Aget_type(attr), H5Tclose);
     const H5T_class_t cls = H5Tget_class(type);
     T value{};
-    if (H5Sget_simple_extent_npoints(space) != 1 || (cls != H5T_INTEGER && (integer_only || cls != H5T_FLOAT)) ||
+    if (H5Sget_simple_extent_npoints(space) != 1 ||
+        (cls != H5T_INTEGER && (integer_only || cls != H5T_FLOAT)) ||
         H5Aread(attr, mem_type, &value) < 0)
         fail(path, std::string("attribute '") + name + "' is not a single " + what);
     return value;
@@ -47,7 +48,9 @@ Quiet::Quiet() {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
 
-Quiet::~Quiet() { H5Eset_auto2(H5E_DEFAULT, func_, data_); }
+Quiet::~Quiet() {
+    H5Eset_auto2(H5E_DEFAULT, func_, data_);
+}
 
 void write_attr(hid_t loc, const char* name, int64_t value, const std::string& path) {
     write_scalar(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value, path);
@@ -97,17 +100,16 @@ std::string read_string(hid_t loc, const char* name, const std::string& path) {
 void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
                   const float* data, const std::string& path) {
     Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
-    Id dset(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                       H5P_DEFAULT),
-            H5Dclose);
+    Id dset(
+        H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+        H5Dclose);
     if (!dset.ok() || H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         fail(path, "cannot write tensor '" + name + "'");
 }
 
 void read_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, float* dst,
                  const std::string& path) {
-    if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0)
-        fail(path, "missing tensor '" + name + "'");
+    if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0) fail(path, "missing tensor '" + name + "'");
     Id dset(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
     if (!dset.ok()) fail(path, "'" + name + "' is not a dataset");
     Id space(H5Dget_space(dset), H5Sclose);

@@ -32,8 +32,8 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 //   dinp = rstd * (g - mean(g) - xhat * mean(g * xhat)),
 //   dweight = sum_n dout * xhat,  dbias = sum_n dout.
 template <class T>
-void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                        const T* weight, const T* mean, const T* rstd, int N, int C) {
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                        const T* mean, const T* rstd, int N, int C) {
 #pragma omp parallel for
     for (int n = 0; n < N; ++n) {
         const T* d = dout + size_t(n) * C;
@@ -75,9 +75,9 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
     }
 }
 
-#define INSTANTIATE(T)                                                                            \
-    template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);      \
-    template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,      \
+#define INSTANTIATE(T)                                                                             \
+    template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);        \
+    template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
                                         const T*, int, int);
 INSTANTIATE(float)
 INSTANTIATE(double)

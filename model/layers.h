@@ -28,8 +28,8 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
                        int N, int C);
 // dinp (N,C), dweight (C), dbias (C) += from dout (N,C) and the forward's mean, rstd
 template <class T>
-void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                        const T* weight, const T* mean, const T* rstd, int N, int C);
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                        const T* mean, const T* rstd, int N, int C);
 
 // Linear layer. out (N,OC) = inp (N,C) @ weight^T + bias;  weight (OC,C), bias (OC) or null
 template <class T>
@@ -48,8 +48,8 @@ void attention_forward(T* out, T* att, const T* qkv, int B, int Tn, int C, int N
 // dqkv (B,T,3C) += from dout (B,T,C); scratch holds n_slots (T,T) matrices, one per
 // thread (n_slots >= 1 threads are used).
 template <class T>
-void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T* qkv,
-                        const T* att, int B, int Tn, int C, int NH);
+void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T* qkv, const T* att,
+                        int B, int Tn, int C, int NH);
 
 // One query position against cached keys and values, for generation (no backward).
 // out (C) = softmax(q k^T / sqrt(hs)) v per head over positions 0..n-1;
@@ -59,18 +59,14 @@ void attention_step(T* out, T* scores, const T* q, const T* kv, int n, int C, in
 
 // GELU, tanh approximation (as GPT-2):
 // out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));  out, inp (n)
-template <class T>
-void gelu_forward(T* out, const T* inp, size_t n);
+template <class T> void gelu_forward(T* out, const T* inp, size_t n);
 // dinp (n) += gelu'(inp) * dout
-template <class T>
-void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n);
+template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n);
 
 // Residual add. out (n) = a + b
-template <class T>
-void residual_forward(T* out, const T* a, const T* b, size_t n);
+template <class T> void residual_forward(T* out, const T* a, const T* b, size_t n);
 // da, db (n) += dout
-template <class T>
-void residual_backward(T* da, T* db, const T* dout, size_t n);
+template <class T> void residual_backward(T* da, T* db, const T* dout, size_t n);
 
 // Softmax over the first V of Vp logits and cross-entropy against targets.
 // logits (N,Vp) -> probs (N,Vp) (may alias logits; columns V..Vp-1 become 0);

@@ -41,8 +41,8 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     }
 }
 
-#define INSTANTIATE(T)                                                                            \
-    template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);            \
+#define INSTANTIATE(T)                                                                             \
+    template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);              \
     template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);
 INSTANTIATE(float)
 INSTANTIATE(double)

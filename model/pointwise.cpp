@@ -9,8 +9,7 @@
 namespace model {
 
 // out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-template <class T>
-void gelu_forward(T* out, const T* inp, size_t n) {
+template <class T> void gelu_forward(T* out, const T* inp, size_t n) {
     const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
@@ -21,8 +20,7 @@ void gelu_forward(T* out, const T* inp, size_t n) {
 
 // gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) s (1 + 3 * 0.044715 x^2),
 // u = s (x + 0.044715 x^3)
-template <class T>
-void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n) {
+template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n) {
     const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
@@ -35,15 +33,13 @@ void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n) {
 }
 
 // out (n) = a + b
-template <class T>
-void residual_forward(T* out, const T* a, const T* b, size_t n) {
+template <class T> void residual_forward(T* out, const T* a, const T* b, size_t n) {
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 // da, db (n) += dout
-template <class T>
-void residual_backward(T* da, T* db, const T* dout, size_t n) {
+template <class T> void residual_backward(T* da, T* db, const T* dout, size_t n) {
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
         da[i] += dout[i];
@@ -51,10 +47,10 @@ void residual_backward(T* da, T* db, const T* dout, size_t n) {
     }
 }
 
-#define INSTANTIATE(T)                                                                            \
-    template void gelu_forward<T>(T*, const T*, size_t);                                         \
-    template void gelu_backward<T>(T*, const T*, const T*, size_t);                              \
-    template void residual_forward<T>(T*, const T*, const T*, size_t);                           \
+#define INSTANTIATE(T)                                                                             \
+    template void gelu_forward<T>(T*, const T*, size_t);                                           \
+    template void gelu_backward<T>(T*, const T*, const T*, size_t);                                \
+    template void residual_forward<T>(T*, const T*, const T*, size_t);                             \
     template void residual_backward<T>(T*, T*, const T*, size_t);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -76,14 +76,17 @@ int config_int(const json& j, const std::string& key, const std::string& cfg) {
     const auto it = j.find(key);
     if (it == j.end()) throw base::FileError(cfg, "missing '" + key + "'");
     if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > (1 << 30))
-        throw base::FileError(cfg, "'" + key + "' is " + it->dump() + ", expected a positive integer");
+        throw base::FileError(cfg,
+                              "'" + key + "' is " + it->dump() + ", expected a positive integer");
     return int(it->get<int64_t>());
 }
 
 Config read_hf_config(const std::string& model_path) {
     const std::string cfg = config_path(model_path);
     std::ifstream in(cfg);
-    if (!in) throw base::FileError(model_path, "cannot open its config " + cfg + " (" + std::strerror(errno) + ")");
+    if (!in)
+        throw base::FileError(model_path,
+                              "cannot open its config " + cfg + " (" + std::strerror(errno) + ")");
     const json j = json::parse(in, nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw base::FileError(cfg, "not a JSON object");
 
@@ -98,11 +101,13 @@ Config read_hf_config(const std::string& model_path) {
     // Variants of GPT-2 we do not implement must not load silently.
     if (const auto eps = j.find("layer_norm_epsilon");
         eps != j.end() && !(eps->is_number() && std::abs(eps->get<double>() - 1e-5) < 1e-12))
-        throw base::FileError(cfg, "layer_norm_epsilon " + eps->dump() + " is not supported (only 1e-5)");
+        throw base::FileError(cfg, "layer_norm_epsilon " + eps->dump() +
+                                       " is not supported (only 1e-5)");
     if (const auto act = j.find("activation_function");
         act != j.end() && *act != "gelu_new" && *act != "gelu_pytorch_tanh")
-        throw base::FileError(cfg, "activation_function " + act->dump() +
-                      " is not supported (only the tanh GELU: gelu_new, gelu_pytorch_tanh)");
+        throw base::FileError(
+            cfg, "activation_function " + act->dump() +
+                     " is not supported (only the tanh GELU: gelu_new, gelu_pytorch_tanh)");
     if (j.contains("scale_attn_weights") && j["scale_attn_weights"] != true)
         throw base::FileError(cfg, "scale_attn_weights must be true");
     if (j.contains("scale_attn_by_inverse_layer_idx") &&
@@ -135,17 +140,19 @@ void write_hf_config(const std::string& model_path, const Config& c) {
 class Reader {
 public:
     explicit Reader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
-        if (!in_) throw base::FileError(path, std::string("cannot open (") + std::strerror(errno) + ")");
+        if (!in_)
+            throw base::FileError(path, std::string("cannot open (") + std::strerror(errno) + ")");
         std::error_code ec;
         const uint64_t size = fs::file_size(path, ec);
         if (ec) throw base::FileError(path, "cannot read (" + ec.message() + ")");
         uint64_t n = 0;
         if (size < sizeof n)
-            throw base::FileError(path, "too short for a safetensors file (" + std::to_string(size) + " bytes)");
+            throw base::FileError(path, "too short for a safetensors file (" +
+                                            std::to_string(size) + " bytes)");
         in_.read(reinterpret_cast<char*>(&n), sizeof n);
         if (n > kMaxHeaderBytes || n > size - sizeof n)
-            throw base::FileError(path, "bad header length " + std::to_string(n) + " (the file has " +
-                           std::to_string(size) + " bytes)");
+            throw base::FileError(path, "bad header length " + std::to_string(n) +
+                                            " (the file has " + std::to_string(size) + " bytes)");
         std::string text(n, '\0');
         if (!in_.read(text.data(), std::streamsize(n))) throw base::FileError(path, "read failed");
         header_ = json::parse(text, nullptr, false);
@@ -169,20 +176,22 @@ public:
         const std::string dtype =
             dtype_it != e.end() && dtype_it->is_string() ? dtype_it->get<std::string>() : "?";
         if (dtype != "F32" && dtype != "F16" && dtype != "BF16")
-            throw base::FileError(path_, what + " has dtype " + dtype + " (supported: F32, F16, BF16)");
+            throw base::FileError(path_,
+                                  what + " has dtype " + dtype + " (supported: F32, F16, BF16)");
         const Shape stored = uints(e, "shape", what);
         if (stored != shape)
-            throw base::FileError(path_,
-                 what + " has shape " + shape_text(stored) + ", expected " + shape_text(shape));
+            throw base::FileError(path_, what + " has shape " + shape_text(stored) + ", expected " +
+                                             shape_text(shape));
         const Shape offsets = uints(e, "data_offsets", what);
         const uint64_t itemsize = dtype == "F32" ? 4 : 2, bytes = elements(shape) * itemsize;
         if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] - offsets[0] != bytes)
-            throw base::FileError(path_, what + " has data_offsets " + shape_text(offsets) + ", expected " +
-                            std::to_string(bytes) + " bytes for " + dtype + " " +
-                            shape_text(shape));
+            throw base::FileError(path_, what + " has data_offsets " + shape_text(offsets) +
+                                             ", expected " + std::to_string(bytes) + " bytes for " +
+                                             dtype + " " + shape_text(shape));
         if (offsets[1] > data_size_)
-            throw base::FileError(path_, "truncated: " + what + " ends at data byte " + std::to_string(offsets[1]) +
-                            ", the file has " + std::to_string(data_size_));
+            throw base::FileError(path_, "truncated: " + what + " ends at data byte " +
+                                             std::to_string(offsets[1]) + ", the file has " +
+                                             std::to_string(data_size_));
 
         in_.seekg(std::streamoff(data_start_ + offsets[0]));
         const size_t n = elements(shape);
@@ -210,7 +219,8 @@ private:
     }
 
     void read_bytes(void* dst, uint64_t bytes) {
-        if (!in_.read(static_cast<char*>(dst), std::streamsize(bytes))) throw base::FileError(path_, "read failed");
+        if (!in_.read(static_cast<char*>(dst), std::streamsize(bytes)))
+            throw base::FileError(path_, "read failed");
     }
 
     std::string path_;
@@ -260,7 +270,8 @@ ModelFile read_safetensors(const std::string& path) {
         hf.resize(size_t(c.vocab) * size_t(c.n_embd));
         file.read("lm_head.weight", hf_shape(wte, c), hf.data());
         if (!std::equal(hf.begin(), hf.end(), m.params.begin() + std::ptrdiff_t(wte.offset)))
-            throw base::FileError(path, "lm_head.weight differs from wte.weight (only tied LM heads are supported)");
+            throw base::FileError(
+                path, "lm_head.weight differs from wte.weight (only tied LM heads are supported)");
     }
     return m;
 }

@@ -6,8 +6,7 @@
 
 namespace optim {
 
-AdamW::AdamW(const model::ParamLayout& layout, const AdamWConfig& config, size_t begin,
-             size_t end)
+AdamW::AdamW(const model::ParamLayout& layout, const AdamWConfig& config, size_t begin, size_t end)
     : config_(config), begin_(begin), end_(std::min(end, layout.total())) {
     if (begin_ > end_)
         throw std::invalid_argument("AdamW: slice begin " + std::to_string(begin_) +
@@ -45,8 +44,8 @@ void AdamW::step(float* params, const float* grads, float lr, float grad_scale) 
 }
 
 // Elements [lo, hi) of the full buffers; decay 1 multiplies exactly, i.e. no decay.
-void AdamW::update(float* p, const float* g, float grad_scale, size_t lo, size_t hi,
-                   float decay, float neg_step, float bc2_sqrt) {
+void AdamW::update(float* p, const float* g, float grad_scale, size_t lo, size_t hi, float decay,
+                   float neg_step, float bc2_sqrt) {
     const float c1 = float(1.0 - config_.beta1), b2 = float(config_.beta2);
     const float c2 = float(1.0 - config_.beta2), eps = float(config_.eps);
     // The moments hold the slice only: element i of the buffers is m[i - begin_].

@@ -10,7 +10,9 @@ namespace {
 constexpr size_t kChunks = 256; // partial sums; their count fixes the summation order
 }
 
-double grad_norm(const float* grads, size_t n) { return std::sqrt(grad_sum_squares(grads, n)); }
+double grad_norm(const float* grads, size_t n) {
+    return std::sqrt(grad_sum_squares(grads, n));
+}
 
 double grad_sum_squares(const float* grads, size_t n) {
     std::array<double, kChunks> partial{};

@@ -49,7 +49,9 @@ public:
     size_t end() const { return end_; }
     const AdamWConfig& config() const { return config_; }
 
-    struct Run { size_t begin, end; }; // absolute element indices
+    struct Run {
+        size_t begin, end;
+    }; // absolute element indices
     // Where weight decay applies inside the slice, sorted, adjacent runs merged.
     const std::vector<Run>& decay_runs() const { return decay_runs_; }
 

@@ -13,7 +13,8 @@ double Schedule::at(int step) const {
     if (step < warmup) return lr * (step + 1) / warmup;
     const double lr_min = lr * final_fraction;
     switch (kind) {
-    case Kind::constant: return lr;
+    case Kind::constant:
+        return lr;
     case Kind::cosine: {
         if (step >= total) return lr_min;
         const double r = double(step - warmup) / (total - warmup);
@@ -53,9 +54,12 @@ Schedule::Kind Schedule::parse(const std::string& s) {
 
 const char* Schedule::name(Kind kind) {
     switch (kind) {
-    case Kind::constant: return "constant";
-    case Kind::cosine: return "cosine";
-    case Kind::wsd: return "wsd";
+    case Kind::constant:
+        return "constant";
+    case Kind::cosine:
+        return "cosine";
+    case Kind::wsd:
+        return "wsd";
     }
     return "?";
 }

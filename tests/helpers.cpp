@@ -42,8 +42,8 @@ model::GPT2<float> bigram_model(int vocab, int max_seq, uint64_t seed) {
     model::GPT2<float> m(model::make_config(1, 1, 8, vocab, max_seq));
     m.init_weights(seed);
     for (const model::TensorInfo& t : m.layout().tensors())
-        if (t.group == model::kAttprojw || t.group == model::kAttprojb || t.group == model::kFcprojw ||
-            t.group == model::kFcprojb || t.group == model::kWpe)
+        if (t.group == model::kAttprojw || t.group == model::kAttprojb ||
+            t.group == model::kFcprojw || t.group == model::kFcprojb || t.group == model::kWpe)
             std::fill(m.params() + t.offset, m.params() + t.offset + t.size, 0.0f);
     return m;
 }

@@ -16,8 +16,9 @@ namespace fs = std::filesystem;
 
 // A fresh folder under the system temp dir, removed with everything in it.
 struct Workdir {
-    fs::path dir = fs::temp_directory_path() /
-                   ("gpt2_test_" + std::to_string(std::random_device{}()) + std::to_string(std::random_device{}()));
+    fs::path dir =
+        fs::temp_directory_path() / ("gpt2_test_" + std::to_string(std::random_device{}()) +
+                                     std::to_string(std::random_device{}()));
     Workdir() { fs::create_directories(dir); }
     ~Workdir() {
         std::error_code ignored;
@@ -32,7 +33,7 @@ inline std::string read_bytes(const fs::path& p) {
 }
 
 struct Run {
-    int status; // exit status, or -1 if killed by a signal
+    int status;      // exit status, or -1 if killed by a signal
     std::string out; // stdout and stderr together
 };
 

@@ -8,9 +8,9 @@
 
 #include <doctest/doctest.h>
 
-#include "helpers.h"
 #include "data/shard.h"
 #include "eval/loss.h"
+#include "helpers.h"
 #include "model/gpt2.h"
 #include "model/h5.h"
 #include "model/io.h"
@@ -20,7 +20,9 @@ using namespace testing;
 
 namespace {
 
-Run run(const std::string& args) { return run_gpt2(args); }
+Run run(const std::string& args) {
+    return run_gpt2(args);
+}
 
 // A tiny random model file and a shard of tokens for it.
 void make_model_and_shard(const Workdir& w, size_t n_tokens) {
@@ -64,7 +66,8 @@ TEST_CASE("gpt2 convert .bin -> .h5 -> .bin reproduces the bytes, and info descr
     const Run info = run("info " + (w / "model.h5"));
     INFO(info.out);
     CHECK(info.status == 0);
-    CHECK(info.out.find("n_layer 2, n_head 2, n_embd 16, vocab 64 (padded to 128)") != std::string::npos);
+    CHECK(info.out.find("n_layer 2, n_head 2, n_embd 16, vocab 64 (padded to 128)") !=
+          std::string::npos);
 }
 
 TEST_CASE("gpt2 eval loss prints the mean loss over K consecutive batches") {
@@ -102,7 +105,8 @@ TEST_CASE("gpt2 gives a one-line error and exit 1 for bad files") {
     }
     SUBCASE("a truncated model") {
         const std::string bytes = read_bytes(w / "model.bin");
-        std::ofstream(w / "short.bin", std::ios::binary).write(bytes.data(), std::streamsize(bytes.size() - 10));
+        std::ofstream(w / "short.bin", std::ios::binary)
+            .write(bytes.data(), std::streamsize(bytes.size() - 10));
         const Run r = run("convert " + (w / "short.bin") + " " + (w / "out.h5"));
         CHECK(r.status == 1);
         CHECK(count_lines(r.out) == 1);
@@ -110,21 +114,22 @@ TEST_CASE("gpt2 gives a one-line error and exit 1 for bad files") {
         CHECK(!fs::exists(w / "out.h5"));
     }
     SUBCASE("a shard too short for the batches asked for") {
-        const Run r = run("eval loss --model " + (w / "model.bin") + " --data " + (w / "shard.bin") +
-                          " --batch 2 --seq 16 --batches 5");
+        const Run r = run("eval loss --model " + (w / "model.bin") + " --data " +
+                          (w / "shard.bin") + " --batch 2 --seq 16 --batches 5");
         CHECK(r.status == 1);
         CHECK(count_lines(r.out) == 1);
         CHECK(r.out.find("shard.bin: holds 3 batches") != std::string::npos);
     }
     SUBCASE("a sequence longer than the model's context") {
-        const Run r = run("eval loss --model " + (w / "model.bin") + " --data " + (w / "shard.bin") +
-                          " --batch 1 --seq 32");
+        const Run r = run("eval loss --model " + (w / "model.bin") + " --data " +
+                          (w / "shard.bin") + " --batch 1 --seq 32");
         CHECK(r.status == 1);
         CHECK(count_lines(r.out) == 1);
     }
 }
 
-TEST_CASE("gpt2 tokenize writes a val shard, then train shards, with <|endoftext|> before each document") {
+TEST_CASE("gpt2 tokenize writes a val shard, then train shards, with <|endoftext|> before each "
+          "document") {
     Workdir w;
     {
         std::ofstream(w / "a.txt") << "First block.\n\nSecond block.\n";
@@ -132,15 +137,18 @@ TEST_CASE("gpt2 tokenize writes a val shard, then train shards, with <|endoftext
     }
     const std::string common = " --tokenizer " TOKENIZER_DIR " --input " + (w / "a.txt") + " " +
                                (w / "b.txt") + " --eot-between-docs --doc-split blank-line";
-    const Run r = run("tokenize" + common + " --output " + (w / "out") + " --val-tokens 3 --shard-tokens 4");
+    const Run r =
+        run("tokenize" + common + " --output " + (w / "out") + " --val-tokens 3 --shard-tokens 4");
     INFO(r.out);
     REQUIRE(r.status == 0);
     // Documents: "First block.\n\n" | "Second block.\n" | "Another file."
     // = EOT First(5962) block(2512) .(13) \n\n(628) | EOT Second(12211) block .(13) \n(198)
     //   | EOT Another(6610) file(2393) .(13)
-    const std::vector<uint16_t> all = {50256, 5962, 2512, 13, 628, 50256, 12211, 2512, 13, 198, 50256, 6610, 2393, 13};
+    const std::vector<uint16_t> all = {50256, 5962, 2512, 13,    628,  50256, 12211,
+                                       2512,  13,   198,  50256, 6610, 2393,  13};
     std::vector<uint16_t> got;
-    for (const char* name : {"out_val_000000.bin", "out_train_000001.bin", "out_train_000002.bin", "out_train_000003.bin"}) {
+    for (const char* name : {"out_val_000000.bin", "out_train_000001.bin", "out_train_000002.bin",
+                             "out_train_000003.bin"}) {
         const data::Shard s(w / name);
         got.insert(got.end(), s.tokens(), s.tokens() + s.size());
     }
@@ -172,7 +180,8 @@ TEST_CASE("gpt2 encode and decode are inverse") {
 TEST_CASE("gpt2 sample is reproducible from its seed and streams ids or text") {
     Workdir w;
     make_gpt2_vocab_model(w / "m.bin", 8);
-    const std::string base = "sample --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR " --max-tokens 12";
+    const std::string base =
+        "sample --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR " --max-tokens 12";
     const Run a = run(base + " --prompt 'Hello' --seed 3 --top-k 20");
     const Run b = run(base + " --prompt 'Hello' --seed 3 --top-k 20");
     INFO(a.out);
@@ -216,7 +225,8 @@ TEST_CASE("gpt2 names the option whose value a library rejects, in one line") {
     Workdir w;
     make_gpt2_vocab_model(w / "m.bin", 3);
     std::ofstream(w / "text.txt") << "Some words to score, and a few more words after them.\n";
-    const std::string train = "train --model d6 --train-data '" + (w / "none_*.bin") + "' --steps 1";
+    const std::string train =
+        "train --model d6 --train-data '" + (w / "none_*.bin") + "' --steps 1";
     const std::string ppl = "eval ppl --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR +
                             " --data " + (w / "text.txt");
     const std::pair<std::string, std::string> cases[] = {

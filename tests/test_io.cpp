@@ -26,7 +26,9 @@ namespace {
 using TempDir = testing::Workdir;
 
 // L2 NH2 C16 V64 (Vp128) T8: small, yet with padded wte rows and two layers.
-model::Config small_config() { return model::make_config(2, 2, 16, 64, 8); }
+model::Config small_config() {
+    return model::make_config(2, 2, 16, 64, 8);
+}
 
 // Distinct values everywhere, the padded wte rows included.
 std::vector<float> pattern(const model::Config& c) {
@@ -218,8 +220,8 @@ TEST_CASE("llm.c bf16 (version 5) model file is read and widened to float") {
         expected[i] = float(int(i % 500) - 250) / 4;
         bf16[i] = uint16_t(std::bit_cast<uint32_t>(expected[i]) >> 16);
     }
-    const int32_t header[8] = {20240326, 5, c.max_seq, c.vocab, c.n_layer, c.n_head, c.n_embd,
-                               c.padded_vocab};
+    const int32_t header[8] = {20240326,  5,        c.max_seq, c.vocab,
+                               c.n_layer, c.n_head, c.n_embd,  c.padded_vocab};
     std::string bytes(1024, '\0');
     std::memcpy(bytes.data(), header, sizeof header);
     bytes.append(reinterpret_cast<const char*>(bf16.data()), n * sizeof(uint16_t));
@@ -347,8 +349,8 @@ TEST_CASE("HDF5 model file with a tensor in our (out, in) shape instead of HF's 
         REQUIRE(H5Ldelete(h5.file, name, H5P_DEFAULT) >= 0);
         const hsize_t dims[2] = {64, 16};
         const hid_t space = H5Screate_simple(2, dims, nullptr);
-        const hid_t d = H5Dcreate2(h5.file, name, H5T_IEEE_F32LE, space, H5P_DEFAULT,
-                                   H5P_DEFAULT, H5P_DEFAULT);
+        const hid_t d =
+            H5Dcreate2(h5.file, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         REQUIRE(d >= 0);
         H5Dclose(d);
         H5Sclose(space);

@@ -7,17 +7,19 @@
 
 #include <doctest/doctest.h>
 
-#include "helpers.h"
 #include "data/tokenizer.h"
 #include "eval/lambada.h"
 #include "eval/perplexity.h"
+#include "helpers.h"
 #include "model/gpt2.h"
 
 using namespace model;
 
 namespace {
 
-GPT2<float> bigram_model(uint64_t seed) { return testing::bigram_model(50257, 64, seed); }
+GPT2<float> bigram_model(uint64_t seed) {
+    return testing::bigram_model(50257, 64, seed);
+}
 
 } // namespace
 
@@ -25,9 +27,12 @@ TEST_CASE("LAMBADA accuracy and perplexity equal those computed token pair by to
     testing::Workdir w;
     {
         std::ofstream f(w / "lambada.jsonl");
-        f << R"({"text": "the cat sat on the mat and looked at the dog"})" << "\n"
-          << R"({"text": "she opened the door and saw her friend Quetzalcoatlus"})" << "\n"
-          << R"({"text": "in the end , the answer was the"})" << "\n";
+        f << R"({"text": "the cat sat on the mat and looked at the dog"})"
+          << "\n"
+          << R"({"text": "she opened the door and saw her friend Quetzalcoatlus"})"
+          << "\n"
+          << R"({"text": "in the end , the answer was the"})"
+          << "\n";
     }
     data::Tokenizer tok(TOKENIZER_DIR);
     auto examples = eval::read_lambada(w / "lambada.jsonl", tok, eval::LambadaTarget::word);
@@ -88,7 +93,8 @@ TEST_CASE("LAMBADA's last-token variant and bad files") {
                          doctest::Contains("bad.jsonl: line 1"), std::runtime_error);
 }
 
-TEST_CASE("text perplexity: token NLL, word and byte normalisations from known pair probabilities") {
+TEST_CASE(
+    "text perplexity: token NLL, word and byte normalisations from known pair probabilities") {
     data::Tokenizer tok(TOKENIZER_DIR);
     GPT2<float> m = bigram_model(4);
     const std::string text = "the quick brown fox jumps over the lazy dog\nand runs away";
@@ -110,6 +116,7 @@ TEST_CASE("text perplexity: token NLL, word and byte normalisations from known p
     CHECK(r.nll == doctest::Approx(nll).epsilon(1e-5));
     CHECK(r.ppl_word() == doctest::Approx(std::exp(nll / 12)).epsilon(1e-5));
     CHECK(r.bits_per_byte() == doctest::Approx(nll / text.size() / std::log(2.0)).epsilon(1e-5));
-    o.protocol = eval::Protocol::lm_eval; // one document: words = len(re.split(r"\s+", text)) = 12 as well
+    o.protocol =
+        eval::Protocol::lm_eval; // one document: words = len(re.split(r"\s+", text)) = 12 as well
     CHECK(eval::text_perplexity(m, tok, text, "plain.txt", o).words == 12);
 }

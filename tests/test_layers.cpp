@@ -61,8 +61,8 @@ TEST_CASE("matmul computes inp @ weight^T + bias") {
 
 TEST_CASE("attention is causal and mixes values by softmax(q k^T / sqrt(hs))") {
     // B = 1, T = 2, C = 2, one head. Rows of qkv are q | k | v.
-    const std::vector<double> qkv = {1, 0, 1, 0, 1, 2,   // t = 0
-                                     0, 1, 0, 2, 3, 4};  // t = 1
+    const std::vector<double> qkv = {1, 0, 1, 0, 1, 2,  // t = 0
+                                     0, 1, 0, 2, 3, 4}; // t = 1
     std::vector<double> out(4), att(4);
     attention_forward(out.data(), att.data(), qkv.data(), 1, 2, 2, 1);
     // t = 0 sees only itself.
@@ -125,7 +125,8 @@ TEST_CASE("cross-entropy stays finite where a probability underflows") {
     const std::vector<float> logits = {0, 200};
     const std::vector<int> targets = {0};
     std::vector<float> probs(2), losses(1);
-    softmax_crossentropy_forward(probs.data(), losses.data(), logits.data(), targets.data(), 1, 2, 2);
+    softmax_crossentropy_forward(probs.data(), losses.data(), logits.data(), targets.data(), 1, 2,
+                                 2);
     CHECK(probs[0] == 0.0f);
     CHECK(losses[0] == Approx(200.0));
 }

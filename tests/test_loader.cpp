@@ -35,8 +35,9 @@ std::vector<size_t> write_stream(const TempDir& tmp, const std::vector<size_t>& 
         starts.push_back(p);
         std::vector<uint16_t> tokens(sizes[s]);
         for (auto& t : tokens) t = uint16_t(p++ % kPeriod);
-        data::write_shard(tmp / ("shard_" + std::string(s < 10 ? "0" : "") + std::to_string(s) + ".bin"),
-                          tokens.data(), tokens.size());
+        data::write_shard(
+            tmp / ("shard_" + std::string(s < 10 ? "0" : "") + std::to_string(s) + ".bin"),
+            tokens.data(), tokens.size());
     }
     return starts;
 }
@@ -128,7 +129,8 @@ TEST_CASE("W ranks of batch B see what one rank of batch W*B sees") {
     }
 }
 
-TEST_CASE("loader restarts the stream at token 0 after batches_per_epoch batches and counts the epoch") {
+TEST_CASE(
+    "loader restarts the stream at token 0 after batches_per_epoch batches and counts the epoch") {
     TempDir tmp;
     write_stream(tmp, kSizes);
     data::Loader loader(tmp.glob(), options(3, 5));
@@ -144,7 +146,8 @@ TEST_CASE("loader restarts the stream at token 0 after batches_per_epoch batches
     CHECK(loader.state() == data::LoaderState{2, 0});
 }
 
-TEST_CASE("shuffled loader visits every window once per epoch, reproducibly from the seed and epoch") {
+TEST_CASE(
+    "shuffled loader visits every window once per epoch, reproducibly from the seed and epoch") {
     TempDir tmp;
     const auto starts = write_stream(tmp, kSizes);
     const int B = 2, T = 4, W = 2;
@@ -157,7 +160,8 @@ TEST_CASE("shuffled loader visits every window once per epoch, reproducibly from
     REQUIRE(windows.size() == 22);
 
     auto shard_of = [&](int pos) {
-        return int(std::upper_bound(starts.begin(), starts.end(), size_t(pos)) - starts.begin()) - 1;
+        return int(std::upper_bound(starts.begin(), starts.end(), size_t(pos)) - starts.begin()) -
+               1;
     };
 
     // Each epoch's window starts in order: batch i, rank r -> element i*W + r.
@@ -189,7 +193,8 @@ TEST_CASE("shuffled loader visits every window once per epoch, reproducibly from
         std::set<int> done;
         for (size_t j = 0; j < epoch.size(); ++j) {
             const int s = shard_of(epoch[j]);
-            if (j > 0 && s != shard_of(epoch[j - 1])) CHECK(done.insert(shard_of(epoch[j - 1])).second);
+            if (j > 0 && s != shard_of(epoch[j - 1]))
+                CHECK(done.insert(shard_of(epoch[j - 1])).second);
             CHECK(done.count(s) == 0);
         }
     }
@@ -228,12 +233,14 @@ TEST_CASE("loader restored from a saved state continues exactly as an uninterrup
     }
 }
 
-TEST_CASE("loader rejects an empty glob, bad tokens, too few tokens, bad options and restores beyond the epoch") {
+TEST_CASE("loader rejects an empty glob, bad tokens, too few tokens, bad options and restores "
+          "beyond the epoch") {
     TempDir tmp;
 
     SUBCASE("a glob matching nothing") {
         CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4)),
-                             ("no token shards match '" + tmp.glob() + "'").c_str(), std::runtime_error);
+                             ("no token shards match '" + tmp.glob() + "'").c_str(),
+                             std::runtime_error);
     }
     SUBCASE("a token id >= vocab, naming the shard and the position in it") {
         std::vector<uint16_t> tokens(40, 1);
@@ -244,9 +251,10 @@ TEST_CASE("loader rejects an empty glob, bad tokens, too few tokens, bad options
         o.vocab = 7;
         data::Loader loader(tmp.glob(), o); // tokens are checked as they are read
         next_batches(loader, 5);            // stream [0, 41): all of shard_00
-        CHECK_THROWS_WITH_AS(next_batches(loader, 5),
-                             doctest::Contains((tmp / "shard_01.bin" + ": token 7 at position 23").c_str()),
-                             std::runtime_error);
+        CHECK_THROWS_WITH_AS(
+            next_batches(loader, 5),
+            doctest::Contains((tmp / "shard_01.bin" + ": token 7 at position 23").c_str()),
+            std::runtime_error);
     }
     SUBCASE("fewer tokens than one batch needs") {
         write_stream(tmp, {5, 12}); // 17 = W*B*T + 1 tokens for W*B*T = 16
@@ -254,8 +262,8 @@ TEST_CASE("loader rejects an empty glob, bad tokens, too few tokens, bad options
         const std::string message = "shards matching '" + tmp.glob() + "' hold 17 tokens";
         CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4, 1, 3)),
                              doctest::Contains(message.c_str()), std::runtime_error);
-        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4, 1, 3)), doctest::Contains("25 tokens"),
-                             std::runtime_error);
+        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4, 1, 3)),
+                             doctest::Contains("25 tokens"), std::runtime_error);
         // Shuffled windows may not cross shards: only shard_01 holds one window of 9.
         CHECK_NOTHROW(data::Loader(tmp.glob(), options(2, 4, 0, 1, true)));
         CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 4, 0, 2, true)),

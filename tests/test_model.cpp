@@ -94,7 +94,8 @@ TEST_CASE("the loss is the mean over targets that are not -1") {
     targets[2] = targets[5] = -1;
     const double masked = m.forward(tokens.data(), targets.data(), 1, 8);
     CHECK(m.targets_kept() == 6);
-    const double expected = (std::accumulate(losses.begin(), losses.end(), 0.0) - losses[2] - losses[5]) / 6;
+    const double expected =
+        (std::accumulate(losses.begin(), losses.end(), 0.0) - losses[2] - losses[5]) / 6;
     CHECK(masked == Approx(expected).epsilon(1e-12));
 
     const std::vector<int> none(8, -1);
@@ -142,7 +143,8 @@ TEST_CASE("backward accumulates gradients until zero_grad") {
     for (size_t i = 0; i < once.size(); ++i) REQUIRE(m.grads()[i] == Approx(2 * once[i]));
     // No gradient reaches the padded vocabulary rows.
     const size_t pad = size_t(kTiny.vocab) * kTiny.n_embd;
-    for (size_t i = pad; i < size_t(kTiny.padded_vocab) * kTiny.n_embd; ++i) REQUIRE(m.grads()[i] == 0.0);
+    for (size_t i = pad; i < size_t(kTiny.padded_vocab) * kTiny.n_embd; ++i)
+        REQUIRE(m.grads()[i] == 0.0);
 }
 
 TEST_CASE("out-of-range tokens and oversized batches are rejected") {

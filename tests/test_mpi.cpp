@@ -12,8 +12,8 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
-#include "helpers.h"
 #include "data/shard.h"
+#include "helpers.h"
 #include "model/io.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
@@ -42,9 +42,14 @@ void make_shard(const Workdir& w, const std::string& name, size_t n) {
 // Runs `program` on np ranks, killed after `timeout` seconds if it has not ended.
 // `env` may set GPT2_RANKS_PER_NODE to make the ranks behave as several machines.
 Run mpirun_program(int np, const std::string& program, int timeout, const std::string& env = "") {
-    const std::string cmd = env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
-                            "timeout -s KILL " + std::to_string(timeout) + " " MPIEXEC " --oversubscribe "
-                            "--bind-to none -np " + std::to_string(np) + " " + program + " 2>&1";
+    const std::string cmd =
+        env +
+        " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+        "timeout -s KILL " +
+        std::to_string(timeout) +
+        " " MPIEXEC " --oversubscribe "
+        "--bind-to none -np " +
+        std::to_string(np) + " " + program + " 2>&1";
     FILE* pipe = popen(cmd.c_str(), "r");
     REQUIRE(pipe);
     std::string out;
@@ -65,7 +70,8 @@ std::vector<double> losses(const std::string& out) {
     std::istringstream in(out);
     for (std::string line; std::getline(in, line);) {
         const size_t at = line.find(" | loss ");
-        if (line.starts_with("step ") && at != std::string::npos) found.push_back(std::stod(line.substr(at + 8)));
+        if (line.starts_with("step ") && at != std::string::npos)
+            found.push_back(std::stod(line.substr(at + 8)));
     }
     return found;
 }
@@ -84,28 +90,37 @@ void check_same_losses(const Run& a, const Run& b, size_t steps) {
     }
 }
 
-std::string data_args(const Workdir& w) { return " --train-data '" + (w / "train_*.bin") + "'"; }
+std::string data_args(const Workdir& w) {
+    return " --train-data '" + (w / "train_*.bin") + "'";
+}
 
 } // namespace
 
-TEST_CASE("mpirun: 2 ranks of batch B give one rank of batch 2B's losses, with and without ZeRO-1") {
+TEST_CASE(
+    "mpirun: 2 ranks of batch B give one rank of batch 2B's losses, with and without ZeRO-1") {
     Workdir w;
     make_shard(w, "train_000001.bin", 6000);
     const std::string args = kTrain + data_args(w) + " --steps 10 --grad-accum 2";
     const Run one = run_gpt2(args + " --batch 4 --out " + (w / "one"));
     check_same_losses(one, mpirun(2, args + " --batch 2 --out " + (w / "two")), 10);
     // As two machines: MPI_Allreduce after backward, and MPI_Iallreduce per tensor during it.
-    check_same_losses(one, mpirun(2, args + " --batch 2 --overlap off --out " + (w / "two-blocking"), 120,
-                                  "GPT2_RANKS_PER_NODE=1"), 10);
-    check_same_losses(one, mpirun(2, args + " --batch 2 --overlap on --out " + (w / "two-overlap"), 120,
-                                  "GPT2_RANKS_PER_NODE=1"), 10);
+    check_same_losses(one,
+                      mpirun(2, args + " --batch 2 --overlap off --out " + (w / "two-blocking"),
+                             120, "GPT2_RANKS_PER_NODE=1"),
+                      10);
+    check_same_losses(one,
+                      mpirun(2, args + " --batch 2 --overlap on --out " + (w / "two-overlap"), 120,
+                             "GPT2_RANKS_PER_NODE=1"),
+                      10);
     check_same_losses(one, mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-zero")), 10);
     // Only rank 0 prints and writes.
-    const Run two = mpirun(2, kTrain + data_args(w) + " --batch 2 --steps 2 --out " + (w / "print"));
+    const Run two =
+        mpirun(2, kTrain + data_args(w) + " --batch 2 --steps 2 --out " + (w / "print"));
     INFO(two.out);
     CHECK(losses(two.out).size() == 2);
-    CHECK(two.out.find("ranks: 2 ranks on 1 machine (2 per machine, shared memory inside a machine); "
-                       "gradients all-reduced after backward") != std::string::npos);
+    CHECK(
+        two.out.find("ranks: 2 ranks on 1 machine (2 per machine, shared memory inside a machine); "
+                     "gradients all-reduced after backward") != std::string::npos);
 }
 
 TEST_CASE("mpirun: 3 ranks split batches and ZeRO-1 shards unevenly, and match one rank") {
@@ -123,18 +138,25 @@ TEST_CASE("mpirun: 3 ranks split batches and ZeRO-1 shards unevenly, and match o
     CHECK(worst < 1e-5);
 }
 
-TEST_CASE("mpirun: 4 ranks as 2 machines (shared memory inside, MPI across) and as 4 match one rank") {
+TEST_CASE(
+    "mpirun: 4 ranks as 2 machines (shared memory inside, MPI across) and as 4 match one rank") {
     Workdir w;
     make_shard(w, "train_000001.bin", 6000);
     const std::string args = kTrain + data_args(w) + " --steps 6 --grad-accum 2";
     const Run one = run_gpt2(args + " --batch 4 --out " + (w / "one"));
     // 2 ranks per machine: slices reduced through the shared window, then across.
-    check_same_losses(one, mpirun(4, args + " --batch 1 --out " + (w / "a"), 120, "GPT2_RANKS_PER_NODE=2"), 6);
-    check_same_losses(one, mpirun(4, args + " --batch 1 --zero 1 --out " + (w / "b"), 120, "GPT2_RANKS_PER_NODE=2"), 6);
+    check_same_losses(
+        one, mpirun(4, args + " --batch 1 --out " + (w / "a"), 120, "GPT2_RANKS_PER_NODE=2"), 6);
+    check_same_losses(
+        one,
+        mpirun(4, args + " --batch 1 --zero 1 --out " + (w / "b"), 120, "GPT2_RANKS_PER_NODE=2"),
+        6);
     // Machines of 3 and 1 ranks: plain MPI collectives.
-    check_same_losses(one, mpirun(4, args + " --batch 1 --out " + (w / "c"), 120, "GPT2_RANKS_PER_NODE=3"), 6);
+    check_same_losses(
+        one, mpirun(4, args + " --batch 1 --out " + (w / "c"), 120, "GPT2_RANKS_PER_NODE=3"), 6);
     // One rank per machine: non-blocking all-reduce per tensor.
-    check_same_losses(one, mpirun(4, args + " --batch 1 --out " + (w / "d"), 120, "GPT2_RANKS_PER_NODE=1"), 6);
+    check_same_losses(
+        one, mpirun(4, args + " --batch 1 --out " + (w / "d"), 120, "GPT2_RANKS_PER_NODE=1"), 6);
 }
 
 TEST_CASE("mpirun: a checkpoint written by 2 ranks with ZeRO-1 resumes on 3 ranks and on 1") {
@@ -143,12 +165,14 @@ TEST_CASE("mpirun: a checkpoint written by 2 ranks with ZeRO-1 resumes on 3 rank
     const std::string args = kTrain + data_args(w) + " --steps 8 --batch 2";
     // 2 ranks x grad-accum 3 and 3 ranks x grad-accum 2 and 1 rank x grad-accum 6 all
     // take 6 windows per step: the same run.
-    const Run first = mpirun(2, args + " --grad-accum 3 --zero 1 --checkpoint-every 4 --keep 0 --out " + (w / "a"));
+    const Run first = mpirun(
+        2, args + " --grad-accum 3 --zero 1 --checkpoint-every 4 --keep 0 --out " + (w / "a"));
     REQUIRE(first.status == 0);
     const std::string ckpt = w / "a/ckpt_00000004.h5";
     const auto saved = train::load_checkpoint(ckpt);
     CHECK(saved.loader.window == 4 * 6);
-    const Run three = mpirun(3, args + " --grad-accum 2 --zero 1 --resume " + ckpt + " --out " + (w / "b"));
+    const Run three =
+        mpirun(3, args + " --grad-accum 2 --zero 1 --resume " + ckpt + " --out " + (w / "b"));
     const Run one = run_gpt2(args + " --grad-accum 6 --resume " + ckpt + " --out " + (w / "c"));
     const auto full = losses(first.out);
     REQUIRE(full.size() == 8);
@@ -167,11 +191,12 @@ TEST_CASE("mpirun: a bad shard on one rank stops every rank with one error, no h
     std::vector<uint16_t> tokens(2000, 7);
     tokens[20] = 60000;
     data::write_shard(w / "train_000001.bin", tokens.data(), tokens.size());
-    const Run r = mpirun(2, kTrain + data_args(w) + " --batch 1 --steps 3 --out " + (w / "run"), 60);
+    const Run r =
+        mpirun(2, kTrain + data_args(w) + " --batch 1 --steps 3 --out " + (w / "run"), 60);
     INFO(r.out);
     CHECK(r.status != 0);
-    CHECK(r.out.find("gpt2: error: rank 1: " + (w / "train_000001.bin") + ": token 60000 at position 20") !=
-          std::string::npos);
+    CHECK(r.out.find("gpt2: error: rank 1: " + (w / "train_000001.bin") +
+                     ": token 60000 at position 20") != std::string::npos);
     CHECK(r.out.find("step 1/3") == std::string::npos);
 }
 
@@ -179,20 +204,25 @@ TEST_CASE("mpirun: a rank that cannot open its data or is killed ends the job, n
     Workdir w;
     make_shard(w, "train_000001.bin", 6000);
     SUBCASE("a glob matching nothing") {
-        const Run r = mpirun(2, kTrain + " --train-data '" + (w / "missing_*.bin") + "' --batch 1 --steps 3 --out " +
-                                    (w / "run"), 60);
+        const Run r = mpirun(2,
+                             kTrain + " --train-data '" + (w / "missing_*.bin") +
+                                 "' --batch 1 --steps 3 --out " + (w / "run"),
+                             60);
         CHECK(r.status != 0);
         CHECK(r.out.find("gpt2: error: rank 0: no token shards match") != std::string::npos);
     }
     SUBCASE("rank 1 killed mid-run") {
         // Rank 1 replaces a shell that kills it with SIGKILL once rank 0 has logged step 1
         // (however long a loaded machine takes to get there).
-        const std::string program = "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (until grep -qs step.:1, " +
-                                    (w / "run/log.jsonl") + "; do sleep 0.1; done; kill -9 $$) & fi; exec " GPT2_BINARY " " +
-                                    kTrain + data_args(w) + " --batch 1 --steps 100000 --out " + (w / "run") + "'";
+        const std::string program =
+            "sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (until grep -qs step.:1, " +
+            (w / "run/log.jsonl") +
+            "; do sleep 0.1; done; kill -9 $$) & fi; exec " GPT2_BINARY " " + kTrain +
+            data_args(w) + " --batch 1 --steps 100000 --out " + (w / "run") + "'";
         const auto t0 = std::chrono::steady_clock::now();
         const Run r = mpirun_program(2, program, 60);
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         INFO(r.out);
         CHECK(seconds < 50); // ended by mpirun, not by the test's timeout
         CHECK(r.status != 0);
@@ -217,7 +247,8 @@ TEST_CASE("partition splits a buffer into 16-aligned parts that cover it in orde
         }
 }
 
-TEST_CASE("one process: DataParallel's step is the plain clipped AdamW step, bit for bit, with or without ZeRO-1") {
+TEST_CASE("one process: DataParallel's step is the plain clipped AdamW step, bit for bit, with or "
+          "without ZeRO-1") {
     const auto config = model::make_config(2, 2, 16, 64, 8);
     model::GPT2<float> reference(config);
     reference.init_weights(3);
@@ -237,7 +268,8 @@ TEST_CASE("one process: DataParallel's step is the plain clipped AdamW step, bit
     grads_of(reference);
     optim::AdamW adam(reference.layout(), adam_config);
     const double norm = optim::grad_norm(reference.grads(), reference.num_params()) / 2;
-    adam.step(reference.params(), reference.grads(), 1e-3f, float(optim::clip_factor(norm, 0.5) / 2));
+    adam.step(reference.params(), reference.grads(), 1e-3f,
+              float(optim::clip_factor(norm, 0.5) / 2));
 
     for (int zero : {0, 1}) {
         CAPTURE(zero);

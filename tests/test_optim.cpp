@@ -54,8 +54,12 @@ TEST_CASE("AdamW matches PyTorch's update rule computed in double") {
     std::vector<float> params = filled(n, 0.0, 1.0);
     params[0] = 1.0f;
 
-    ReferenceAdamW ref{config, {params.begin(), params.end()}, std::vector<double>(n),
-                       std::vector<double>(n), std::vector<bool>(n), 0};
+    ReferenceAdamW ref{config,
+                       {params.begin(), params.end()},
+                       std::vector<double>(n),
+                       std::vector<double>(n),
+                       std::vector<bool>(n),
+                       0};
     for (const auto& t : layout.tensors())
         for (size_t i = t.offset; i < t.offset + t.size; ++i) ref.decays[i] = t.decays();
 

@@ -5,15 +5,17 @@
 
 #include <doctest/doctest.h>
 
-#include "helpers.h"
 #include "eval/perplexity.h"
+#include "helpers.h"
 #include "model/gpt2.h"
 
 using namespace model;
 
 namespace {
 
-GPT2<float> bigram_model() { return testing::bigram_model(16, 16, 3); }
+GPT2<float> bigram_model() {
+    return testing::bigram_model(16, 16, 3);
+}
 
 // -log p(next | prev) computed one pair at a time.
 double pair_nll(GPT2<float>& m, int prev, int next) {
@@ -37,12 +39,14 @@ TEST_CASE("windowed scoring scores every token once, each after its predecessor"
             GPT2<float> fresh = bigram_model();
             const auto nll = eval::token_nll(fresh, tokens, {C, S, batch, eot});
             REQUIRE(nll.size() == tokens.size());
-            for (size_t j = 0; j < tokens.size(); ++j) CHECK(nll[j] == doctest::Approx(expected[j]).epsilon(1e-5));
+            for (size_t j = 0; j < tokens.size(); ++j)
+                CHECK(nll[j] == doctest::Approx(expected[j]).epsilon(1e-5));
         }
     }
 }
 
-TEST_CASE("a longer context never changes the number of scored tokens, and helps a context-aware model") {
+TEST_CASE(
+    "a longer context never changes the number of scored tokens, and helps a context-aware model") {
     GPT2<float> m(make_config(2, 2, 16, 32, 64));
     m.init_weights(5);
     std::vector<int> tokens(150);
@@ -51,7 +55,8 @@ TEST_CASE("a longer context never changes the number of scored tokens, and helps
     const auto overlapping = eval::token_nll(m, tokens, {64, 8, 2, 31});
     REQUIRE(disjoint.size() == overlapping.size());
     // The first window is the same in both.
-    for (size_t j = 0; j < 64; ++j) CHECK(disjoint[j] == doctest::Approx(overlapping[j]).epsilon(1e-5));
+    for (size_t j = 0; j < 64; ++j)
+        CHECK(disjoint[j] == doctest::Approx(overlapping[j]).epsilon(1e-5));
     for (double v : overlapping) CHECK(v > 0);
 }
 

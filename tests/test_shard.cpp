@@ -139,7 +139,9 @@ TEST_CASE("corrupt token shard files are rejected with one-line messages naming 
     data::write_shard(path, tokens.data(), tokens.size());
     std::string good = read_bytes(path);
 
-    SUBCASE("missing") { check_rejected(tmp / "absent.bin", "cannot open"); }
+    SUBCASE("missing") {
+        check_rejected(tmp / "absent.bin", "cannot open");
+    }
     SUBCASE("empty") {
         write_raw(path, "");
         check_rejected(path, "empty file");
@@ -165,11 +167,15 @@ TEST_CASE("corrupt token shard files are rejected with one-line messages naming 
     }
     SUBCASE("truncated") {
         write_raw(path, good.substr(0, good.size() - 1));
-        check_rejected(path, "truncated: header says 100 tokens, so expected 1224 bytes, found 1223");
+        check_rejected(path,
+                       "truncated: header says 100 tokens, so expected 1224 bytes, found 1223");
     }
     SUBCASE("trailing bytes") {
         write_raw(path, good + "ab");
-        check_rejected(path, "trailing bytes: header says 100 tokens, so expected 1224 bytes, found 1226");
+        check_rejected(
+            path, "trailing bytes: header says 100 tokens, so expected 1224 bytes, found 1226");
     }
-    SUBCASE("a directory") { check_rejected(tmp.dir.string(), "not a regular file"); }
+    SUBCASE("a directory") {
+        check_rejected(tmp.dir.string(), "not a regular file");
+    }
 }

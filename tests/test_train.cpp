@@ -12,10 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "helpers.h"
-#include "data/shard.h"
-#include "model/gpt2.h"
 #include "base/file.h"
+#include "data/shard.h"
+#include "helpers.h"
+#include "model/gpt2.h"
 #include "model/io.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
@@ -80,7 +80,8 @@ std::vector<double> losses_of(const train::MemorySink& sink) {
 
 } // namespace
 
-TEST_CASE("a run resumed from its step-N checkpoint reports the same losses as the uninterrupted run") {
+TEST_CASE(
+    "a run resumed from its step-N checkpoint reports the same losses as the uninterrupted run") {
     Workdir w;
     make_shards(w);
     train::TrainOptions o = train_options(w, "full");
@@ -142,7 +143,8 @@ TEST_CASE("resuming with another batch size is refused, naming the option") {
     make_shards(w);
     REQUIRE(run_gpt2(train_args(w, "run") + " --steps 1").status == 0);
     const Run r = run_gpt2("train " + kModel + " --train-data '" + (w / "train_*.bin") +
-                           "' --batch 4 --seq 16 --steps 2 --out " + (w / "run") + " --resume " + (w / "run"));
+                           "' --batch 4 --seq 16 --steps 2 --out " + (w / "run") + " --resume " +
+                           (w / "run"));
     INFO(r.out);
     CHECK(r.status == 1);
     CHECK(count_lines(r.out) == 1);
@@ -161,7 +163,8 @@ TEST_CASE("Ctrl-C finishes the step, writes a checkpoint and exits 0") {
         dup2(fds[1], 1);
         dup2(fds[1], 2);
         close(fds[0]);
-        const std::string cmd = std::string("exec ") + GPT2_BINARY + " " + train_args(w, "run") + " --steps 100000";
+        const std::string cmd =
+            std::string("exec ") + GPT2_BINARY + " " + train_args(w, "run") + " --steps 100000";
         execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
         _exit(127);
     }
@@ -202,15 +205,17 @@ TEST_CASE("a non-finite loss stops the run naming the step, and checkpoints are 
     m.init_weights(1);
     m.params()[m.layout().find("ln_f.bias").offset] = std::numeric_limits<float>::quiet_NaN();
     model::write_llmc(w / "nan.bin", config, m.params());
-    const Run r = run_gpt2("train --model " + (w / "nan.bin") + " --train-data '" + (w / "train_*.bin") +
-                           "' --batch 2 --seq 16 --steps 3 --out " + (w / "run"));
+    const Run r =
+        run_gpt2("train --model " + (w / "nan.bin") + " --train-data '" + (w / "train_*.bin") +
+                 "' --batch 2 --seq 16 --steps 3 --out " + (w / "run"));
     INFO(r.out);
     CHECK(r.status == 1);
     CHECK(r.out.find("step 1: the loss is nan") != std::string::npos);
     CHECK(read_bytes(w / "run/ckpt_00000001.h5") == good);
 }
 
-TEST_CASE("a checkpoint holds the weights, moments, step and loader position, and converts to a model file") {
+TEST_CASE("a checkpoint holds the weights, moments, step and loader position, and converts to a "
+          "model file") {
     Workdir w;
     make_shards(w);
     REQUIRE(run_gpt2(train_args(w, "run") + " --steps 2").status == 0);
@@ -219,14 +224,15 @@ TEST_CASE("a checkpoint holds the weights, moments, step and loader position, an
     CHECK(c.adam_t == 2);
     CHECK(c.loader.window == 4); // 2 steps x 2 micro-batches
     CHECK(c.args_json.find("\"grad_accum\":2") != std::string::npos);
-    REQUIRE(run_gpt2("convert " + (w / "run/ckpt_00000002.h5") + " " + (w / "model.bin")).status == 0);
+    REQUIRE(run_gpt2("convert " + (w / "run/ckpt_00000002.h5") + " " + (w / "model.bin")).status ==
+            0);
     CHECK(model::read_model(w / "model.bin").params == c.params);
     // A plain model file is not a checkpoint.
-    CHECK_THROWS_WITH_AS(train::load_checkpoint(w / "nonexistent.h5"), doctest::Contains("nonexistent.h5"),
-                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(w / "nonexistent.h5"),
+                         doctest::Contains("nonexistent.h5"), std::runtime_error);
     model::write_hdf5(w / "plain.h5", c.config, c.params.data());
-    CHECK_THROWS_WITH_AS(train::load_checkpoint(w / "plain.h5"), doctest::Contains("not a training checkpoint"),
-                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(w / "plain.h5"),
+                         doctest::Contains("not a training checkpoint"), std::runtime_error);
 }
 
 TEST_CASE("an interrupted atomic write leaves the previous file intact and no temporary behind") {
@@ -243,7 +249,8 @@ TEST_CASE("an interrupted atomic write leaves the previous file intact and no te
 TEST_CASE("only the newest checkpoints are kept") {
     Workdir w;
     make_shards(w);
-    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 4 --checkpoint-every 1 --keep 2").status == 0);
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 4 --checkpoint-every 1 --keep 2").status ==
+            0);
     CHECK(!std::filesystem::exists(w / "run/ckpt_00000002.h5"));
     CHECK(std::filesystem::exists(w / "run/ckpt_00000003.h5"));
     CHECK(train::latest_checkpoint(w / "run") == w / "run/ckpt_00000004.h5");

@@ -23,7 +23,8 @@ void save_checkpoint(const std::string& path, const model::Config& config, const
         throw std::logic_error("save_checkpoint needs the optimizer state of every parameter");
     model::write_hdf5(path, config, params, "gpt2-cpp checkpoint", [&](int64_t file) {
         {
-            h5::Id g(H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+            h5::Id g(H5Gcreate2(file, "optimizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                     H5Gclose);
             h5::write_floats(g, "m", {n}, opt.m.data(), path);
             h5::write_floats(g, "v", {n}, opt.v.data(), path);
             h5::write_attr(g, "t", opt.t, path);
@@ -49,7 +50,8 @@ Checkpoint load_checkpoint(const std::string& path) {
 
     h5::Quiet quiet;
     h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-    if (H5Lexists(file, "optimizer", H5P_DEFAULT) <= 0 || H5Lexists(file, "training", H5P_DEFAULT) <= 0)
+    if (H5Lexists(file, "optimizer", H5P_DEFAULT) <= 0 ||
+        H5Lexists(file, "training", H5P_DEFAULT) <= 0)
         throw std::runtime_error(path + ": a model file, not a training checkpoint (no optimizer "
                                         "state); start a new run from it with --model");
     {

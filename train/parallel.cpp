@@ -11,30 +11,36 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-double since(clock::time_point t0) { return std::chrono::duration<double>(clock::now() - t0).count(); }
+double since(clock::time_point t0) {
+    return std::chrono::duration<double>(clock::now() - t0).count();
+}
 
 } // namespace
 
 std::vector<size_t> partition(size_t n, int ranks) {
     std::vector<size_t> offsets(size_t(ranks) + 1, n);
-    for (int r = 0; r < ranks; ++r) offsets[r] = std::min(n, n / size_t(ranks) * size_t(r) / 16 * 16);
+    for (int r = 0; r < ranks; ++r)
+        offsets[r] = std::min(n, n / size_t(ranks) * size_t(r) / 16 * 16);
     return offsets;
 }
 
-DataParallel::DataParallel(Communicator& comm, model::GPT2<float>& gpt, const optim::AdamWConfig& config,
-                           const ParallelOptions& options)
+DataParallel::DataParallel(Communicator& comm, model::GPT2<float>& gpt,
+                           const optim::AdamWConfig& config, const ParallelOptions& options)
     : comm_(comm), gpt_(gpt), options_(options),
       offsets_(options.zero ? partition(gpt.num_params(), comm.size())
                             : std::vector<size_t>{0, gpt.num_params()}),
       adam_(gpt.layout(), config, offsets_[options.zero ? comm.rank() : 0],
             offsets_[options.zero ? comm.rank() + 1 : 1]) {
     if (options.zero != 0 && options.zero != 1)
-        throw std::invalid_argument("--zero must be 0 or 1 (got " + std::to_string(options.zero) + ")");
+        throw std::invalid_argument("--zero must be 0 or 1 (got " + std::to_string(options.zero) +
+                                    ")");
     if (!gpt.grads()) gpt.allocate_grads();
-    overlapping_ = options.overlap && options.zero == 0 && comm.size() > 1 && comm.reduces_in_background();
+    overlapping_ =
+        options.overlap && options.zero == 0 && comm.size() > 1 && comm.reduces_in_background();
     if (!overlapping_) return;
     buckets_.resize(size_t(gpt.config().n_layer) + 1);
-    for (const auto& t : gpt.layout().tensors()) buckets_[size_t(t.layer + 1)].push_back({t.offset, t.size});
+    for (const auto& t : gpt.layout().tensors())
+        buckets_[size_t(t.layer + 1)].push_back({t.offset, t.size});
     gpt.set_backward_hook([this](int layer) { on_block_done(layer); });
 }
 
@@ -44,7 +50,8 @@ DataParallel::~DataParallel() {
 
 const char* DataParallel::describe() const {
     if (options_.zero == 1) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)";
-    return overlapping_ ? "gradients all-reduced in buckets during backward" : "gradients all-reduced after backward";
+    return overlapping_ ? "gradients all-reduced in buckets during backward"
+                        : "gradients all-reduced after backward";
 }
 
 // Block `layer` (or, for -1, everything else) has its final gradients: start summing
@@ -54,7 +61,8 @@ void DataParallel::on_block_done(int layer) {
     const auto t0 = clock::now();
     if (layer == gpt_.config().n_layer - 1) hook_seconds_ = 0;
     float* grads = gpt_.grads();
-    for (const Range& r : buckets_[size_t(layer + 1)]) comm_.start_allreduce_sum(grads + r.offset, r.size);
+    for (const Range& r : buckets_[size_t(layer + 1)])
+        comm_.start_allreduce_sum(grads + r.offset, r.size);
     comm_.progress();
     if (layer == -1) armed_ = false;
     hook_seconds_ += since(t0);
@@ -72,13 +80,17 @@ double DataParallel::step(float lr, double grad_clip, int micro_batches) {
     const double mean = 1.0 / (double(micro_batches) * W);
     double norm;
     if (options_.zero == 0) {
-        if (overlapping_) comm_.wait_all();
-        else comm_.allreduce_sum(grads, n);
+        if (overlapping_)
+            comm_.wait_all();
+        else
+            comm_.allreduce_sum(grads, n);
         comm_seconds_ += since(t0);
         norm = optim::grad_norm(grads, n) * mean;
     } else {
         comm_.reduce_scatter_sum(grads, offsets_);
-        norm = std::sqrt(comm_.allreduce_sum(optim::grad_sum_squares(grads + begin(), end() - begin()))) * mean;
+        norm = std::sqrt(
+                   comm_.allreduce_sum(optim::grad_sum_squares(grads + begin(), end() - begin()))) *
+               mean;
         comm_seconds_ += since(t0);
     }
     if (!std::isfinite(norm)) return norm;
@@ -92,7 +104,7 @@ double DataParallel::step(float lr, double grad_clip, int micro_batches) {
 }
 
 std::array<std::span<const float>, 2> DataParallel::full_moments(std::vector<float>& m_buf,
-                                                                std::vector<float>& v_buf) {
+                                                                 std::vector<float>& v_buf) {
     if (options_.zero == 0) {
         if (!comm_.is_root()) return {};
         return {adam_.m(), adam_.v()};

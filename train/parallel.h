@@ -64,7 +64,8 @@ public:
     // Checkpoints (collective). full_moments: on the root, views of the moments of
     // every parameter (its own, or gathered into m_buf and v_buf under ZeRO-1); empty
     // elsewhere. scatter_moments: the root's full m and v to every rank's part.
-    std::array<std::span<const float>, 2> full_moments(std::vector<float>& m_buf, std::vector<float>& v_buf);
+    std::array<std::span<const float>, 2> full_moments(std::vector<float>& m_buf,
+                                                       std::vector<float>& v_buf);
     void scatter_moments(const float* m, const float* v, int64_t t);
 
 private:
