@@ -328,8 +328,7 @@ template <class T> void GPT2<T>::backward() {
     has_targets_ = false; // the probabilities have become gradients
 }
 
-template <class T>
-void GPT2<T>::start_generation(int max_positions) {
+template <class T> void GPT2<T>::start_generation(int max_positions) {
     const Config& c = config();
     if (max_positions < 1 || max_positions > c.max_seq)
         throw std::invalid_argument("generation needs 1.." + std::to_string(c.max_seq) +
@@ -341,14 +340,15 @@ void GPT2<T>::start_generation(int max_positions) {
 }
 
 // The forward pass of one position, B = T = 1, with attention over the cache.
-template <class T>
-const T* GPT2<T>::step(int token, int pos) {
+template <class T> const T* GPT2<T>::step(int token, int pos) {
     const Config& c = config();
     if (pos < 0 || pos >= kv_positions_)
         throw std::invalid_argument("position " + std::to_string(pos) + " is outside the " +
-                                    std::to_string(kv_positions_) + " that start_generation made room for");
+                                    std::to_string(kv_positions_) +
+                                    " that start_generation made room for");
     if (token < 0 || token >= c.vocab)
-        throw std::invalid_argument("token id " + std::to_string(token) + " is outside the vocabulary");
+        throw std::invalid_argument("token id " + std::to_string(token) +
+                                    " is outside the vocabulary");
     const int C = c.n_embd;
     const ParamViews<const T> p(params_.data(), layout_);
     T* x = step_memory_.data();

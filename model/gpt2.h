@@ -15,8 +15,7 @@ namespace model {
 // Every buffer the forward pass writes and the backward pass reads, carved from one
 // allocation sized for at most (max_batch, max_seq) at reserve() time. Per-layer
 // buffers stack L slices: ln1 is (L,B,T,C), att is (L,B,NH,T,T), and so on.
-template <class T>
-struct Activations {
+template <class T> struct Activations {
     T* encoded;   // (B,T,C)
     T* ln1;       // (L,B,T,C)
     T* ln1_mean;  // (L,B,T)
@@ -50,8 +49,7 @@ struct Activations {
 enum Stage { kMatmul, kAttention, kNorm, kPointwise, kLoss, kNumStages };
 const char* stage_name(Stage stage); // "matmul", "attention", "layernorm", "pointwise", "loss"
 
-template <class T>
-class GPT2 {
+template <class T> class GPT2 {
 public:
     explicit GPT2(const Config& config);
 
@@ -68,8 +66,7 @@ public:
     // weights 1, padded wte rows 0. Reproducible from the seed, for float and double alike.
     void init_weights(uint64_t seed);
     // Copies parameters in (count must equal num_params()); any scalar type.
-    template <class U>
-    void set_params(const U* values, size_t count);
+    template <class U> void set_params(const U* values, size_t count);
 
     // Allocate buffers up front so that forward/backward never allocate: activations
     // for up to (max_batch, max_seq) with or without the backward scratch, gradients.
@@ -90,7 +87,9 @@ public:
     // (l = L-1 down to 0), then with -1 after wte, wpe, lnfw and lnfb. Lets a
     // data-parallel trainer start reducing a block's gradients while earlier blocks
     // are still being differentiated. Empty (the default) = no calls.
-    void set_backward_hook(std::function<void(int layer)> hook) { backward_hook_ = std::move(hook); }
+    void set_backward_hook(std::function<void(int layer)> hook) {
+        backward_hook_ = std::move(hook);
+    }
 
     // Incremental decoding with a key/value cache: start_generation(n) makes room for n
     // positions (at most max_seq); then step(token, pos) for pos = 0, 1, ... runs one

@@ -36,15 +36,24 @@ constexpr GroupSpec kGroups[kNumGroups] = {
 std::vector<int64_t> slice_shape(Group g, const Config& c) {
     const int64_t C = c.n_embd;
     switch (g) {
-    case kWte: return {c.padded_vocab, C};
-    case kWpe: return {c.max_seq, C};
-    case kQkvw: return {3 * C, C};
-    case kQkvb: return {3 * C};
-    case kAttprojw: return {C, C};
-    case kFcw: return {4 * C, C};
-    case kFcb: return {4 * C};
-    case kFcprojw: return {C, 4 * C};
-    default: return {C}; // LayerNorm weights and biases, attprojb, fcprojb
+    case kWte:
+        return {c.padded_vocab, C};
+    case kWpe:
+        return {c.max_seq, C};
+    case kQkvw:
+        return {3 * C, C};
+    case kQkvb:
+        return {3 * C};
+    case kAttprojw:
+        return {C, C};
+    case kFcw:
+        return {4 * C, C};
+    case kFcb:
+        return {4 * C};
+    case kFcprojw:
+        return {C, 4 * C};
+    default:
+        return {C}; // LayerNorm weights and biases, attprojb, fcprojb
     }
 }
 
@@ -56,7 +65,9 @@ size_t elements(const std::vector<int64_t>& shape) {
 
 } // namespace
 
-const char* group_name(Group g) { return kGroups[g].llmc_name; }
+const char* group_name(Group g) {
+    return kGroups[g].llmc_name;
+}
 
 ParamLayout::ParamLayout(const Config& config) : config_(config) {
     config_.validate();
@@ -99,7 +110,9 @@ size_t ParamLayout::padding_elements() const {
     return size_t(config_.padded_vocab - config_.vocab) * size_t(config_.n_embd);
 }
 
-size_t ParamLayout::count_unpadded() const { return total() - padding_elements(); }
+size_t ParamLayout::count_unpadded() const {
+    return total() - padding_elements();
+}
 
 void transpose(const float* src, float* dst, size_t rows, size_t cols) {
     for (size_t r = 0; r < rows; ++r)

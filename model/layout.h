@@ -40,7 +40,7 @@ const char* group_name(Group g); // llm.c's name: "wte", "qkvw", ...
 
 // One named tensor: a whole non-layer group or one layer's slice of a layer group.
 struct TensorInfo {
-    std::string name;           // Hugging Face name, e.g. "h.3.attn.c_attn.weight"
+    std::string name; // Hugging Face name, e.g. "h.3.attn.c_attn.weight"
     Group group;
     int layer;                  // -1 for wte, wpe, lnfw, lnfb
     std::vector<int64_t> shape; // our (llm.c) layout: linear weights are (out, in)
@@ -81,8 +81,7 @@ private:
 // Typed pointers into a flat buffer laid out by a ParamLayout. Layer groups point at
 // layer 0; layer l's slice is at ptr + l * slice size. Used for parameters and their
 // gradients alike.
-template <class T>
-struct ParamViews {
+template <class T> struct ParamViews {
     std::array<T*, kNumGroups> group{};
     T* operator[](Group g) const { return group[g]; }
 
