@@ -215,10 +215,11 @@ template <class T> double GPT2<T>::forward(const int* tokens, const int* targets
     const ParamViews<const T> p(params_.data(), layout_);
     const Activations<T>& a = acts_;
 
-    TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p[kWte], p[kWpe], B, Tn, C));
+    TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p.wte, p.wpe, B, Tn, C));
     for (int l = 0; l < L; ++l) {
-        // Layer l's slices: C = one vector per layer, BTC = one activation per layer.
-        const size_t lC = size_t(l) * C, lBT = size_t(l) * BT, lBTC = lBT * C;
+        // Layer l's slices: BT = one vector per layer, BTC = one activation per layer.
+        const size_t lBT = size_t(l) * BT, lBTC = lBT * C;
+        const LayerParams<const T> pl = p.layer(l);
         const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
         T* ln1 = a.ln1 + lBTC;
         T* qkv = a.qkv + lBTC * 3;
@@ -228,28 +229,24 @@ template <class T> double GPT2<T>::forward(const int* tokens, const int* targets
         T* fch = a.fch + lBTC * 4;
         T* fch_gelu = a.fch_gelu + lBTC * 4;
 
-        TIMED(kNorm, layernorm_forward(ln1, a.ln1_mean + lBT, a.ln1_rstd + lBT, residual,
-                                       p[kLn1w] + lC, p[kLn1b] + lC, N, C));
-        TIMED(kMatmul,
-              matmul_forward(qkv, ln1, p[kQkvw] + lC * 3 * C, p[kQkvb] + lC * 3, N, C, 3 * C));
+        TIMED(kNorm, layernorm_forward(ln1, a.ln1_mean + lBT, a.ln1_rstd + lBT, residual, pl.ln1_w,
+                                       pl.ln1_b, N, C));
+        TIMED(kMatmul, matmul_forward(qkv, ln1, pl.qkv_w, pl.qkv_b, N, C, 3 * C));
         TIMED(kAttention,
               attention_forward(atty, a.att + size_t(l) * B * NH * Tn * Tn, qkv, B, Tn, C, NH));
-        TIMED(kMatmul,
-              matmul_forward(a.proj, atty, p[kAttprojw] + lC * C, p[kAttprojb] + lC, N, C, C));
+        TIMED(kMatmul, matmul_forward(a.proj, atty, pl.attproj_w, pl.attproj_b, N, C, C));
         TIMED(kPointwise, residual_forward(residual2, residual, a.proj, BT * C));
-        TIMED(kNorm, layernorm_forward(ln2, a.ln2_mean + lBT, a.ln2_rstd + lBT, residual2,
-                                       p[kLn2w] + lC, p[kLn2b] + lC, N, C));
-        TIMED(kMatmul,
-              matmul_forward(fch, ln2, p[kFcw] + lC * 4 * C, p[kFcb] + lC * 4, N, C, 4 * C));
+        TIMED(kNorm, layernorm_forward(ln2, a.ln2_mean + lBT, a.ln2_rstd + lBT, residual2, pl.ln2_w,
+                                       pl.ln2_b, N, C));
+        TIMED(kMatmul, matmul_forward(fch, ln2, pl.fc_w, pl.fc_b, N, C, 4 * C));
         TIMED(kPointwise, gelu_forward(fch_gelu, fch, BT * 4 * C));
-        TIMED(kMatmul, matmul_forward(a.proj, fch_gelu, p[kFcprojw] + lC * 4 * C, p[kFcprojb] + lC,
-                                      N, 4 * C, C));
+        TIMED(kMatmul, matmul_forward(a.proj, fch_gelu, pl.fcproj_w, pl.fcproj_b, N, 4 * C, C));
         TIMED(kPointwise, residual_forward(a.residual3 + lBTC, residual2, a.proj, BT * C));
     }
     const T* last = a.residual3 + size_t(L - 1) * BT * C;
-    TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p[kLnfw], p[kLnfb], N, C));
+    TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p.lnf_w, p.lnf_b, N, C));
     TIMED(kMatmul,
-          matmul_forward(a.logits, a.lnf, p[kWte], static_cast<const T*>(nullptr), N, C, Vp));
+          matmul_forward(a.logits, a.lnf, p.wte, static_cast<const T*>(nullptr), N, C, Vp));
     if (!targets) {
         kept_ = 0;
         return 0.0;
@@ -279,11 +276,11 @@ template <class T> void GPT2<T>::backward() {
     TIMED(kLoss,
           softmax_crossentropy_backward(a.logits, a.logits, targets_.data(), dloss, N, V, Vp));
     TIMED(kPointwise, zero(a.dbt_c, BT * C));
-    TIMED(kMatmul, matmul_backward(a.dbt_c, g[kWte], static_cast<T*>(nullptr), a.logits, a.lnf,
-                                   p[kWte], N, C, Vp));
+    TIMED(kMatmul, matmul_backward(a.dbt_c, g.wte, static_cast<T*>(nullptr), a.logits, a.lnf, p.wte,
+                                   N, C, Vp));
     TIMED(kPointwise, zero(a.dresidual, BT * C));
-    TIMED(kNorm, layernorm_backward(a.dresidual, g[kLnfw], g[kLnfb], a.dbt_c,
-                                    a.residual3 + size_t(L - 1) * BT * C, p[kLnfw], a.lnf_mean,
+    TIMED(kNorm, layernorm_backward(a.dresidual, g.lnf_w, g.lnf_b, a.dbt_c,
+                                    a.residual3 + size_t(L - 1) * BT * C, p.lnf_w, a.lnf_mean,
                                     a.lnf_rstd, N, C));
 
     // dresidual holds the gradient of the residual stream. Going back through a block,
@@ -291,39 +288,39 @@ template <class T> void GPT2<T>::backward() {
     // path passes dresidual through unchanged, so each branch's backward just adds its
     // input gradient (from the LayerNorm) into dresidual.
     for (int l = L - 1; l >= 0; --l) {
-        const size_t lC = size_t(l) * C, lBT = size_t(l) * BT, lBTC = lBT * C;
+        const size_t lBT = size_t(l) * BT, lBTC = lBT * C;
+        const LayerParams<const T> pl = p.layer(l);
+        const LayerParams<T> gl = g.layer(l);
         const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
 
         // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
         TIMED(kPointwise, zero(a.dfch_gelu, BT * 4 * C));
-        TIMED(kMatmul,
-              matmul_backward(a.dfch_gelu, g[kFcprojw] + lC * 4 * C, g[kFcprojb] + lC, a.dresidual,
-                              a.fch_gelu + lBTC * 4, p[kFcprojw] + lC * 4 * C, N, 4 * C, C));
+        TIMED(kMatmul, matmul_backward(a.dfch_gelu, gl.fcproj_w, gl.fcproj_b, a.dresidual,
+                                       a.fch_gelu + lBTC * 4, pl.fcproj_w, N, 4 * C, C));
         TIMED(kPointwise, zero(a.dfch, BT * 4 * C));
         TIMED(kPointwise, gelu_backward(a.dfch, a.fch + lBTC * 4, a.dfch_gelu, BT * 4 * C));
         TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kFcw] + lC * 4 * C, g[kFcb] + lC * 4, a.dfch,
-                                       a.ln2 + lBTC, p[kFcw] + lC * 4 * C, N, C, 4 * C));
-        TIMED(kNorm, layernorm_backward(a.dresidual, g[kLn2w] + lC, g[kLn2b] + lC, a.dbt_c,
-                                        a.residual2 + lBTC, p[kLn2w] + lC, a.ln2_mean + lBT,
-                                        a.ln2_rstd + lBT, N, C));
+        TIMED(kMatmul, matmul_backward(a.dbt_c, gl.fc_w, gl.fc_b, a.dfch, a.ln2 + lBTC, pl.fc_w, N,
+                                       C, 4 * C));
+        TIMED(kNorm,
+              layernorm_backward(a.dresidual, gl.ln2_w, gl.ln2_b, a.dbt_c, a.residual2 + lBTC,
+                                 pl.ln2_w, a.ln2_mean + lBT, a.ln2_rstd + lBT, N, C));
 
         // Attention branch: residual2 = residual + attproj(attention(qkv(ln1(residual)))).
         TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kAttprojw] + lC * C, g[kAttprojb] + lC,
-                                       a.dresidual, a.atty + lBTC, p[kAttprojw] + lC * C, N, C, C));
+        TIMED(kMatmul, matmul_backward(a.dbt_c, gl.attproj_w, gl.attproj_b, a.dresidual,
+                                       a.atty + lBTC, pl.attproj_w, N, C, C));
         TIMED(kPointwise, zero(a.dqkv, BT * 3 * C));
         TIMED(kAttention, attention_backward(a.dqkv, a.datt, attn_slots_, a.dbt_c, a.qkv + lBTC * 3,
                                              a.att + size_t(l) * B * NH * Tn * Tn, B, Tn, C, NH));
         TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kQkvw] + lC * 3 * C, g[kQkvb] + lC * 3, a.dqkv,
-                                       a.ln1 + lBTC, p[kQkvw] + lC * 3 * C, N, C, 3 * C));
-        TIMED(kNorm,
-              layernorm_backward(a.dresidual, g[kLn1w] + lC, g[kLn1b] + lC, a.dbt_c, residual,
-                                 p[kLn1w] + lC, a.ln1_mean + lBT, a.ln1_rstd + lBT, N, C));
+        TIMED(kMatmul, matmul_backward(a.dbt_c, gl.qkv_w, gl.qkv_b, a.dqkv, a.ln1 + lBTC, pl.qkv_w,
+                                       N, C, 3 * C));
+        TIMED(kNorm, layernorm_backward(a.dresidual, gl.ln1_w, gl.ln1_b, a.dbt_c, residual,
+                                        pl.ln1_w, a.ln1_mean + lBT, a.ln1_rstd + lBT, N, C));
         if (backward_hook_) backward_hook_(l);
     }
-    TIMED(kPointwise, encoder_backward(g[kWte], g[kWpe], a.dresidual, tokens_.data(), B, Tn, C));
+    TIMED(kPointwise, encoder_backward(g.wte, g.wpe, a.dresidual, tokens_.data(), B, Tn, C));
     if (backward_hook_) backward_hook_(-1);
     has_targets_ = false; // the probabilities have become gradients
 }
@@ -362,24 +359,24 @@ template <class T> const T* GPT2<T>::step(int token, int pos) {
     T* logits = stats + 2;
     T* scores = logits + c.padded_vocab;
 
-    encoder_forward(x, &token, p[kWte], p[kWpe] + size_t(pos) * C, 1, 1, C);
+    encoder_forward(x, &token, p.wte, p.wpe + size_t(pos) * C, 1, 1, C);
     for (int l = 0; l < c.n_layer; ++l) {
-        const size_t lC = size_t(l) * C;
+        const LayerParams<const T> pl = p.layer(l);
         T* kv = kv_cache_.data() + size_t(l) * kv_positions_ * 2 * C;
-        layernorm_forward(ln, stats, stats + 1, x, p[kLn1w] + lC, p[kLn1b] + lC, 1, C);
-        matmul_forward(qkv, ln, p[kQkvw] + lC * 3 * C, p[kQkvb] + lC * 3, 1, C, 3 * C);
+        layernorm_forward(ln, stats, stats + 1, x, pl.ln1_w, pl.ln1_b, 1, C);
+        matmul_forward(qkv, ln, pl.qkv_w, pl.qkv_b, 1, C, 3 * C);
         std::copy(qkv + C, qkv + 3 * C, kv + size_t(pos) * 2 * C); // this position's k | v
         attention_step(atty, scores, qkv, kv, pos + 1, C, c.n_head);
-        matmul_forward(proj, atty, p[kAttprojw] + lC * C, p[kAttprojb] + lC, 1, C, C);
+        matmul_forward(proj, atty, pl.attproj_w, pl.attproj_b, 1, C, C);
         residual_forward(x, x, proj, size_t(C));
-        layernorm_forward(ln, stats, stats + 1, x, p[kLn2w] + lC, p[kLn2b] + lC, 1, C);
-        matmul_forward(fch, ln, p[kFcw] + lC * 4 * C, p[kFcb] + lC * 4, 1, C, 4 * C);
+        layernorm_forward(ln, stats, stats + 1, x, pl.ln2_w, pl.ln2_b, 1, C);
+        matmul_forward(fch, ln, pl.fc_w, pl.fc_b, 1, C, 4 * C);
         gelu_forward(fch_gelu, fch, size_t(4) * C);
-        matmul_forward(proj, fch_gelu, p[kFcprojw] + lC * 4 * C, p[kFcprojb] + lC, 1, 4 * C, C);
+        matmul_forward(proj, fch_gelu, pl.fcproj_w, pl.fcproj_b, 1, 4 * C, C);
         residual_forward(x, x, proj, size_t(C));
     }
-    layernorm_forward(ln, stats, stats + 1, x, p[kLnfw], p[kLnfb], 1, C);
-    matmul_forward(logits, ln, p[kWte], static_cast<const T*>(nullptr), 1, C, c.padded_vocab);
+    layernorm_forward(ln, stats, stats + 1, x, p.lnf_w, p.lnf_b, 1, C);
+    matmul_forward(logits, ln, p.wte, static_cast<const T*>(nullptr), 1, C, c.padded_vocab);
     return logits;
 }
 

@@ -78,6 +78,7 @@ ParamLayout::ParamLayout(const Config& config) : config_(config) {
         group_offset_[g] = offset;
         const auto shape = slice_shape(g, config_);
         const size_t n = elements(shape);
+        slice_size_[g] = n;
         const int layers = spec.per_layer ? config_.n_layer : 1;
         for (int l = 0; l < layers; ++l) {
             TensorInfo t;
@@ -94,10 +95,6 @@ ParamLayout::ParamLayout(const Config& config) : config_(config) {
         }
     }
     group_offset_[kNumGroups] = offset;
-}
-
-size_t ParamLayout::slice_size(Group g) const {
-    return elements(slice_shape(g, config_));
 }
 
 const TensorInfo& ParamLayout::find(const std::string& hf_name) const {
