@@ -113,45 +113,6 @@ template <class T> void GPT2<T>::zero_grad() {
     std::fill(grads_.begin(), grads_.end(), T(0));
 }
 
-namespace {
-
-// The one list of activation buffers and their sizes. take(n) hands out n elements
-// (or, for sizing, just counts them); backward scratch is only taken for training.
-template <class T, class Take>
-void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
-                        size_t slots, Take&& take) {
-    const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
-    a.encoded = take(BT * C);
-    a.ln1 = take(L * BT * C);
-    a.ln1_mean = take(L * BT);
-    a.ln1_rstd = take(L * BT);
-    a.qkv = take(L * BT * 3 * C);
-    a.atty = take(L * BT * C);
-    a.att = take(L * B * NH * Tn * Tn);
-    a.residual2 = take(L * BT * C);
-    a.ln2 = take(L * BT * C);
-    a.ln2_mean = take(L * BT);
-    a.ln2_rstd = take(L * BT);
-    a.fch = take(L * BT * 4 * C);
-    a.fch_gelu = take(L * BT * 4 * C);
-    a.residual3 = take(L * BT * C);
-    a.lnf = take(BT * C);
-    a.lnf_mean = take(BT);
-    a.lnf_rstd = take(BT);
-    a.logits = take(BT * size_t(c.padded_vocab));
-    a.losses = take(BT);
-    a.proj = take(BT * C);
-    const size_t k = training ? 1 : 0;
-    a.dresidual = take(k * BT * C);
-    a.dbt_c = take(k * BT * C);
-    a.dqkv = take(k * BT * 3 * C);
-    a.dfch = take(k * BT * 4 * C);
-    a.dfch_gelu = take(k * BT * 4 * C);
-    a.datt = take(k * slots * Tn * Tn);
-}
-
-} // namespace
-
 template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_training) {
     if (max_batch <= 0 || max_seq <= 0 || max_seq > config().max_seq)
         throw std::invalid_argument(
@@ -217,34 +178,23 @@ template <class T> double GPT2<T>::forward(const int* tokens, const int* targets
 
     TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p.wte, p.wpe, B, Tn, C));
     for (int l = 0; l < L; ++l) {
-        // Layer l's slices: BT = one vector per layer, BTC = one activation per layer.
-        const size_t lBT = size_t(l) * BT, lBTC = lBT * C;
         const LayerParams<const T> pl = p.layer(l);
-        const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
-        T* ln1 = a.ln1 + lBTC;
-        T* qkv = a.qkv + lBTC * 3;
-        T* atty = a.atty + lBTC;
-        T* residual2 = a.residual2 + lBTC;
-        T* ln2 = a.ln2 + lBTC;
-        T* fch = a.fch + lBTC * 4;
-        T* fch_gelu = a.fch_gelu + lBTC * 4;
-
-        TIMED(kNorm, layernorm_forward(ln1, a.ln1_mean + lBT, a.ln1_rstd + lBT, residual, pl.ln1_w,
+        const LayerActivations<T> al = a.layer(l);
+        TIMED(kNorm, layernorm_forward(al.ln1, al.ln1_mean, al.ln1_rstd, al.residual, pl.ln1_w,
                                        pl.ln1_b, N, C));
-        TIMED(kMatmul, matmul_forward(qkv, ln1, pl.qkv_w, pl.qkv_b, N, C, 3 * C));
-        TIMED(kAttention,
-              attention_forward(atty, a.att + size_t(l) * B * NH * Tn * Tn, qkv, B, Tn, C, NH));
-        TIMED(kMatmul, matmul_forward(a.proj, atty, pl.attproj_w, pl.attproj_b, N, C, C));
-        TIMED(kPointwise, residual_forward(residual2, residual, a.proj, BT * C));
-        TIMED(kNorm, layernorm_forward(ln2, a.ln2_mean + lBT, a.ln2_rstd + lBT, residual2, pl.ln2_w,
+        TIMED(kMatmul, matmul_forward(al.qkv, al.ln1, pl.qkv_w, pl.qkv_b, N, C, 3 * C));
+        TIMED(kAttention, attention_forward(al.atty, al.att, al.qkv, B, Tn, C, NH));
+        TIMED(kMatmul, matmul_forward(al.proj, al.atty, pl.attproj_w, pl.attproj_b, N, C, C));
+        TIMED(kPointwise, residual_forward(al.residual2, al.residual, al.proj, BT * C));
+        TIMED(kNorm, layernorm_forward(al.ln2, al.ln2_mean, al.ln2_rstd, al.residual2, pl.ln2_w,
                                        pl.ln2_b, N, C));
-        TIMED(kMatmul, matmul_forward(fch, ln2, pl.fc_w, pl.fc_b, N, C, 4 * C));
-        TIMED(kPointwise, gelu_forward(fch_gelu, fch, BT * 4 * C));
-        TIMED(kMatmul, matmul_forward(a.proj, fch_gelu, pl.fcproj_w, pl.fcproj_b, N, 4 * C, C));
-        TIMED(kPointwise, residual_forward(a.residual3 + lBTC, residual2, a.proj, BT * C));
+        TIMED(kMatmul, matmul_forward(al.fch, al.ln2, pl.fc_w, pl.fc_b, N, C, 4 * C));
+        TIMED(kPointwise, gelu_forward(al.fch_gelu, al.fch, BT * 4 * C));
+        TIMED(kMatmul, matmul_forward(al.proj, al.fch_gelu, pl.fcproj_w, pl.fcproj_b, N, 4 * C, C));
+        TIMED(kPointwise, residual_forward(al.residual3, al.residual2, al.proj, BT * C));
     }
-    const T* last = a.residual3 + size_t(L - 1) * BT * C;
-    TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p.lnf_w, p.lnf_b, N, C));
+    TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.layer(L - 1).residual3, p.lnf_w,
+                                   p.lnf_b, N, C));
     TIMED(kMatmul,
           matmul_forward(a.logits, a.lnf, p.wte, static_cast<const T*>(nullptr), N, C, Vp));
     if (!targets) {
@@ -269,58 +219,57 @@ template <class T> void GPT2<T>::backward() {
     const ParamViews<const T> p(params_.data(), layout_);
     const ParamViews<T> g(grads_.data(), layout_);
     const Activations<T>& a = acts_;
+    const BackwardScratch<T>& d = a.backward;
     auto zero = [](T* x, size_t n) { std::fill(x, x + n, T(0)); };
 
     // The loss is the mean over kept targets: each kept row's loss has weight 1/kept.
     const T dloss = kept_ ? T(1) / T(kept_) : T(0);
     TIMED(kLoss,
           softmax_crossentropy_backward(a.logits, a.logits, targets_.data(), dloss, N, V, Vp));
-    TIMED(kPointwise, zero(a.dbt_c, BT * C));
-    TIMED(kMatmul, matmul_backward(a.dbt_c, g.wte, static_cast<T*>(nullptr), a.logits, a.lnf, p.wte,
+    TIMED(kPointwise, zero(d.dbt_c, BT * C));
+    TIMED(kMatmul, matmul_backward(d.dbt_c, g.wte, static_cast<T*>(nullptr), a.logits, a.lnf, p.wte,
                                    N, C, Vp));
-    TIMED(kPointwise, zero(a.dresidual, BT * C));
-    TIMED(kNorm, layernorm_backward(a.dresidual, g.lnf_w, g.lnf_b, a.dbt_c,
-                                    a.residual3 + size_t(L - 1) * BT * C, p.lnf_w, a.lnf_mean,
-                                    a.lnf_rstd, N, C));
+    TIMED(kPointwise, zero(d.dresidual, BT * C));
+    TIMED(kNorm,
+          layernorm_backward(d.dresidual, g.lnf_w, g.lnf_b, d.dbt_c, a.layer(L - 1).residual3,
+                             p.lnf_w, a.lnf_mean, a.lnf_rstd, N, C));
 
     // dresidual holds the gradient of the residual stream. Going back through a block,
     // residual3 = residual2 + mlp(...) and residual2 = residual + attn(...): the skip
     // path passes dresidual through unchanged, so each branch's backward just adds its
     // input gradient (from the LayerNorm) into dresidual.
     for (int l = L - 1; l >= 0; --l) {
-        const size_t lBT = size_t(l) * BT, lBTC = lBT * C;
         const LayerParams<const T> pl = p.layer(l);
         const LayerParams<T> gl = g.layer(l);
-        const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
+        const LayerActivations<T> al = a.layer(l);
 
         // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
-        TIMED(kPointwise, zero(a.dfch_gelu, BT * 4 * C));
-        TIMED(kMatmul, matmul_backward(a.dfch_gelu, gl.fcproj_w, gl.fcproj_b, a.dresidual,
-                                       a.fch_gelu + lBTC * 4, pl.fcproj_w, N, 4 * C, C));
-        TIMED(kPointwise, zero(a.dfch, BT * 4 * C));
-        TIMED(kPointwise, gelu_backward(a.dfch, a.fch + lBTC * 4, a.dfch_gelu, BT * 4 * C));
-        TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, gl.fc_w, gl.fc_b, a.dfch, a.ln2 + lBTC, pl.fc_w, N,
-                                       C, 4 * C));
-        TIMED(kNorm,
-              layernorm_backward(a.dresidual, gl.ln2_w, gl.ln2_b, a.dbt_c, a.residual2 + lBTC,
-                                 pl.ln2_w, a.ln2_mean + lBT, a.ln2_rstd + lBT, N, C));
+        TIMED(kPointwise, zero(d.dfch_gelu, BT * 4 * C));
+        TIMED(kMatmul, matmul_backward(d.dfch_gelu, gl.fcproj_w, gl.fcproj_b, d.dresidual,
+                                       al.fch_gelu, pl.fcproj_w, N, 4 * C, C));
+        TIMED(kPointwise, zero(d.dfch, BT * 4 * C));
+        TIMED(kPointwise, gelu_backward(d.dfch, al.fch, d.dfch_gelu, BT * 4 * C));
+        TIMED(kPointwise, zero(d.dbt_c, BT * C));
+        TIMED(kMatmul,
+              matmul_backward(d.dbt_c, gl.fc_w, gl.fc_b, d.dfch, al.ln2, pl.fc_w, N, C, 4 * C));
+        TIMED(kNorm, layernorm_backward(d.dresidual, gl.ln2_w, gl.ln2_b, d.dbt_c, al.residual2,
+                                        pl.ln2_w, al.ln2_mean, al.ln2_rstd, N, C));
 
         // Attention branch: residual2 = residual + attproj(attention(qkv(ln1(residual)))).
-        TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, gl.attproj_w, gl.attproj_b, a.dresidual,
-                                       a.atty + lBTC, pl.attproj_w, N, C, C));
-        TIMED(kPointwise, zero(a.dqkv, BT * 3 * C));
-        TIMED(kAttention, attention_backward(a.dqkv, a.datt, attn_slots_, a.dbt_c, a.qkv + lBTC * 3,
-                                             a.att + size_t(l) * B * NH * Tn * Tn, B, Tn, C, NH));
-        TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, gl.qkv_w, gl.qkv_b, a.dqkv, a.ln1 + lBTC, pl.qkv_w,
-                                       N, C, 3 * C));
-        TIMED(kNorm, layernorm_backward(a.dresidual, gl.ln1_w, gl.ln1_b, a.dbt_c, residual,
-                                        pl.ln1_w, a.ln1_mean + lBT, a.ln1_rstd + lBT, N, C));
+        TIMED(kPointwise, zero(d.dbt_c, BT * C));
+        TIMED(kMatmul, matmul_backward(d.dbt_c, gl.attproj_w, gl.attproj_b, d.dresidual, al.atty,
+                                       pl.attproj_w, N, C, C));
+        TIMED(kPointwise, zero(d.dqkv, BT * 3 * C));
+        TIMED(kAttention, attention_backward(d.dqkv, d.datt, attn_slots_, d.dbt_c, al.qkv, al.att,
+                                             B, Tn, C, NH));
+        TIMED(kPointwise, zero(d.dbt_c, BT * C));
+        TIMED(kMatmul,
+              matmul_backward(d.dbt_c, gl.qkv_w, gl.qkv_b, d.dqkv, al.ln1, pl.qkv_w, N, C, 3 * C));
+        TIMED(kNorm, layernorm_backward(d.dresidual, gl.ln1_w, gl.ln1_b, d.dbt_c, al.residual,
+                                        pl.ln1_w, al.ln1_mean, al.ln1_rstd, N, C));
         if (backward_hook_) backward_hook_(l);
     }
-    TIMED(kPointwise, encoder_backward(g.wte, g.wpe, a.dresidual, tokens_.data(), B, Tn, C));
+    TIMED(kPointwise, encoder_backward(g.wte, g.wpe, d.dresidual, tokens_.data(), B, Tn, C));
     if (backward_hook_) backward_hook_(-1);
     has_targets_ = false; // the probabilities have become gradients
 }

@@ -7,43 +7,11 @@
 #include <functional>
 #include <vector>
 
+#include "model/activations.h"
 #include "model/config.h"
 #include "model/layout.h"
 
 namespace model {
-
-// Every buffer the forward pass writes and the backward pass reads, carved from one
-// allocation sized for at most (max_batch, max_seq) at reserve() time. Per-layer
-// buffers stack L slices: ln1 is (L,B,T,C), att is (L,B,NH,T,T), and so on.
-template <class T> struct Activations {
-    T* encoded;   // (B,T,C)
-    T* ln1;       // (L,B,T,C)
-    T* ln1_mean;  // (L,B,T)
-    T* ln1_rstd;  // (L,B,T)
-    T* qkv;       // (L,B,T,3C)
-    T* atty;      // (L,B,T,C)
-    T* att;       // (L,B,NH,T,T)
-    T* residual2; // (L,B,T,C)
-    T* ln2;       // (L,B,T,C)
-    T* ln2_mean;  // (L,B,T)
-    T* ln2_rstd;  // (L,B,T)
-    T* fch;       // (L,B,T,4C)
-    T* fch_gelu;  // (L,B,T,4C)
-    T* residual3; // (L,B,T,C)
-    T* lnf;       // (B,T,C)
-    T* lnf_mean;  // (B,T)
-    T* lnf_rstd;  // (B,T)
-    T* logits;    // (B,T,Vp): logits, then probs after the loss, then dlogits in backward
-    T* losses;    // (B,T)
-    T* proj;      // (B,T,C) scratch: attention and MLP projections before the residual add
-    // Backward scratch, reused by every layer.
-    T* dresidual; // (B,T,C) gradient of the residual stream
-    T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty
-    T* dqkv;      // (B,T,3C)
-    T* dfch;      // (B,T,4C)
-    T* dfch_gelu; // (B,T,4C)
-    T* datt;      // (slots,T,T) one attention scratch matrix per thread
-};
 
 // Kinds of work in a pass, for the time profile.
 enum Stage { kMatmul, kAttention, kNorm, kPointwise, kLoss, kNumStages };

@@ -1,5 +1,6 @@
 // Named views into the flat parameter and activation buffers.
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -36,5 +37,23 @@ TEST_CASE("parameter views point at the layout's tensors of the same name") {
         CHECK(b.fc_b == at(h + "mlp.c_fc.bias"));
         CHECK(b.fcproj_w == at(h + "mlp.c_proj.weight"));
         CHECK(b.fcproj_b == at(h + "mlp.c_proj.bias"));
+    }
+}
+
+TEST_CASE("activation views slice the stacked buffers and chain the residual stream") {
+    GPT2<float> m(kTiny);
+    m.reserve(2, 8, false);
+    const std::vector<int> tokens(16, 5);
+    m.forward(tokens.data(), nullptr, 2, 8);
+    const Activations<float>& a = m.activations();
+    const size_t btc = 2 * 8 * 16;
+    CHECK(a.layer(0).residual == a.encoded);
+    for (int l = 0; l < kTiny.n_layer; ++l) {
+        const LayerActivations<float> b = a.layer(l);
+        CHECK(b.residual3 == a.residual3 + l * btc); // stacked (L,B,T,C), as callers read it
+        if (l > 0) CHECK(b.residual == a.layer(l - 1).residual3);
+        CHECK(b.qkv == a.qkv + l * 3 * btc);
+        CHECK(b.fch_gelu == a.fch_gelu + l * 4 * btc);
+        CHECK(b.att == a.att + l * 2 * 2 * 8 * 8); // (B,NH,T,T)
     }
 }
