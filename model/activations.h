@@ -125,4 +125,64 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
     d.datt = take(k * slots * Tn * Tn);
 }
 
+// Incremental decoding: one position's buffers (B = T = 1) and the key/value cache.
+// Blocks run in place on x, so one LayerActivations serves every layer.
+template <class T> struct StepActivations {
+    T* kv;       // (L, positions, 2C) each layer's cached k | v per position
+    T* x;        // (C) the residual stream
+    T* ln;       // (C) ln1, ln2 and lnf output
+    T* qkv;      // (3C)
+    T* atty;     // (C)
+    T* proj;     // (C)
+    T* fch;      // (4C)
+    T* fch_gelu; // (4C)
+    T* mean;     // (1) LayerNorm statistics, not kept
+    T* rstd;     // (1)
+    T* logits;   // (Vp)
+    T* scores;   // (positions) one head's attention weights
+    // Elements in one layer's cache, positions * 2C, set by assign_step_activations.
+    size_t kv_layer = 0;
+
+    // Layer l's cache (positions, 2C).
+    T* layer_kv(int l) const { return kv + size_t(l) * kv_layer; }
+    // What every block reads and writes: it works in place on x.
+    LayerActivations<T> block() const {
+        return {.residual = x,
+                .ln1 = ln,
+                .ln1_mean = mean,
+                .ln1_rstd = rstd,
+                .qkv = qkv,
+                .atty = atty,
+                .att = scores,
+                .proj = proj,
+                .residual2 = x,
+                .ln2 = ln,
+                .ln2_mean = mean,
+                .ln2_rstd = rstd,
+                .fch = fch,
+                .fch_gelu = fch_gelu,
+                .residual3 = x};
+    }
+};
+
+// The list of step buffers for up to `positions` positions; take() as above.
+template <class T, class Take>
+void assign_step_activations(StepActivations<T>& s, const Config& c, size_t positions,
+                             Take&& take) {
+    const size_t L = c.n_layer, C = c.n_embd;
+    s.kv_layer = positions * 2 * C;
+    s.kv = take(L * s.kv_layer);
+    s.x = take(C);
+    s.ln = take(C);
+    s.qkv = take(3 * C);
+    s.atty = take(C);
+    s.proj = take(C);
+    s.fch = take(4 * C);
+    s.fch_gelu = take(4 * C);
+    s.mean = take(1);
+    s.rstd = take(1);
+    s.logits = take(size_t(c.padded_vocab));
+    s.scores = take(positions);
+}
+
 } // namespace model

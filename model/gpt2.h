@@ -94,8 +94,9 @@ private:
     int B_ = 0, T_ = 0, kept_ = 0;
     std::array<double, kNumStages> profile_{};
     std::function<void(int)> backward_hook_;
-    // Generation: cached k|v per layer (L, positions, 2C), and one position's buffers.
-    std::vector<T> kv_cache_, step_memory_;
+    // Generation: the key/value cache and one position's buffers.
+    std::vector<T> step_memory_;
+    StepActivations<T> step_acts_{};
     int kv_positions_ = 0;
 };
 
