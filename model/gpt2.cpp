@@ -21,15 +21,29 @@ const char* stage_name(Stage stage) {
     return kNames[stage];
 }
 
-// Runs one layer call, adding its wall time to profile_[stage].
-#define TIMED(stage, call)                                                                         \
-    do {                                                                                           \
-        const auto timed_start_ = std::chrono::steady_clock::now();                                \
-        call;                                                                                      \
-        profile_[stage] +=                                                                         \
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - timed_start_)         \
-                .count();                                                                          \
-    } while (0)
+namespace {
+
+// Adds each timed call's wall time to its Stage in a profile; without a profile, just calls.
+class StageTimer {
+public:
+    StageTimer() = default;
+    explicit StageTimer(std::array<double, kNumStages>& profile) : profile_(&profile) {}
+    template <class Call> void operator()(Stage stage, Call&& call) const {
+        if (!profile_) return call();
+        const auto start = std::chrono::steady_clock::now();
+        call();
+        (*profile_)[stage] +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    }
+
+private:
+    std::array<double, kNumStages>* profile_ = nullptr;
+};
+
+} // namespace
+
+// Runs one layer call through the StageTimer `timer` in scope.
+#define TIMED(stage, call) timer(stage, [&] { call; })
 
 template <class T>
 GPT2<T>::GPT2(const Config& config) : layout_(config), params_(layout_.total(), T(0)) {}
@@ -115,39 +129,24 @@ template <class T> void GPT2<T>::zero_grad() {
 
 namespace {
 
-// The one list of activation buffers and their sizes. take(n) hands out n elements
-// (or, for sizing, just counts them); backward scratch is only taken for training.
-template <class T, class Take>
-void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
-                        size_t slots, Take&& take) {
-    const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
-    a.encoded = take(BT * C);
-    a.ln1 = take(L * BT * C);
-    a.ln1_mean = take(L * BT);
-    a.ln1_rstd = take(L * BT);
-    a.qkv = take(L * BT * 3 * C);
-    a.atty = take(L * BT * C);
-    a.att = take(L * B * NH * Tn * Tn);
-    a.residual2 = take(L * BT * C);
-    a.ln2 = take(L * BT * C);
-    a.ln2_mean = take(L * BT);
-    a.ln2_rstd = take(L * BT);
-    a.fch = take(L * BT * 4 * C);
-    a.fch_gelu = take(L * BT * 4 * C);
-    a.residual3 = take(L * BT * C);
-    a.lnf = take(BT * C);
-    a.lnf_mean = take(BT);
-    a.lnf_rstd = take(BT);
-    a.logits = take(BT * size_t(c.padded_vocab));
-    a.losses = take(BT);
-    a.proj = take(BT * C);
-    const size_t k = training ? 1 : 0;
-    a.dresidual = take(k * BT * C);
-    a.dbt_c = take(k * BT * C);
-    a.dqkv = take(k * BT * 3 * C);
-    a.dfch = take(k * BT * 4 * C);
-    a.dfch_gelu = take(k * BT * 4 * C);
-    a.datt = take(k * slots * Tn * Tn);
+// The elements an assign_*activations list takes: runs it with a take() that only counts.
+template <class T, class Assign> size_t count_elements(Assign&& assign) {
+    size_t total = 0;
+    assign([&](size_t n) -> T* {
+        total += n;
+        return nullptr;
+    });
+    return total;
+}
+
+// Runs an assign_*activations list with a take() that hands out consecutive slices of
+// memory (null for empty ones); no allocation.
+template <class T, class Assign> void carve_from(T* memory, Assign&& assign) {
+    assign([&](size_t n) {
+        T* p = n ? memory : nullptr;
+        memory += n;
+        return p;
+    });
 }
 
 } // namespace
@@ -158,13 +157,10 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
             "batch " + std::to_string(max_batch) + " x sequence " + std::to_string(max_seq) +
             " is not possible (sequence must be 1.." + std::to_string(config().max_seq) + ")");
     attn_slots_ = for_training ? omp_get_max_threads() : 0;
-    size_t total = 0;
     Activations<T> sizing{};
-    assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_,
-                       [&](size_t n) -> T* {
-                           total += n;
-                           return nullptr;
-                       });
+    const size_t total = count_elements<T>([&](auto&& take) {
+        assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_, take);
+    });
     act_memory_.assign(total, T(0));
     act_memory_.shrink_to_fit();
     tokens_.assign(size_t(max_batch) * max_seq, 0);
@@ -175,15 +171,75 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
     if (for_training) allocate_grads();
 }
 
-// Points the activation fields into act_memory_ for this (B, T); no allocation.
+// Points the activation fields into act_memory_ for this (B, T).
 template <class T> void GPT2<T>::carve(int B, int Tn) {
-    T* next = act_memory_.data();
-    assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, [&](size_t n) {
-        T* p = n ? next : nullptr;
-        next += n;
-        return p;
+    carve_from(act_memory_.data(), [&](auto&& take) {
+        assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, take);
     });
 }
+
+namespace {
+
+template <class T> void fill_zero(T* x, size_t n) {
+    std::fill(x, x + n, T(0));
+}
+
+// One transformer block on N rows, through p's weights and a's buffers:
+//   residual2 (N,C) = residual + attproj(attend(qkv(ln1(residual))))
+//   residual3 (N,C) = residual2 + fcproj(gelu(fc(ln2(residual2))))
+// attend(atty (N,C), att, qkv (N,3C)) is the attention: over whole sequences for the
+// forward pass (att (B,NH,T,T) kept for backward), over the key/value cache for a step.
+template <class T, class Attend>
+void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, int N, int C,
+                   Attend&& attend, const StageTimer& timer) {
+    const size_t NC = size_t(N) * C;
+    TIMED(kNorm,
+          layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.residual, p.ln1_w, p.ln1_b, N, C));
+    TIMED(kMatmul, matmul_forward(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C));
+    TIMED(kAttention, attend(a.atty, a.att, a.qkv));
+    TIMED(kMatmul, matmul_forward(a.proj, a.atty, p.attproj_w, p.attproj_b, N, C, C));
+    TIMED(kPointwise, residual_forward(a.residual2, a.residual, a.proj, NC));
+    TIMED(kNorm,
+          layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2_w, p.ln2_b, N, C));
+    TIMED(kMatmul, matmul_forward(a.fch, a.ln2, p.fc_w, p.fc_b, N, C, 4 * C));
+    TIMED(kPointwise, gelu_forward(a.fch_gelu, a.fch, NC * 4));
+    TIMED(kMatmul, matmul_forward(a.proj, a.fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C));
+    TIMED(kPointwise, residual_forward(a.residual3, a.residual2, a.proj, NC));
+}
+
+// block_forward in reverse, into the block's gradients g (accumulated). d.dresidual (N,C)
+// holds the gradient of residual3 on entry and that of residual on return: the skip
+// paths pass it through unchanged, and each branch's LayerNorm adds its input gradient.
+// Scratch: d.dbt_c (N,C), d.dqkv (N,3C), d.dfch and d.dfch_gelu (N,4C).
+// attend_backward(dqkv (N,3C), datty (N,C), qkv, att) adds attend's input gradient.
+template <class T, class AttendBackward>
+void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
+                    const LayerActivations<T>& a, const BackwardScratch<T>& d, int N, int C,
+                    AttendBackward&& attend_backward, const StageTimer& timer) {
+    const size_t NC = size_t(N) * C;
+    // MLP branch.
+    TIMED(kPointwise, fill_zero(d.dfch_gelu, NC * 4));
+    TIMED(kMatmul, matmul_backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, a.fch_gelu,
+                                   p.fcproj_w, N, 4 * C, C));
+    TIMED(kPointwise, fill_zero(d.dfch, NC * 4));
+    TIMED(kPointwise, gelu_backward(d.dfch, a.fch, d.dfch_gelu, NC * 4));
+    TIMED(kPointwise, fill_zero(d.dbt_c, NC));
+    TIMED(kMatmul, matmul_backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, a.ln2, p.fc_w, N, C, 4 * C));
+    TIMED(kNorm, layernorm_backward(d.dresidual, g.ln2_w, g.ln2_b, d.dbt_c, a.residual2, p.ln2_w,
+                                    a.ln2_mean, a.ln2_rstd, N, C));
+    // Attention branch.
+    TIMED(kPointwise, fill_zero(d.dbt_c, NC));
+    TIMED(kMatmul, matmul_backward(d.dbt_c, g.attproj_w, g.attproj_b, d.dresidual, a.atty,
+                                   p.attproj_w, N, C, C));
+    TIMED(kPointwise, fill_zero(d.dqkv, NC * 3));
+    TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, a.qkv, a.att));
+    TIMED(kPointwise, fill_zero(d.dbt_c, NC));
+    TIMED(kMatmul, matmul_backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, a.ln1, p.qkv_w, N, C, 3 * C));
+    TIMED(kNorm, layernorm_backward(d.dresidual, g.ln1_w, g.ln1_b, d.dbt_c, a.residual, p.ln1_w,
+                                    a.ln1_mean, a.ln1_rstd, N, C));
+}
+
+} // namespace
 
 template <class T> double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn) {
     const Config& c = config();
@@ -214,42 +270,17 @@ template <class T> double GPT2<T>::forward(const int* tokens, const int* targets
     const int N = int(BT);
     const ParamViews<const T> p(params_.data(), layout_);
     const Activations<T>& a = acts_;
+    const StageTimer timer(profile_);
+    auto attend = [&](T* atty, T* att, const T* qkv) {
+        attention_forward(atty, att, qkv, B, Tn, C, NH);
+    };
 
-    TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p[kWte], p[kWpe], B, Tn, C));
-    for (int l = 0; l < L; ++l) {
-        // Layer l's slices: C = one vector per layer, BTC = one activation per layer.
-        const size_t lC = size_t(l) * C, lBT = size_t(l) * BT, lBTC = lBT * C;
-        const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
-        T* ln1 = a.ln1 + lBTC;
-        T* qkv = a.qkv + lBTC * 3;
-        T* atty = a.atty + lBTC;
-        T* residual2 = a.residual2 + lBTC;
-        T* ln2 = a.ln2 + lBTC;
-        T* fch = a.fch + lBTC * 4;
-        T* fch_gelu = a.fch_gelu + lBTC * 4;
-
-        TIMED(kNorm, layernorm_forward(ln1, a.ln1_mean + lBT, a.ln1_rstd + lBT, residual,
-                                       p[kLn1w] + lC, p[kLn1b] + lC, N, C));
-        TIMED(kMatmul,
-              matmul_forward(qkv, ln1, p[kQkvw] + lC * 3 * C, p[kQkvb] + lC * 3, N, C, 3 * C));
-        TIMED(kAttention,
-              attention_forward(atty, a.att + size_t(l) * B * NH * Tn * Tn, qkv, B, Tn, C, NH));
-        TIMED(kMatmul,
-              matmul_forward(a.proj, atty, p[kAttprojw] + lC * C, p[kAttprojb] + lC, N, C, C));
-        TIMED(kPointwise, residual_forward(residual2, residual, a.proj, BT * C));
-        TIMED(kNorm, layernorm_forward(ln2, a.ln2_mean + lBT, a.ln2_rstd + lBT, residual2,
-                                       p[kLn2w] + lC, p[kLn2b] + lC, N, C));
-        TIMED(kMatmul,
-              matmul_forward(fch, ln2, p[kFcw] + lC * 4 * C, p[kFcb] + lC * 4, N, C, 4 * C));
-        TIMED(kPointwise, gelu_forward(fch_gelu, fch, BT * 4 * C));
-        TIMED(kMatmul, matmul_forward(a.proj, fch_gelu, p[kFcprojw] + lC * 4 * C, p[kFcprojb] + lC,
-                                      N, 4 * C, C));
-        TIMED(kPointwise, residual_forward(a.residual3 + lBTC, residual2, a.proj, BT * C));
-    }
-    const T* last = a.residual3 + size_t(L - 1) * BT * C;
-    TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, last, p[kLnfw], p[kLnfb], N, C));
+    TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p.wte, p.wpe, B, Tn, C));
+    for (int l = 0; l < L; ++l) block_forward(p.layer(l), a.layer(l), N, C, attend, timer);
+    TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.layer(L - 1).residual3, p.lnf_w,
+                                   p.lnf_b, N, C));
     TIMED(kMatmul,
-          matmul_forward(a.logits, a.lnf, p[kWte], static_cast<const T*>(nullptr), N, C, Vp));
+          matmul_forward(a.logits, a.lnf, p.wte, static_cast<const T*>(nullptr), N, C, Vp));
     if (!targets) {
         kept_ = 0;
         return 0.0;
@@ -272,115 +303,70 @@ template <class T> void GPT2<T>::backward() {
     const ParamViews<const T> p(params_.data(), layout_);
     const ParamViews<T> g(grads_.data(), layout_);
     const Activations<T>& a = acts_;
-    auto zero = [](T* x, size_t n) { std::fill(x, x + n, T(0)); };
+    const BackwardScratch<T>& d = a.backward;
+    const StageTimer timer(profile_);
+    auto attend_backward = [&](T* dqkv, const T* datty, const T* qkv, const T* att) {
+        attention_backward(dqkv, d.datt, attn_slots_, datty, qkv, att, B, Tn, C, NH);
+    };
 
     // The loss is the mean over kept targets: each kept row's loss has weight 1/kept.
     const T dloss = kept_ ? T(1) / T(kept_) : T(0);
     TIMED(kLoss,
           softmax_crossentropy_backward(a.logits, a.logits, targets_.data(), dloss, N, V, Vp));
-    TIMED(kPointwise, zero(a.dbt_c, BT * C));
-    TIMED(kMatmul, matmul_backward(a.dbt_c, g[kWte], static_cast<T*>(nullptr), a.logits, a.lnf,
-                                   p[kWte], N, C, Vp));
-    TIMED(kPointwise, zero(a.dresidual, BT * C));
-    TIMED(kNorm, layernorm_backward(a.dresidual, g[kLnfw], g[kLnfb], a.dbt_c,
-                                    a.residual3 + size_t(L - 1) * BT * C, p[kLnfw], a.lnf_mean,
-                                    a.lnf_rstd, N, C));
-
-    // dresidual holds the gradient of the residual stream. Going back through a block,
-    // residual3 = residual2 + mlp(...) and residual2 = residual + attn(...): the skip
-    // path passes dresidual through unchanged, so each branch's backward just adds its
-    // input gradient (from the LayerNorm) into dresidual.
+    TIMED(kPointwise, fill_zero(d.dbt_c, BT * C));
+    TIMED(kMatmul, matmul_backward(d.dbt_c, g.wte, static_cast<T*>(nullptr), a.logits, a.lnf, p.wte,
+                                   N, C, Vp));
+    TIMED(kPointwise, fill_zero(d.dresidual, BT * C));
+    TIMED(kNorm,
+          layernorm_backward(d.dresidual, g.lnf_w, g.lnf_b, d.dbt_c, a.layer(L - 1).residual3,
+                             p.lnf_w, a.lnf_mean, a.lnf_rstd, N, C));
     for (int l = L - 1; l >= 0; --l) {
-        const size_t lC = size_t(l) * C, lBT = size_t(l) * BT, lBTC = lBT * C;
-        const T* residual = l == 0 ? a.encoded : a.residual3 + lBTC - BT * C;
-
-        // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
-        TIMED(kPointwise, zero(a.dfch_gelu, BT * 4 * C));
-        TIMED(kMatmul,
-              matmul_backward(a.dfch_gelu, g[kFcprojw] + lC * 4 * C, g[kFcprojb] + lC, a.dresidual,
-                              a.fch_gelu + lBTC * 4, p[kFcprojw] + lC * 4 * C, N, 4 * C, C));
-        TIMED(kPointwise, zero(a.dfch, BT * 4 * C));
-        TIMED(kPointwise, gelu_backward(a.dfch, a.fch + lBTC * 4, a.dfch_gelu, BT * 4 * C));
-        TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kFcw] + lC * 4 * C, g[kFcb] + lC * 4, a.dfch,
-                                       a.ln2 + lBTC, p[kFcw] + lC * 4 * C, N, C, 4 * C));
-        TIMED(kNorm, layernorm_backward(a.dresidual, g[kLn2w] + lC, g[kLn2b] + lC, a.dbt_c,
-                                        a.residual2 + lBTC, p[kLn2w] + lC, a.ln2_mean + lBT,
-                                        a.ln2_rstd + lBT, N, C));
-
-        // Attention branch: residual2 = residual + attproj(attention(qkv(ln1(residual)))).
-        TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kAttprojw] + lC * C, g[kAttprojb] + lC,
-                                       a.dresidual, a.atty + lBTC, p[kAttprojw] + lC * C, N, C, C));
-        TIMED(kPointwise, zero(a.dqkv, BT * 3 * C));
-        TIMED(kAttention, attention_backward(a.dqkv, a.datt, attn_slots_, a.dbt_c, a.qkv + lBTC * 3,
-                                             a.att + size_t(l) * B * NH * Tn * Tn, B, Tn, C, NH));
-        TIMED(kPointwise, zero(a.dbt_c, BT * C));
-        TIMED(kMatmul, matmul_backward(a.dbt_c, g[kQkvw] + lC * 3 * C, g[kQkvb] + lC * 3, a.dqkv,
-                                       a.ln1 + lBTC, p[kQkvw] + lC * 3 * C, N, C, 3 * C));
-        TIMED(kNorm,
-              layernorm_backward(a.dresidual, g[kLn1w] + lC, g[kLn1b] + lC, a.dbt_c, residual,
-                                 p[kLn1w] + lC, a.ln1_mean + lBT, a.ln1_rstd + lBT, N, C));
+        block_backward(g.layer(l), p.layer(l), a.layer(l), d, N, C, attend_backward, timer);
         if (backward_hook_) backward_hook_(l);
     }
-    TIMED(kPointwise, encoder_backward(g[kWte], g[kWpe], a.dresidual, tokens_.data(), B, Tn, C));
+    TIMED(kPointwise, encoder_backward(g.wte, g.wpe, d.dresidual, tokens_.data(), B, Tn, C));
     if (backward_hook_) backward_hook_(-1);
     has_targets_ = false; // the probabilities have become gradients
 }
 
-template <class T>
-void GPT2<T>::start_generation(int max_positions) {
+template <class T> void GPT2<T>::start_generation(int max_positions) {
     const Config& c = config();
     if (max_positions < 1 || max_positions > c.max_seq)
         throw std::invalid_argument("generation needs 1.." + std::to_string(c.max_seq) +
                                     " positions, not " + std::to_string(max_positions));
     kv_positions_ = max_positions;
-    kv_cache_.assign(size_t(c.n_layer) * max_positions * 2 * c.n_embd, T(0));
-    // x, ln, qkv (3C), atty, proj, fch (4C), fch_gelu (4C), mean|rstd, logits (Vp), scores
-    step_memory_.assign(size_t(15) * c.n_embd + 2 + c.padded_vocab + max_positions, T(0));
+    auto assign = [&](auto&& take) { assign_step_activations(step_acts_, c, max_positions, take); };
+    step_memory_.assign(count_elements<T>(assign), T(0));
+    carve_from(step_memory_.data(), assign);
 }
 
 // The forward pass of one position, B = T = 1, with attention over the cache.
-template <class T>
-const T* GPT2<T>::step(int token, int pos) {
+template <class T> const T* GPT2<T>::step(int token, int pos) {
     const Config& c = config();
     if (pos < 0 || pos >= kv_positions_)
         throw std::invalid_argument("position " + std::to_string(pos) + " is outside the " +
-                                    std::to_string(kv_positions_) + " that start_generation made room for");
+                                    std::to_string(kv_positions_) +
+                                    " that start_generation made room for");
     if (token < 0 || token >= c.vocab)
-        throw std::invalid_argument("token id " + std::to_string(token) + " is outside the vocabulary");
-    const int C = c.n_embd;
+        throw std::invalid_argument("token id " + std::to_string(token) +
+                                    " is outside the vocabulary");
+    const int C = c.n_embd, NH = c.n_head;
     const ParamViews<const T> p(params_.data(), layout_);
-    T* x = step_memory_.data();
-    T* ln = x + C;
-    T* qkv = ln + C;
-    T* atty = qkv + 3 * C;
-    T* proj = atty + C;
-    T* fch = proj + C;
-    T* fch_gelu = fch + 4 * C;
-    T* stats = fch_gelu + 4 * C; // mean, rstd
-    T* logits = stats + 2;
-    T* scores = logits + c.padded_vocab;
+    const StepActivations<T>& s = step_acts_;
+    const StageTimer untimed; // generation stays out of the training profile
 
-    encoder_forward(x, &token, p[kWte], p[kWpe] + size_t(pos) * C, 1, 1, C);
+    encoder_forward(s.x, &token, p.wte, p.wpe + size_t(pos) * C, 1, 1, C); // wpe row pos
     for (int l = 0; l < c.n_layer; ++l) {
-        const size_t lC = size_t(l) * C;
-        T* kv = kv_cache_.data() + size_t(l) * kv_positions_ * 2 * C;
-        layernorm_forward(ln, stats, stats + 1, x, p[kLn1w] + lC, p[kLn1b] + lC, 1, C);
-        matmul_forward(qkv, ln, p[kQkvw] + lC * 3 * C, p[kQkvb] + lC * 3, 1, C, 3 * C);
-        std::copy(qkv + C, qkv + 3 * C, kv + size_t(pos) * 2 * C); // this position's k | v
-        attention_step(atty, scores, qkv, kv, pos + 1, C, c.n_head);
-        matmul_forward(proj, atty, p[kAttprojw] + lC * C, p[kAttprojb] + lC, 1, C, C);
-        residual_forward(x, x, proj, size_t(C));
-        layernorm_forward(ln, stats, stats + 1, x, p[kLn2w] + lC, p[kLn2b] + lC, 1, C);
-        matmul_forward(fch, ln, p[kFcw] + lC * 4 * C, p[kFcb] + lC * 4, 1, C, 4 * C);
-        gelu_forward(fch_gelu, fch, size_t(4) * C);
-        matmul_forward(proj, fch_gelu, p[kFcprojw] + lC * 4 * C, p[kFcprojb] + lC, 1, 4 * C, C);
-        residual_forward(x, x, proj, size_t(C));
+        T* kv = s.layer_kv(l);
+        auto attend = [&](T* atty, T* scores, const T* qkv) {
+            std::copy(qkv + C, qkv + 3 * C, kv + size_t(pos) * 2 * C); // this position's k | v
+            attention_step(atty, scores, qkv, kv, pos + 1, C, NH);
+        };
+        block_forward(p.layer(l), s.block(), 1, C, attend, untimed);
     }
-    layernorm_forward(ln, stats, stats + 1, x, p[kLnfw], p[kLnfb], 1, C);
-    matmul_forward(logits, ln, p[kWte], static_cast<const T*>(nullptr), 1, C, c.padded_vocab);
-    return logits;
+    layernorm_forward(s.ln, s.mean, s.rstd, s.x, p.lnf_w, p.lnf_b, 1, C);
+    matmul_forward(s.logits, s.ln, p.wte, static_cast<const T*>(nullptr), 1, C, c.padded_vocab);
+    return s.logits;
 }
 
 template class GPT2<float>;

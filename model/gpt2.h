@@ -7,51 +7,17 @@
 #include <functional>
 #include <vector>
 
+#include "model/activations.h"
 #include "model/config.h"
 #include "model/layout.h"
 
 namespace model {
 
-// Every buffer the forward pass writes and the backward pass reads, carved from one
-// allocation sized for at most (max_batch, max_seq) at reserve() time. Per-layer
-// buffers stack L slices: ln1 is (L,B,T,C), att is (L,B,NH,T,T), and so on.
-template <class T>
-struct Activations {
-    T* encoded;   // (B,T,C)
-    T* ln1;       // (L,B,T,C)
-    T* ln1_mean;  // (L,B,T)
-    T* ln1_rstd;  // (L,B,T)
-    T* qkv;       // (L,B,T,3C)
-    T* atty;      // (L,B,T,C)
-    T* att;       // (L,B,NH,T,T)
-    T* residual2; // (L,B,T,C)
-    T* ln2;       // (L,B,T,C)
-    T* ln2_mean;  // (L,B,T)
-    T* ln2_rstd;  // (L,B,T)
-    T* fch;       // (L,B,T,4C)
-    T* fch_gelu;  // (L,B,T,4C)
-    T* residual3; // (L,B,T,C)
-    T* lnf;       // (B,T,C)
-    T* lnf_mean;  // (B,T)
-    T* lnf_rstd;  // (B,T)
-    T* logits;    // (B,T,Vp): logits, then probs after the loss, then dlogits in backward
-    T* losses;    // (B,T)
-    T* proj;      // (B,T,C) scratch: attention and MLP projections before the residual add
-    // Backward scratch, reused by every layer.
-    T* dresidual; // (B,T,C) gradient of the residual stream
-    T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty
-    T* dqkv;      // (B,T,3C)
-    T* dfch;      // (B,T,4C)
-    T* dfch_gelu; // (B,T,4C)
-    T* datt;      // (slots,T,T) one attention scratch matrix per thread
-};
-
 // Kinds of work in a pass, for the time profile.
 enum Stage { kMatmul, kAttention, kNorm, kPointwise, kLoss, kNumStages };
 const char* stage_name(Stage stage); // "matmul", "attention", "layernorm", "pointwise", "loss"
 
-template <class T>
-class GPT2 {
+template <class T> class GPT2 {
 public:
     explicit GPT2(const Config& config);
 
@@ -68,8 +34,7 @@ public:
     // weights 1, padded wte rows 0. Reproducible from the seed, for float and double alike.
     void init_weights(uint64_t seed);
     // Copies parameters in (count must equal num_params()); any scalar type.
-    template <class U>
-    void set_params(const U* values, size_t count);
+    template <class U> void set_params(const U* values, size_t count);
 
     // Allocate buffers up front so that forward/backward never allocate: activations
     // for up to (max_batch, max_seq) with or without the backward scratch, gradients.
@@ -90,7 +55,9 @@ public:
     // (l = L-1 down to 0), then with -1 after wte, wpe, lnfw and lnfb. Lets a
     // data-parallel trainer start reducing a block's gradients while earlier blocks
     // are still being differentiated. Empty (the default) = no calls.
-    void set_backward_hook(std::function<void(int layer)> hook) { backward_hook_ = std::move(hook); }
+    void set_backward_hook(std::function<void(int layer)> hook) {
+        backward_hook_ = std::move(hook);
+    }
 
     // Incremental decoding with a key/value cache: start_generation(n) makes room for n
     // positions (at most max_seq); then step(token, pos) for pos = 0, 1, ... runs one
@@ -127,8 +94,9 @@ private:
     int B_ = 0, T_ = 0, kept_ = 0;
     std::array<double, kNumStages> profile_{};
     std::function<void(int)> backward_hook_;
-    // Generation: cached k|v per layer (L, positions, 2C), and one position's buffers.
-    std::vector<T> kv_cache_, step_memory_;
+    // Generation: the key/value cache and one position's buffers.
+    std::vector<T> step_memory_;
+    StepActivations<T> step_acts_{};
     int kv_positions_ = 0;
 };
 

@@ -36,15 +36,24 @@ constexpr GroupSpec kGroups[kNumGroups] = {
 std::vector<int64_t> slice_shape(Group g, const Config& c) {
     const int64_t C = c.n_embd;
     switch (g) {
-    case kWte: return {c.padded_vocab, C};
-    case kWpe: return {c.max_seq, C};
-    case kQkvw: return {3 * C, C};
-    case kQkvb: return {3 * C};
-    case kAttprojw: return {C, C};
-    case kFcw: return {4 * C, C};
-    case kFcb: return {4 * C};
-    case kFcprojw: return {C, 4 * C};
-    default: return {C}; // LayerNorm weights and biases, attprojb, fcprojb
+    case kWte:
+        return {c.padded_vocab, C};
+    case kWpe:
+        return {c.max_seq, C};
+    case kQkvw:
+        return {3 * C, C};
+    case kQkvb:
+        return {3 * C};
+    case kAttprojw:
+        return {C, C};
+    case kFcw:
+        return {4 * C, C};
+    case kFcb:
+        return {4 * C};
+    case kFcprojw:
+        return {C, 4 * C};
+    default:
+        return {C}; // LayerNorm weights and biases, attprojb, fcprojb
     }
 }
 
@@ -56,7 +65,9 @@ size_t elements(const std::vector<int64_t>& shape) {
 
 } // namespace
 
-const char* group_name(Group g) { return kGroups[g].llmc_name; }
+const char* group_name(Group g) {
+    return kGroups[g].llmc_name;
+}
 
 ParamLayout::ParamLayout(const Config& config) : config_(config) {
     config_.validate();
@@ -67,6 +78,7 @@ ParamLayout::ParamLayout(const Config& config) : config_(config) {
         group_offset_[g] = offset;
         const auto shape = slice_shape(g, config_);
         const size_t n = elements(shape);
+        slice_size_[g] = n;
         const int layers = spec.per_layer ? config_.n_layer : 1;
         for (int l = 0; l < layers; ++l) {
             TensorInfo t;
@@ -85,10 +97,6 @@ ParamLayout::ParamLayout(const Config& config) : config_(config) {
     group_offset_[kNumGroups] = offset;
 }
 
-size_t ParamLayout::slice_size(Group g) const {
-    return elements(slice_shape(g, config_));
-}
-
 const TensorInfo& ParamLayout::find(const std::string& hf_name) const {
     for (const auto& t : tensors_)
         if (t.name == hf_name) return t;
@@ -99,7 +107,9 @@ size_t ParamLayout::padding_elements() const {
     return size_t(config_.padded_vocab - config_.vocab) * size_t(config_.n_embd);
 }
 
-size_t ParamLayout::count_unpadded() const { return total() - padding_elements(); }
+size_t ParamLayout::count_unpadded() const {
+    return total() - padding_elements();
+}
 
 void transpose(const float* src, float* dst, size_t rows, size_t cols) {
     for (size_t r = 0; r < rows; ++r)

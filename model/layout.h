@@ -40,7 +40,7 @@ const char* group_name(Group g); // llm.c's name: "wte", "qkvw", ...
 
 // One named tensor: a whole non-layer group or one layer's slice of a layer group.
 struct TensorInfo {
-    std::string name;           // Hugging Face name, e.g. "h.3.attn.c_attn.weight"
+    std::string name; // Hugging Face name, e.g. "h.3.attn.c_attn.weight"
     Group group;
     int layer;                  // -1 for wte, wpe, lnfw, lnfb
     std::vector<int64_t> shape; // our (llm.c) layout: linear weights are (out, in)
@@ -61,7 +61,11 @@ public:
     size_t group_offset(Group g) const { return group_offset_[g]; }
     size_t group_size(Group g) const { return group_offset_[g + 1] - group_offset_[g]; }
     // Per-layer slice size of a layer group (the whole group otherwise).
-    size_t slice_size(Group g) const;
+    size_t slice_size(Group g) const { return slice_size_[g]; }
+    // Where layer l's slice of group g starts (g itself for a non-layer group).
+    size_t offset(Group g, int l = 0) const {
+        return group_offset_[g] + size_t(l) * slice_size_[g];
+    }
 
     // Every tensor, in buffer order. find() throws std::out_of_range for an unknown name.
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
@@ -75,21 +79,59 @@ public:
 private:
     Config config_;
     std::array<size_t, kNumGroups + 1> group_offset_{};
+    std::array<size_t, kNumGroups> slice_size_{};
     std::vector<TensorInfo> tensors_;
 };
 
-// Typed pointers into a flat buffer laid out by a ParamLayout. Layer groups point at
-// layer 0; layer l's slice is at ptr + l * slice size. Used for parameters and their
-// gradients alike.
-template <class T>
-struct ParamViews {
-    std::array<T*, kNumGroups> group{};
-    T* operator[](Group g) const { return group[g]; }
+// One block's parameters (or gradients): layer l's slice of each layer group.
+template <class T> struct LayerParams {
+    T* ln1_w;     // (C)
+    T* ln1_b;     // (C)
+    T* qkv_w;     // (3C, C)
+    T* qkv_b;     // (3C)
+    T* attproj_w; // (C, C)
+    T* attproj_b; // (C)
+    T* ln2_w;     // (C)
+    T* ln2_b;     // (C)
+    T* fc_w;      // (4C, C)
+    T* fc_b;      // (4C)
+    T* fcproj_w;  // (C, 4C)
+    T* fcproj_b;  // (C)
+};
 
-    ParamViews() = default;
-    ParamViews(T* base, const ParamLayout& layout) {
-        for (int g = 0; g < kNumGroups; ++g) group[g] = base + layout.group_offset(Group(g));
+// The tensors of a flat buffer laid out by a ParamLayout, by name: the parameters,
+// or their gradients (same layout).
+template <class T> class ParamViews {
+public:
+    ParamViews(T* base, const ParamLayout& layout)
+        : wte(base + layout.offset(kWte)), wpe(base + layout.offset(kWpe)),
+          lnf_w(base + layout.offset(kLnfw)), lnf_b(base + layout.offset(kLnfb)), base_(base),
+          layout_(&layout) {}
+
+    T* wte;   // (Vp, C) token embedding, tied LM head
+    T* wpe;   // (maxT, C) position embedding
+    T* lnf_w; // (C)
+    T* lnf_b; // (C)
+
+    LayerParams<T> layer(int l) const {
+        auto at = [&](Group g) { return base_ + layout_->offset(g, l); };
+        return {.ln1_w = at(kLn1w),
+                .ln1_b = at(kLn1b),
+                .qkv_w = at(kQkvw),
+                .qkv_b = at(kQkvb),
+                .attproj_w = at(kAttprojw),
+                .attproj_b = at(kAttprojb),
+                .ln2_w = at(kLn2w),
+                .ln2_b = at(kLn2b),
+                .fc_w = at(kFcw),
+                .fc_b = at(kFcb),
+                .fcproj_w = at(kFcprojw),
+                .fcproj_b = at(kFcprojb)};
     }
+
+private:
+    T* base_;
+    const ParamLayout* layout_;
 };
 
 // src (rows, cols) -> dst (cols, rows): between our (out, in) linear weights and HF's

@@ -1,0 +1,188 @@
+// Every buffer the forward pass writes and the backward pass reads, and the one place
+// that knows where each layer's slice of them lies.
+#pragma once
+
+#include <cstddef>
+
+#include "model/config.h"
+
+namespace model {
+
+// The buffers one transformer block reads and writes, for N = B*T rows.
+template <class T> struct LayerActivations {
+    T* residual;  // (N,C) block input: encoded for layer 0, else the last block's residual3
+    T* ln1;       // (N,C)
+    T* ln1_mean;  // (N)
+    T* ln1_rstd;  // (N)
+    T* qkv;       // (N,3C)
+    T* atty;      // (N,C)
+    T* att;       // (B,NH,T,T) attention probabilities, kept for backward
+    T* proj;      // (N,C) scratch shared by all layers: a branch's output before its add
+    T* residual2; // (N,C) residual + attention branch
+    T* ln2;       // (N,C)
+    T* ln2_mean;  // (N)
+    T* ln2_rstd;  // (N)
+    T* fch;       // (N,4C)
+    T* fch_gelu;  // (N,4C)
+    T* residual3; // (N,C) block output: residual2 + MLP branch
+};
+
+// Gradients the backward pass passes between layers, and its attention scratch; each
+// buffer is reused by every layer.
+template <class T> struct BackwardScratch {
+    T* dresidual; // (B,T,C) gradient of the residual stream
+    T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty
+    T* dqkv;      // (B,T,3C)
+    T* dfch;      // (B,T,4C)
+    T* dfch_gelu; // (B,T,4C)
+    T* datt;      // (slots,T,T) one attention scratch matrix per thread
+};
+
+// Carved from one allocation sized for at most (max_batch, max_seq) at reserve() time.
+// Per-layer buffers stack L slices: ln1 is (L,B,T,C), att is (L,B,NH,T,T), and so on.
+template <class T> struct Activations {
+    T* encoded;   // (B,T,C)
+    T* ln1;       // (L,B,T,C)
+    T* ln1_mean;  // (L,B,T)
+    T* ln1_rstd;  // (L,B,T)
+    T* qkv;       // (L,B,T,3C)
+    T* atty;      // (L,B,T,C)
+    T* att;       // (L,B,NH,T,T)
+    T* residual2; // (L,B,T,C)
+    T* ln2;       // (L,B,T,C)
+    T* ln2_mean;  // (L,B,T)
+    T* ln2_rstd;  // (L,B,T)
+    T* fch;       // (L,B,T,4C)
+    T* fch_gelu;  // (L,B,T,4C)
+    T* residual3; // (L,B,T,C)
+    T* lnf;       // (B,T,C)
+    T* lnf_mean;  // (B,T)
+    T* lnf_rstd;  // (B,T)
+    T* logits;    // (B,T,Vp): logits, then probs after the loss, then dlogits in backward
+    T* losses;    // (B,T)
+    T* proj;      // (B,T,C) scratch: attention and MLP projections before the residual add
+    BackwardScratch<T> backward; // null unless reserved for training
+    // Elements in one layer's slice of a stacked buffer: (B,T), (B,T,C), (B,NH,T,T).
+    size_t bt = 0, btc = 0, bhtt = 0;
+
+    // Layer l's slice of every stacked buffer.
+    LayerActivations<T> layer(int l) const {
+        const size_t lbt = size_t(l) * bt, lbtc = size_t(l) * btc;
+        return {.residual = l == 0 ? encoded : residual3 + lbtc - btc,
+                .ln1 = ln1 + lbtc,
+                .ln1_mean = ln1_mean + lbt,
+                .ln1_rstd = ln1_rstd + lbt,
+                .qkv = qkv + lbtc * 3,
+                .atty = atty + lbtc,
+                .att = att + size_t(l) * bhtt,
+                .proj = proj,
+                .residual2 = residual2 + lbtc,
+                .ln2 = ln2 + lbtc,
+                .ln2_mean = ln2_mean + lbt,
+                .ln2_rstd = ln2_rstd + lbt,
+                .fch = fch + lbtc * 4,
+                .fch_gelu = fch_gelu + lbtc * 4,
+                .residual3 = residual3 + lbtc};
+    }
+};
+
+// The one list of activation buffers and their sizes. take(n) hands out n elements
+// (or, for sizing, just counts them); backward scratch is only taken for training.
+template <class T, class Take>
+void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
+                        size_t slots, Take&& take) {
+    const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
+    a.bt = BT;
+    a.btc = BT * C;
+    a.bhtt = B * NH * Tn * Tn;
+    a.encoded = take(BT * C);
+    a.ln1 = take(L * a.btc);
+    a.ln1_mean = take(L * a.bt);
+    a.ln1_rstd = take(L * a.bt);
+    a.qkv = take(L * a.btc * 3);
+    a.atty = take(L * a.btc);
+    a.att = take(L * a.bhtt);
+    a.residual2 = take(L * a.btc);
+    a.ln2 = take(L * a.btc);
+    a.ln2_mean = take(L * a.bt);
+    a.ln2_rstd = take(L * a.bt);
+    a.fch = take(L * a.btc * 4);
+    a.fch_gelu = take(L * a.btc * 4);
+    a.residual3 = take(L * a.btc);
+    a.lnf = take(BT * C);
+    a.lnf_mean = take(BT);
+    a.lnf_rstd = take(BT);
+    a.logits = take(BT * size_t(c.padded_vocab));
+    a.losses = take(BT);
+    a.proj = take(BT * C);
+    const size_t k = training ? 1 : 0;
+    BackwardScratch<T>& d = a.backward;
+    d.dresidual = take(k * BT * C);
+    d.dbt_c = take(k * BT * C);
+    d.dqkv = take(k * BT * 3 * C);
+    d.dfch = take(k * BT * 4 * C);
+    d.dfch_gelu = take(k * BT * 4 * C);
+    d.datt = take(k * slots * Tn * Tn);
+}
+
+// Incremental decoding: one position's buffers (B = T = 1) and the key/value cache.
+// Blocks run in place on x, so one LayerActivations serves every layer.
+template <class T> struct StepActivations {
+    T* kv;       // (L, positions, 2C) each layer's cached k | v per position
+    T* x;        // (C) the residual stream
+    T* ln;       // (C) ln1, ln2 and lnf output
+    T* qkv;      // (3C)
+    T* atty;     // (C)
+    T* proj;     // (C)
+    T* fch;      // (4C)
+    T* fch_gelu; // (4C)
+    T* mean;     // (1) LayerNorm statistics, not kept
+    T* rstd;     // (1)
+    T* logits;   // (Vp)
+    T* scores;   // (positions) one head's attention weights
+    // Elements in one layer's cache, positions * 2C, set by assign_step_activations.
+    size_t kv_layer = 0;
+
+    // Layer l's cache (positions, 2C).
+    T* layer_kv(int l) const { return kv + size_t(l) * kv_layer; }
+    // What every block reads and writes: it works in place on x.
+    LayerActivations<T> block() const {
+        return {.residual = x,
+                .ln1 = ln,
+                .ln1_mean = mean,
+                .ln1_rstd = rstd,
+                .qkv = qkv,
+                .atty = atty,
+                .att = scores,
+                .proj = proj,
+                .residual2 = x,
+                .ln2 = ln,
+                .ln2_mean = mean,
+                .ln2_rstd = rstd,
+                .fch = fch,
+                .fch_gelu = fch_gelu,
+                .residual3 = x};
+    }
+};
+
+// The list of step buffers for up to `positions` positions; take() as above.
+template <class T, class Take>
+void assign_step_activations(StepActivations<T>& s, const Config& c, size_t positions,
+                             Take&& take) {
+    const size_t L = c.n_layer, C = c.n_embd;
+    s.kv_layer = positions * 2 * C;
+    s.kv = take(L * s.kv_layer);
+    s.x = take(C);
+    s.ln = take(C);
+    s.qkv = take(3 * C);
+    s.atty = take(C);
+    s.proj = take(C);
+    s.fch = take(4 * C);
+    s.fch_gelu = take(4 * C);
+    s.mean = take(1);
+    s.rstd = take(1);
+    s.logits = take(size_t(c.padded_vocab));
+    s.scores = take(positions);
+}
+
+} // namespace model
