@@ -22,16 +22,17 @@ void write_tokens(hid_t file, const std::vector<int>& ids, const std::string& pa
         throw base::FileError(path, "cannot write tokens");
 }
 
-// (L+1, T, C): the embeddings, the outputs of blocks 0..L-2, and ln_f's output.
+// (L+1, T, C): each block's input (the embeddings, then the outputs of blocks 0..L-2),
+// then ln_f's output.
 std::vector<float> all_hidden_states(const model::GPT2<float>& m, size_t T) {
     const int L = m.config().n_layer;
     const size_t per = T * size_t(m.config().n_embd);
     const auto& a = m.activations();
-    std::vector<float> all(size_t(L + 1) * per);
-    std::copy(a.encoded, a.encoded + per, all.begin());
-    for (int l = 0; l + 1 < L; ++l)
-        std::copy(a.residual3 + l * per, a.residual3 + (l + 1) * per, all.begin() + (l + 1) * per);
-    std::copy(a.lnf, a.lnf + per, all.begin() + L * per);
+    std::vector<float> all;
+    all.reserve(size_t(L + 1) * per);
+    for (int l = 0; l < L; ++l)
+        all.insert(all.end(), a.layer(l).residual, a.layer(l).residual + per);
+    all.insert(all.end(), a.lnf, a.lnf + per);
     return all;
 }
 

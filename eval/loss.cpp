@@ -10,6 +10,7 @@ namespace eval {
 
 LossResult shard_loss(model::GPT2<float>& model, const data::Shard& shard, int B, int Tn,
                       int max_batches) {
+    model.reserve(B, Tn, false); // checks the shape first
     const size_t batch_tokens = size_t(B) * Tn;
     const size_t available = shard.size() < 1 ? 0 : (shard.size() - 1) / batch_tokens;
     if (available == 0)
@@ -23,7 +24,6 @@ LossResult shard_loss(model::GPT2<float>& model, const data::Shard& shard, int B
                                                 " asked for");
     const int n = max_batches > 0 ? max_batches : int(available);
 
-    model.reserve(B, Tn, false);
     const int vocab = model.config().vocab;
     std::vector<int> tokens(batch_tokens + 1);
     double sum = 0;

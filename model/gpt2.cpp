@@ -10,6 +10,7 @@
 
 #include <omp.h>
 
+#include "base/error.h"
 #include "model/blas.h"
 #include "model/layers.h"
 
@@ -152,10 +153,12 @@ template <class T, class Assign> void carve_from(T* memory, Assign&& assign) {
 } // namespace
 
 template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_training) {
-    if (max_batch <= 0 || max_seq <= 0 || max_seq > config().max_seq)
-        throw std::invalid_argument(
-            "batch " + std::to_string(max_batch) + " x sequence " + std::to_string(max_seq) +
-            " is not possible (sequence must be 1.." + std::to_string(config().max_seq) + ")");
+    if (max_batch <= 0)
+        throw base::SettingError("batch", "must be positive, got " + std::to_string(max_batch));
+    if (max_seq <= 0 || max_seq > config().max_seq)
+        throw base::SettingError("seq", "must be in 1.." + std::to_string(config().max_seq) +
+                                            " (the model's positions), got " +
+                                            std::to_string(max_seq));
     attn_slots_ = for_training ? omp_get_max_threads() : 0;
     Activations<T> sizing{};
     const size_t total = count_elements<T>([&](auto&& take) {

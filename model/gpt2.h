@@ -38,6 +38,7 @@ public:
 
     // Allocate buffers up front so that forward/backward never allocate: activations
     // for up to (max_batch, max_seq) with or without the backward scratch, gradients.
+    // Throws base::SettingError ("batch" or "seq") for a shape the model cannot take.
     void reserve(int max_batch, int max_seq, bool for_training);
     int reserved_batch() const { return cap_batch_; } // 0 before reserve()
     int reserved_seq() const { return cap_seq_; }

@@ -148,10 +148,6 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     agreed(comm, [&] {
         o.validate();
         gpt = make_model(o.model);
-        if (o.seq > gpt->config().max_seq)
-            throw base::SettingError("seq", std::to_string(o.seq) + " exceeds the model's " +
-                                                std::to_string(gpt->config().max_seq) +
-                                                " positions");
         gpt->reserve(o.batch, o.seq, !o.forward_only);
         if (!o.forward_only)
             dp = std::make_unique<DataParallel>(

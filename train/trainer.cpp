@@ -140,9 +140,6 @@ Trainer::~Trainer() = default;
 // the data-parallel optimizer, the loaders, the plan and schedule, and on the root the
 // tokenizer, evaluators and run folder.
 void Trainer::build(const model::Config& config) {
-    if (o_.seq > config.max_seq)
-        throw base::SettingError("seq", std::to_string(o_.seq) + " exceeds the model's " +
-                                            std::to_string(config.max_seq) + " positions");
     gpt_ = std::make_unique<model::GPT2<float>>(config);
     gpt_->reserve(o_.batch, o_.seq, true);
     dp_ = std::make_unique<DataParallel>(

@@ -27,7 +27,6 @@ struct EvalLossOptions {
 void run_loss(const EvalLossOptions& o) {
     o.validate();
     auto gpt = model::load_model(o.model);
-    check_seq(o.seq, gpt->config());
     const data::Shard shard(o.data);
     const auto r = eval::shard_loss(*gpt, shard, o.batch, o.seq, o.batches);
     std::fprintf(stderr, "%d batches of %d x %d, %zu tokens scored\n", r.batches, o.batch, o.seq,
@@ -49,7 +48,7 @@ struct EvalGradsOptions {
 void run_grads(const EvalGradsOptions& o) {
     o.validate();
     auto gpt = model::load_model(o.model);
-    check_seq(o.seq, gpt->config());
+    gpt->reserve(o.batch, o.seq, true);
     const data::Shard shard(o.data);
     const size_t n = size_t(o.batch) * o.seq + 1;
     if (shard.size() < n)
@@ -57,7 +56,6 @@ void run_grads(const EvalGradsOptions& o) {
                                                 " tokens are fewer than one batch of " +
                                                 std::to_string(n));
     const std::vector<int> tokens(shard.tokens(), shard.tokens() + n);
-    gpt->reserve(o.batch, o.seq, true);
     gpt->zero_grad();
     const double loss = gpt->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
     gpt->backward();

@@ -115,12 +115,6 @@ std::vector<int> parse_token_ids(const std::string& text, int vocab, const std::
     return ids;
 }
 
-void check_seq(int seq, const model::Config& config) {
-    if (seq > config.max_seq)
-        throw base::SettingError("seq", std::to_string(seq) + " exceeds the model's " +
-                                            std::to_string(config.max_seq) + " positions");
-}
-
 void Progress::operator()(size_t done, size_t total) {
     const auto now = clock::now();
     if (done < total ? now - last_ < std::chrono::seconds(1) : finished_) return;

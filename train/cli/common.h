@@ -53,8 +53,6 @@ CLI::Option* add_on_off(CLI::App& cmd, const std::string& name, bool& value,
 std::string read_input(const std::string& path);
 // Whitespace-separated token ids in 0..vocab-1; errors name `where` and the bad word.
 std::vector<int> parse_token_ids(const std::string& text, int vocab, const std::string& where);
-// A sequence length the model can take; else base::SettingError("seq").
-void check_seq(int seq, const model::Config& config);
 
 // "\r<what> 1234/5678 (21.7%) 12 s, eta 45 s" on standard error, at most once a second.
 class Progress {
