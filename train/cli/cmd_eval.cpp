@@ -13,51 +13,63 @@ namespace cli {
 
 namespace {
 
-struct EvalLossOptions {
+// What eval loss and eval grads both read: a model and B x T batches of a shard.
+struct ShardBatches {
     std::string model, data;
-    int batch = 4, seq = 64, batches = 0;
+    int batch = 4, seq = 64;
 
+    void add_to(CLI::App& cmd) {
+        add_model_option(cmd, model);
+        cmd.add_option("--data", data, "Token shard (llm.c format)")->required();
+        cmd.add_option("--batch", batch, "Batch size B")->capture_default_str();
+        cmd.add_option("--seq", seq, "Sequence length T")->capture_default_str();
+    }
     void validate() const {
         if (batch < 1) throw base::SettingError("batch", "must be positive");
         if (seq < 1) throw base::SettingError("seq", "must be positive");
+    }
+};
+
+struct EvalLossOptions {
+    ShardBatches in;
+    int batches = 0;
+
+    void validate() const {
+        in.validate();
         if (batches < 0) throw base::SettingError("batches", "must be >= 0");
     }
 };
 
 void run_loss(const EvalLossOptions& o) {
     o.validate();
-    auto gpt = model::load_model(o.model);
-    const data::Shard shard(o.data);
-    const auto r = eval::shard_loss(*gpt, shard, o.batch, o.seq, o.batches);
-    std::fprintf(stderr, "%d batches of %d x %d, %zu tokens scored\n", r.batches, o.batch, o.seq,
-                 r.tokens);
+    auto gpt = model::load_model(o.in.model);
+    const data::Shard shard(o.in.data);
+    const auto r = eval::shard_loss(*gpt, shard, o.in.batch, o.in.seq, o.batches);
+    std::fprintf(stderr, "%d batches of %d x %d, %zu tokens scored\n", r.batches, o.in.batch,
+                 o.in.seq, r.tokens);
     std::printf("loss %.6f\n", r.mean);
 }
 
 struct EvalGradsOptions {
-    std::string model, data, out;
-    int batch = 4, seq = 64;
-
-    void validate() const {
-        if (batch < 1) throw base::SettingError("batch", "must be positive");
-        if (seq < 1) throw base::SettingError("seq", "must be positive");
-    }
+    ShardBatches in;
+    std::string out;
 };
 
 // Gradient of the mean loss on the shard's first batch, written as a model file.
 void run_grads(const EvalGradsOptions& o) {
-    o.validate();
-    auto gpt = model::load_model(o.model);
-    gpt->reserve(o.batch, o.seq, true);
-    const data::Shard shard(o.data);
-    const size_t n = size_t(o.batch) * o.seq + 1;
+    o.in.validate();
+    auto gpt = model::load_model(o.in.model);
+    const int B = o.in.batch, T = o.in.seq;
+    gpt->reserve(B, T, true);
+    const data::Shard shard(o.in.data);
+    const size_t n = size_t(B) * T + 1;
     if (shard.size() < n)
         throw base::FileError(shard.path(), std::to_string(shard.size()) +
                                                 " tokens are fewer than one batch of " +
                                                 std::to_string(n));
     const std::vector<int> tokens(shard.tokens(), shard.tokens() + n);
     gpt->zero_grad();
-    const double loss = gpt->forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
+    const double loss = gpt->forward(tokens.data(), tokens.data() + 1, B, T);
     gpt->backward();
     model::write_model(o.out, gpt->config(), gpt->grads());
     std::printf("loss %.9f\n", loss);
@@ -68,10 +80,7 @@ void add_loss(CLI::App& eval) {
     auto* cmd = eval.add_subcommand(
         "loss", "Mean cross-entropy (nats/token) over consecutive batches of a token shard: "
                 "batch i reads the B*T+1 tokens starting at i*B*T");
-    add_model_option(*cmd, o->model);
-    cmd->add_option("--data", o->data, "Token shard (llm.c format)")->required();
-    cmd->add_option("--batch", o->batch, "Batch size B")->capture_default_str();
-    cmd->add_option("--seq", o->seq, "Sequence length T")->capture_default_str();
+    o->in.add_to(*cmd);
     cmd->add_option("--batches", o->batches, "Batches K to score (0 = every full batch)")
         ->capture_default_str();
     cmd->callback([o] { run_loss(*o); });
@@ -82,10 +91,7 @@ void add_grads(CLI::App& eval) {
     auto* cmd = eval.add_subcommand(
         "grads", "Gradient of the mean loss on a shard's first batch (B*T+1 tokens), written "
                  "as a model file (.bin, .h5, .safetensors) of the same layout; prints the loss");
-    add_model_option(*cmd, o->model);
-    cmd->add_option("--data", o->data, "Token shard (llm.c format)")->required();
-    cmd->add_option("--batch", o->batch, "Batch size B")->capture_default_str();
-    cmd->add_option("--seq", o->seq, "Sequence length T")->capture_default_str();
+    o->in.add_to(*cmd);
     cmd->add_option("--out", o->out, "Gradient file to write (.bin, .h5, .safetensors)")
         ->required();
     cmd->callback([o] { run_grads(*o); });

@@ -30,6 +30,25 @@ void write_lines(const std::string& path, size_t n, const std::function<json(siz
     });
 }
 
+// What eval lambada and eval cbt both take beside their data: the model, the tokenizer,
+// how many examples, and where the results go.
+struct ExampleEval {
+    std::string model, data, tokenizer, per_example;
+    size_t max_examples = 0;
+    bool json = false;
+
+    void add_to(CLI::App& cmd, const std::string& data_help, const char* unit) {
+        add_model_option(cmd, model);
+        cmd.add_option("--data", data, data_help)->required();
+        cmd.add_option("--max-examples", max_examples,
+                       std::string("Evaluate only the first N ") + unit + "s");
+        cmd.add_option("--per-example", per_example,
+                       std::string("Write one JSON line per ") + unit + " to this file");
+        cmd.add_flag("--json", json, "Print one JSON object");
+        add_tokenizer_option(cmd, tokenizer);
+    }
+};
+
 struct EvalPplOptions {
     std::string model, data, tokenizer;
     eval::TextOptions text;
@@ -90,21 +109,19 @@ void run_ppl(const EvalPplOptions& o) {
 }
 
 struct EvalLambadaOptions {
-    std::string model, data, tokenizer, per_example;
+    ExampleEval in;
     eval::LambadaTarget target = eval::LambadaTarget::word;
-    size_t max_examples = 0;
-    bool json = false;
 };
 
 void run_lambada(const EvalLambadaOptions& o) {
-    auto gpt = model::load_model(o.model);
-    data::Tokenizer tok(o.tokenizer);
-    const auto examples = eval::read_lambada(o.data, tok, o.target, o.max_examples);
+    auto gpt = model::load_model(o.in.model);
+    data::Tokenizer tok(o.in.tokenizer);
+    const auto examples = eval::read_lambada(o.in.data, tok, o.target, o.in.max_examples);
     Progress progress("lambada: examples");
     const auto r =
         eval::evaluate_lambada(*gpt, examples, [&](size_t d, size_t n) { progress(d, n); });
-    if (!o.per_example.empty())
-        write_lines(o.per_example, examples.size(), [&](size_t i) {
+    if (!o.in.per_example.empty())
+        write_lines(o.in.per_example, examples.size(), [&](size_t i) {
             return json{{"index", i},
                         {"target", data::sanitize_utf8(examples[i].target)},
                         {"predicted", data::sanitize_utf8(tok.decode(r.items[i].predicted))},
@@ -112,7 +129,7 @@ void run_lambada(const EvalLambadaOptions& o) {
                         {"nll", r.items[i].nll}};
         });
     const char* target = o.target == eval::LambadaTarget::word ? "word" : "token";
-    if (o.json) {
+    if (o.in.json) {
         const json j = {
             {"examples", r.examples},           {"correct", r.correct}, {"accuracy", r.accuracy()},
             {"target_tokens", r.target_tokens}, {"ppl", r.ppl()},       {"target", target},
@@ -122,26 +139,24 @@ void run_lambada(const EvalLambadaOptions& o) {
     }
     std::printf("%s: %zu examples, target = last %s | accuracy %.2f%% (%zu correct) | ppl %.4f | "
                 "%zu target tokens | %.1f s\n",
-                o.data.c_str(), r.examples, target, 100 * r.accuracy(), r.correct, r.ppl(),
+                o.in.data.c_str(), r.examples, target, 100 * r.accuracy(), r.correct, r.ppl(),
                 r.target_tokens, progress.seconds());
 }
 
 struct EvalCbtOptions {
-    std::string model, data, tokenizer, per_example;
+    ExampleEval in;
     eval::CbtOptions cbt;
-    size_t max_examples = 0;
-    bool json = false;
 };
 
 void run_cbt(const EvalCbtOptions& o) {
-    auto gpt = model::load_model(o.model);
-    data::Tokenizer tok(o.tokenizer);
-    const auto examples = eval::read_cbt(o.data, o.max_examples);
+    auto gpt = model::load_model(o.in.model);
+    data::Tokenizer tok(o.in.tokenizer);
+    const auto examples = eval::read_cbt(o.in.data, o.in.max_examples);
     Progress progress("cbt: examples");
     const auto r =
         eval::evaluate_cbt(*gpt, tok, examples, o.cbt, [&](size_t d, size_t n) { progress(d, n); });
-    if (!o.per_example.empty())
-        write_lines(o.per_example, examples.size(), [&](size_t i) {
+    if (!o.in.per_example.empty())
+        write_lines(o.in.per_example, examples.size(), [&](size_t i) {
             const auto& item = r.items[i];
             return json{{"index", i},
                         {"answer", data::sanitize_utf8(examples[i].answer)},
@@ -150,7 +165,7 @@ void run_cbt(const EvalCbtOptions& o) {
                         {"scores", item.scores}};
         });
     const char* detokenizer = eval::detokenizer_name(o.cbt.detokenizer);
-    if (o.json) {
+    if (o.in.json) {
         const json j = {{"examples", r.examples},
                         {"correct", r.correct},
                         {"accuracy", r.accuracy()},
@@ -160,7 +175,7 @@ void run_cbt(const EvalCbtOptions& o) {
         return;
     }
     std::printf("%s: %zu examples, detokenizer %s | accuracy %.2f%% (%zu correct) | %.1f s\n",
-                o.data.c_str(), r.examples, detokenizer, 100 * r.accuracy(), r.correct,
+                o.in.data.c_str(), r.examples, detokenizer, 100 * r.accuracy(), r.correct,
                 progress.seconds());
 }
 
@@ -203,18 +218,10 @@ void add_lambada(CLI::App& eval) {
         "lambada", "LAMBADA accuracy and perplexity of the last word, as "
                    "lm-evaluation-harness's lambada_openai (greedy decoding must reproduce "
                    "every token of ' ' + last word)");
-    add_model_option(*cmd, o->model);
-    cmd->add_option("--data", o->data,
-                    "lambada_test.jsonl, or plain text with one passage per line")
-        ->required();
+    o->in.add_to(*cmd, "lambada_test.jsonl, or plain text with one passage per line", "passage");
     add_choice(*cmd, "--target", o->target,
                {{"word", LambadaTarget::word}, {"token", LambadaTarget::token}},
                "word (' ' + last word) | token (last BPE token)");
-    cmd->add_option("--max-examples", o->max_examples, "Evaluate only the first N passages");
-    cmd->add_option("--per-example", o->per_example,
-                    "Write one JSON line per passage to this file");
-    cmd->add_flag("--json", o->json, "Print one JSON object");
-    add_tokenizer_option(*cmd, o->tokenizer);
     cmd->callback([o] { run_lambada(*o); });
 }
 
@@ -224,21 +231,14 @@ void add_cbt(CLI::App& eval) {
     auto* cmd = eval.add_subcommand(
         "cbt", "Children's Book Test accuracy (CBT-CN, CBT-NE): the candidate whose filled-in "
                "query sentence is most probable after the context sentences");
-    add_model_option(*cmd, o->model);
-    cmd->add_option("--data", o->data,
-                    "cbtest_CN_test_2500ex.txt, cbtest_NE_test_2500ex.txt or the like")
-        ->required();
+    o->in.add_to(*cmd, "cbtest_CN_test_2500ex.txt, cbtest_NE_test_2500ex.txt or the like",
+                 "example");
     add_choice(*cmd, "--detokenizer", o->cbt.detokenizer,
                {{"cbt", Detokenizer::cbt}, {"none", Detokenizer::none}},
                "cbt (join quotes and punctuation) | none");
     cmd->add_option("--batch", o->cbt.batch,
                     "Candidates per forward pass (0 = all of an example's)")
         ->capture_default_str();
-    cmd->add_option("--max-examples", o->max_examples, "Evaluate only the first N examples");
-    cmd->add_option("--per-example", o->per_example,
-                    "Write one JSON line per example to this file");
-    cmd->add_flag("--json", o->json, "Print one JSON object");
-    add_tokenizer_option(*cmd, o->tokenizer);
     cmd->callback([o] { run_cbt(*o); });
 }
 

@@ -39,11 +39,18 @@ CLI::Option* add_model_option(CLI::App& cmd, std::string& model, bool presets = 
 template <class T>
 CLI::Option* add_choice(CLI::App& cmd, const std::string& name, T& value,
                         const std::map<std::string, T>& words, const std::string& help) {
-    std::string shown;
-    for (const auto& [word, v] : words)
+    std::string shown, all;
+    std::vector<std::string> keys;
+    for (const auto& [word, v] : words) {
         if (v == value) shown = word;
-    return cmd.add_option(name, value, help)
-        ->transform(CLI::CheckedTransformer(words))
+        all += (all.empty() ? "" : "|") + word;
+        keys.push_back(word);
+    }
+    return cmd
+        .add_option_function<std::string>(
+            name, [&value, words](const std::string& word) { value = words.at(word); }, help)
+        ->check(CLI::IsMember(keys).description(""))
+        ->type_name(all)
         ->default_str(shown);
 }
 CLI::Option* add_on_off(CLI::App& cmd, const std::string& name, bool& value,
