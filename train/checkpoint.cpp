@@ -6,6 +6,7 @@
 #include <regex>
 #include <stdexcept>
 
+#include "base/error.h"
 #include "model/h5.h"
 #include "model/io.h"
 #include "model/layout.h"
@@ -52,8 +53,8 @@ Checkpoint load_checkpoint(const std::string& path) {
     h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
     if (H5Lexists(file, "optimizer", H5P_DEFAULT) <= 0 ||
         H5Lexists(file, "training", H5P_DEFAULT) <= 0)
-        throw std::runtime_error(path + ": a model file, not a training checkpoint (no optimizer "
-                                        "state); start a new run from it with --model");
+        throw base::FileError(path, "a model file, not a training checkpoint (no optimizer "
+                                    "state): start a new run from it instead of resuming");
     {
         h5::Id g(H5Gopen2(file, "optimizer", H5P_DEFAULT), H5Gclose);
         c.m.resize(n);

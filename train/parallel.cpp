@@ -1,5 +1,7 @@
 #include "train/parallel.h"
 
+#include "base/error.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -32,8 +34,7 @@ DataParallel::DataParallel(Communicator& comm, model::GPT2<float>& gpt,
       adam_(gpt.layout(), config, offsets_[options.zero ? comm.rank() : 0],
             offsets_[options.zero ? comm.rank() + 1 : 1]) {
     if (options.zero != 0 && options.zero != 1)
-        throw std::invalid_argument("--zero must be 0 or 1 (got " + std::to_string(options.zero) +
-                                    ")");
+        throw base::SettingError("zero", "must be 0 or 1, got " + std::to_string(options.zero));
     if (!gpt.grads()) gpt.allocate_grads();
     overlapping_ =
         options.overlap && options.zero == 0 && comm.size() > 1 && comm.reduces_in_background();
