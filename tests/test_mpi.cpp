@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -183,6 +184,21 @@ TEST_CASE("mpirun: a checkpoint written by 2 ranks with ZeRO-1 resumes on 3 rank
         REQUIRE(resumed.size() == 4);
         for (size_t i = 0; i < 4; ++i) CHECK(std::abs(resumed[i] - full[4 + i]) <= 1e-5);
     }
+}
+
+TEST_CASE("mpirun: evaluators during training run on rank 0 and every rank goes on, no hang") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    std::ofstream(w / "text.txt") << "Some text to score. It has two sentences.\n";
+    const Run r =
+        mpirun(2,
+               kTrain + data_args(w) + " --batch 2 --steps 3 --eval ppl:" + (w / "text.txt") +
+                   " --eval-every 2 --out " + (w / "run"),
+               60);
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(logged(w / "run/log.jsonl", "eval_text_ppl_token").size() == 2); // steps 2 and 3
+    CHECK(logged(w / "run/log.jsonl", "loss").size() == 3);
 }
 
 TEST_CASE("mpirun: a bad shard on one rank stops every rank with one error, no hang") {
