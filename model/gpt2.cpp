@@ -13,6 +13,7 @@
 #include "base/error.h"
 #include "model/blas.h"
 #include "model/layers.h"
+#include "model/matmul.h"
 
 namespace model {
 
@@ -172,6 +173,15 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
     cap_seq_ = max_seq;
     cap_training_ = for_training;
     if (for_training) allocate_grads();
+    prepare_matmuls(max_batch * max_seq, for_training);
+}
+
+// Every linear product of a pass on N rows, prepared now rather than in the first pass.
+template <class T> void GPT2<T>::prepare_matmuls(int N, bool training) {
+    const int C = config().n_embd;
+    for (const auto& [in, out] :
+         {std::pair{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, config().padded_vocab}})
+        mm_.prepare(N, in, out, training);
 }
 
 // Points the activation fields into act_memory_ for this (B, T).
@@ -194,19 +204,19 @@ template <class T> void fill_zero(T* x, size_t n) {
 // forward pass (att (B,NH,T,T) kept for backward), over the key/value cache for a step.
 template <class T, class Attend>
 void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, int N, int C,
-                   Attend&& attend, const StageTimer& timer) {
+                   Matmul<T>& mm, Attend&& attend, const StageTimer& timer) {
     const size_t NC = size_t(N) * C;
     TIMED(kNorm,
           layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.residual, p.ln1_w, p.ln1_b, N, C));
-    TIMED(kMatmul, matmul_forward(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C));
+    TIMED(kMatmul, mm.forward(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C));
     TIMED(kAttention, attend(a.atty, a.att, a.qkv));
-    TIMED(kMatmul, matmul_forward(a.proj, a.atty, p.attproj_w, p.attproj_b, N, C, C));
+    TIMED(kMatmul, mm.forward(a.proj, a.atty, p.attproj_w, p.attproj_b, N, C, C));
     TIMED(kPointwise, residual_forward(a.residual2, a.residual, a.proj, NC));
     TIMED(kNorm,
           layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2_w, p.ln2_b, N, C));
-    TIMED(kMatmul, matmul_forward(a.fch, a.ln2, p.fc_w, p.fc_b, N, C, 4 * C));
+    TIMED(kMatmul, mm.forward(a.fch, a.ln2, p.fc_w, p.fc_b, N, C, 4 * C));
     TIMED(kPointwise, gelu_forward(a.fch_gelu, a.fch, NC * 4));
-    TIMED(kMatmul, matmul_forward(a.proj, a.fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C));
+    TIMED(kMatmul, mm.forward(a.proj, a.fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C));
     TIMED(kPointwise, residual_forward(a.residual3, a.residual2, a.proj, NC));
 }
 
@@ -218,26 +228,26 @@ void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, 
 template <class T, class AttendBackward>
 void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
                     const LayerActivations<T>& a, const BackwardScratch<T>& d, int N, int C,
-                    AttendBackward&& attend_backward, const StageTimer& timer) {
+                    Matmul<T>& mm, AttendBackward&& attend_backward, const StageTimer& timer) {
     const size_t NC = size_t(N) * C;
     // MLP branch.
     TIMED(kPointwise, fill_zero(d.dfch_gelu, NC * 4));
-    TIMED(kMatmul, matmul_backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, a.fch_gelu,
-                                   p.fcproj_w, N, 4 * C, C));
+    TIMED(kMatmul, mm.backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, a.fch_gelu,
+                               p.fcproj_w, N, 4 * C, C));
     TIMED(kPointwise, fill_zero(d.dfch, NC * 4));
     TIMED(kPointwise, gelu_backward(d.dfch, a.fch, d.dfch_gelu, NC * 4));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
-    TIMED(kMatmul, matmul_backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, a.ln2, p.fc_w, N, C, 4 * C));
+    TIMED(kMatmul, mm.backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, a.ln2, p.fc_w, N, C, 4 * C));
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln2_w, g.ln2_b, d.dbt_c, a.residual2, p.ln2_w,
                                     a.ln2_mean, a.ln2_rstd, N, C));
     // Attention branch.
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
-    TIMED(kMatmul, matmul_backward(d.dbt_c, g.attproj_w, g.attproj_b, d.dresidual, a.atty,
-                                   p.attproj_w, N, C, C));
+    TIMED(kMatmul, mm.backward(d.dbt_c, g.attproj_w, g.attproj_b, d.dresidual, a.atty, p.attproj_w,
+                               N, C, C));
     TIMED(kPointwise, fill_zero(d.dqkv, NC * 3));
     TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, a.qkv, a.att));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
-    TIMED(kMatmul, matmul_backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, a.ln1, p.qkv_w, N, C, 3 * C));
+    TIMED(kMatmul, mm.backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, a.ln1, p.qkv_w, N, C, 3 * C));
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln1_w, g.ln1_b, d.dbt_c, a.residual, p.ln1_w,
                                     a.ln1_mean, a.ln1_rstd, N, C));
 }
@@ -279,11 +289,10 @@ template <class T> double GPT2<T>::forward(const int* tokens, const int* targets
     };
 
     TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p.wte, p.wpe, B, Tn, C));
-    for (int l = 0; l < L; ++l) block_forward(p.layer(l), a.layer(l), N, C, attend, timer);
+    for (int l = 0; l < L; ++l) block_forward(p.layer(l), a.layer(l), N, C, mm_, attend, timer);
     TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.layer(L - 1).residual3, p.lnf_w,
                                    p.lnf_b, N, C));
-    TIMED(kMatmul,
-          matmul_forward(a.logits, a.lnf, p.wte, static_cast<const T*>(nullptr), N, C, Vp));
+    TIMED(kMatmul, mm_.forward(a.logits, a.lnf, p.wte, static_cast<const T*>(nullptr), N, C, Vp));
     if (!targets) {
         kept_ = 0;
         return 0.0;
@@ -317,14 +326,14 @@ template <class T> void GPT2<T>::backward() {
     TIMED(kLoss,
           softmax_crossentropy_backward(a.logits, a.logits, targets_.data(), dloss, N, V, Vp));
     TIMED(kPointwise, fill_zero(d.dbt_c, BT * C));
-    TIMED(kMatmul, matmul_backward(d.dbt_c, g.wte, static_cast<T*>(nullptr), a.logits, a.lnf, p.wte,
-                                   N, C, Vp));
+    TIMED(kMatmul,
+          mm_.backward(d.dbt_c, g.wte, static_cast<T*>(nullptr), a.logits, a.lnf, p.wte, N, C, Vp));
     TIMED(kPointwise, fill_zero(d.dresidual, BT * C));
     TIMED(kNorm,
           layernorm_backward(d.dresidual, g.lnf_w, g.lnf_b, d.dbt_c, a.layer(L - 1).residual3,
                              p.lnf_w, a.lnf_mean, a.lnf_rstd, N, C));
     for (int l = L - 1; l >= 0; --l) {
-        block_backward(g.layer(l), p.layer(l), a.layer(l), d, N, C, attend_backward, timer);
+        block_backward(g.layer(l), p.layer(l), a.layer(l), d, N, C, mm_, attend_backward, timer);
         if (backward_hook_) backward_hook_(l);
     }
     TIMED(kPointwise, encoder_backward(g.wte, g.wpe, d.dresidual, tokens_.data(), B, Tn, C));
@@ -341,6 +350,7 @@ template <class T> void GPT2<T>::start_generation(int max_positions) {
     auto assign = [&](auto&& take) { assign_step_activations(step_acts_, c, max_positions, take); };
     step_memory_.assign(count_elements<T>(assign), T(0));
     carve_from(step_memory_.data(), assign);
+    prepare_matmuls(1, false);
 }
 
 // The forward pass of one position, B = T = 1, with attention over the cache.
@@ -365,10 +375,10 @@ template <class T> const T* GPT2<T>::step(int token, int pos) {
             std::copy(qkv + C, qkv + 3 * C, kv + size_t(pos) * 2 * C); // this position's k | v
             attention_step(atty, scores, qkv, kv, pos + 1, C, NH);
         };
-        block_forward(p.layer(l), s.block(), 1, C, attend, untimed);
+        block_forward(p.layer(l), s.block(), 1, C, mm_, attend, untimed);
     }
     layernorm_forward(s.ln, s.mean, s.rstd, s.x, p.lnf_w, p.lnf_b, 1, C);
-    matmul_forward(s.logits, s.ln, p.wte, static_cast<const T*>(nullptr), 1, C, c.padded_vocab);
+    mm_.forward(s.logits, s.ln, p.wte, static_cast<const T*>(nullptr), 1, C, c.padded_vocab);
     return s.logits;
 }
 

@@ -10,6 +10,7 @@
 #include "model/activations.h"
 #include "model/config.h"
 #include "model/layout.h"
+#include "model/matmul.h"
 
 namespace model {
 
@@ -82,6 +83,7 @@ public:
 
 private:
     void carve(int B, int Tn);
+    void prepare_matmuls(int N, bool training);
 
     ParamLayout layout_;
     std::vector<T> params_, grads_;
@@ -95,6 +97,7 @@ private:
     int B_ = 0, T_ = 0, kept_ = 0;
     std::array<double, kNumStages> profile_{};
     std::function<void(int)> backward_hook_;
+    Matmul<T> mm_; // the linear layers' products, prepared per shape
     // Generation: the key/value cache and one position's buffers.
     std::vector<T> step_memory_;
     StepActivations<T> step_acts_{};

@@ -39,6 +39,9 @@ template <class T>
 void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      int N, int C, int OC);
 
+// dbias (OC) += the column sums of dout (N,OC), in a fixed order whatever the threads.
+template <class T> void bias_backward(T* dbias, const T* dout, int N, int OC);
+
 // Causal multi-head self-attention on packed q,k,v.
 // qkv (B,T,3C) holds q | k | v, each split into NH heads of hs = C/NH channels.
 // att (B,NH,T,T): softmax(q k^T / sqrt(hs)) over the causal prefix, zero above the

@@ -4,6 +4,10 @@
 #include <algorithm>
 
 #include "model/blas.h"
+#include "model/matmul.h"
+#ifdef GPT2_MATMUL_ONEDNN
+#include "model/onednn_matmul.h" // Matmul<float>::Impl
+#endif
 
 namespace model {
 
@@ -25,8 +29,12 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                      int N, int C, int OC) {
     gemm(false, false, N, C, OC, T(1), dout, OC, weight, C, T(1), dinp, C);
     gemm(true, false, OC, C, N, T(1), dout, OC, inp, C, T(1), dweight, C);
-    if (!dbias) return;
-    // Threads own blocks of output channels: a fixed summation order over rows.
+    if (dbias) bias_backward(dbias, dout, N, OC);
+}
+
+// dbias (OC) += sum_n dout (N,OC). Threads own blocks of output channels: a fixed
+// summation order over rows, whatever the thread count.
+template <class T> void bias_backward(T* dbias, const T* dout, int N, int OC) {
     constexpr int kBlock = 64;
     const int n_blocks = (OC + kBlock - 1) / kBlock;
 #pragma omp parallel for
@@ -43,8 +51,43 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 
 #define INSTANTIATE(T)                                                                             \
     template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);              \
-    template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);
+    template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);     \
+    template void bias_backward<T>(T*, const T*, int, int);
 INSTANTIATE(float)
 INSTANTIATE(double)
+
+// Matmul<T> on the CBLAS layer functions above: nothing to prepare or keep.
+#define CBLAS_MATMUL(T)                                                                            \
+    template <> struct Matmul<T>::Impl {};                                                         \
+    template <>                                                                                    \
+    void Matmul<T>::forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C,    \
+                            int OC) {                                                              \
+        matmul_forward(out, inp, weight, bias, N, C, OC);                                          \
+    }                                                                                              \
+    template <>                                                                                    \
+    void Matmul<T>::backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,           \
+                             const T* weight, int N, int C, int OC) {                              \
+        matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);                        \
+    }                                                                                              \
+    template <> void Matmul<T>::prepare(int, int, int, bool) {}
+CBLAS_MATMUL(double)
+#ifndef GPT2_MATMUL_ONEDNN
+CBLAS_MATMUL(float)
+const char* matmul_backend() {
+    return "CBLAS";
+}
+#endif
+
+template <class T> Matmul<T>::Matmul() : impl_(std::make_unique<Impl>()) {}
+template <class T> Matmul<T>::~Matmul() = default;
+template <class T> Matmul<T>::Matmul(Matmul&&) noexcept = default;
+template <class T> Matmul<T>& Matmul<T>::operator=(Matmul&&) noexcept = default;
+#define MATMUL_MEMBERS(T)                                                                          \
+    template Matmul<T>::Matmul();                                                                  \
+    template Matmul<T>::~Matmul();                                                                 \
+    template Matmul<T>::Matmul(Matmul&&) noexcept;                                                 \
+    template Matmul<T>& Matmul<T>::operator=(Matmul&&) noexcept;
+MATMUL_MEMBERS(float)
+MATMUL_MEMBERS(double)
 
 } // namespace model

@@ -6,6 +6,7 @@ packages=(
   build-essential cmake pkg-config
   libblis-openmp-dev      # CBLAS (default); the OpenMP builds share our thread pool
   libopenblas-openmp-dev  # CBLAS with -DGPT2_BLAS=openblas
+  libdnnl-dev             # oneDNN: the float matrix products (-DGPT2_MATMUL=cblas goes without)
   libhdf5-dev hdf5-tools  # model files and checkpoints; h5ls
   openmpi-bin libopenmpi-dev  # data parallelism: mpirun and MPI
   libcli11-dev            # command-line parsing

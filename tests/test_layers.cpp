@@ -1,11 +1,14 @@
 // Each layer's forward on hand-computed cases, its backward by finite differences.
 #include <cmath>
+#include <random>
+#include <tuple>
 #include <vector>
 
 #include <doctest/doctest.h>
 
 #include "model/gradcheck.h"
 #include "model/layers.h"
+#include "model/matmul.h"
 
 using doctest::Approx;
 using namespace model;
@@ -57,6 +60,55 @@ TEST_CASE("matmul computes inp @ weight^T + bias") {
     CHECK(dinp == std::vector<double>{1 + 3, 1 + 2, 1 - 1, 1 + 0});
     CHECK(dw == std::vector<double>{1, 2, 3, 4, 2 - 3, 4 - 4});
     CHECK(db == std::vector<double>{1, 1, 1});
+}
+
+TEST_CASE("the model's float Matmul computes what the layer functions do, in both directions") {
+    // The same small integer case as above, exact in float, through the library the build
+    // chose (oneDNN or CBLAS); then random shapes against the double reference.
+    Matmul<float> mm;
+    const std::vector<float> inp = {1, 2, 3, 4}, w = {1, 0, 0, 1, 1, 1}, b = {0.5, -1, 0};
+    std::vector<float> out(6);
+    mm.forward(out.data(), inp.data(), w.data(), b.data(), 2, 2, 3);
+    CHECK(out == std::vector<float>{1.5, 1, 3, 3.5, 3, 7});
+    mm.forward(out.data(), inp.data(), w.data(), nullptr, 2, 2, 3);
+    CHECK(out == std::vector<float>{1, 2, 3, 3, 4, 7});
+    const std::vector<float> dout = {1, 0, 2, 0, 1, -1};
+    std::vector<float> dinp(4, 1), dw(6, 1), db(3, 1);
+    mm.backward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), 2, 2, 3);
+    CHECK(dinp == std::vector<float>{1 + 3, 1 + 2, 1 - 1, 1 + 0});
+    CHECK(dw == std::vector<float>{1 + 1, 1 + 2, 1 + 3, 1 + 4, 1 + 2 - 3, 1 + 4 - 4});
+    CHECK(db == std::vector<float>{2, 2, 2});
+
+    std::mt19937 rng(9);
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (const auto [N, C, OC] : {std::tuple{1, 16, 40}, {7, 33, 5}, {64, 48, 96}}) {
+        CAPTURE(N);
+        CAPTURE(C);
+        CAPTURE(OC);
+        auto random = [&](size_t n) {
+            std::vector<float> v(n);
+            for (float& x : v) x = u(rng);
+            return v;
+        };
+        const auto x = random(size_t(N) * C), wt = random(size_t(OC) * C), bias = random(OC),
+                   g = random(size_t(N) * OC), acc_in = random(size_t(N) * C),
+                   acc_w = random(size_t(OC) * C);
+        auto as_double = [](const std::vector<float>& v) {
+            return std::vector<double>(v.begin(), v.end());
+        };
+        std::vector<float> y(size_t(N) * OC), gx = acc_in, gw = acc_w;
+        std::vector<double> yr(y.size()), gxr = as_double(acc_in), gwr = as_double(acc_w);
+        mm.prepare(N, C, OC, true);
+        mm.forward(y.data(), x.data(), wt.data(), bias.data(), N, C, OC);
+        mm.backward(gx.data(), gw.data(), nullptr, g.data(), x.data(), wt.data(), N, C, OC);
+        const auto xd = as_double(x), wd = as_double(wt), bd = as_double(bias), gd = as_double(g);
+        matmul_forward(yr.data(), xd.data(), wd.data(), bd.data(), N, C, OC);
+        matmul_backward(gxr.data(), gwr.data(), static_cast<double*>(nullptr), gd.data(), xd.data(),
+                        wd.data(), N, C, OC);
+        for (size_t i = 0; i < y.size(); ++i) CHECK(y[i] == Approx(yr[i]).epsilon(1e-5));
+        for (size_t i = 0; i < gx.size(); ++i) CHECK(gx[i] == Approx(gxr[i]).epsilon(1e-5));
+        for (size_t i = 0; i < gw.size(); ++i) CHECK(gw[i] == Approx(gwr[i]).epsilon(1e-5));
+    }
 }
 
 TEST_CASE("attention is causal and mixes values by softmax(q k^T / sqrt(hs))") {

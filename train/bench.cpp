@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "model/gpt2.h"
 #include "model/io.h"
+#include "model/matmul.h"
 #include "optim/optim.h"
 
 namespace train {
@@ -155,6 +156,7 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     });
     BenchResult r;
     r.config = gpt->config().describe();
+    r.matmul = model::matmul_backend();
     r.ranks = comm.size();
     r.threads = omp_get_max_threads();
     const double rank_peak = o.peak_gflops > 0 ? o.peak_gflops / r.ranks : measure_peak_gflops();

@@ -25,6 +25,7 @@ struct BenchOptions {
 
 struct BenchResult {
     std::string config; // the model's Config::describe()
+    std::string matmul; // the library of the float matrix products (model::matmul_backend)
     int ranks = 1, threads = 1;
     double ms_per_step = 0; // median over the timed steps
     double tok_per_s = 0, tok_per_s_per_rank = 0;

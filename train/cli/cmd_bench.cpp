@@ -16,6 +16,7 @@ void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
     const nlohmann::json j = {
         {"model", o.model},
         {"config", r.config},
+        {"matmul", r.matmul},
         {"batch", o.batch},
         {"seq", o.seq},
         {"ranks", r.ranks},
@@ -38,9 +39,11 @@ void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
 }
 
 void print_text(const train::BenchOptions& o, const train::BenchResult& r) {
-    std::printf("%s %s, batch %d x seq %d per rank, %d rank%s x %d threads, %s\n", o.model.c_str(),
-                r.config.c_str(), o.batch, o.seq, r.ranks, r.ranks > 1 ? "s" : "", r.threads,
-                o.forward_only ? "forward only" : "training steps (forward, backward, AdamW)");
+    std::printf("%s %s, batch %d x seq %d per rank, %d rank%s x %d threads, %s, matmul %s\n",
+                o.model.c_str(), r.config.c_str(), o.batch, o.seq, r.ranks, r.ranks > 1 ? "s" : "",
+                r.threads,
+                o.forward_only ? "forward only" : "training steps (forward, backward, AdamW)",
+                r.matmul.c_str());
     std::printf("median %.1f ms/step over %d steps | %.1f tok/s | %.3g GFLOP/token | "
                 "%.1f GFLOP/s = %.1f%% MFU of %.1f GFLOP/s peak | peak RSS %.2f GB%s\n",
                 r.ms_per_step, o.steps, r.tok_per_s, r.flops_per_token / 1e9,

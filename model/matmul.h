@@ -1,0 +1,39 @@
+// The linear layers' matrix products behind one interface, whatever library runs them:
+// oneDNN for float (CBLAS instead when built with -DGPT2_MATMUL=cblas), CBLAS for
+// double. A Matmul keeps what it prepared for each shape (oneDNN primitives and their
+// scratch memory), so that the products of a prepared shape allocate nothing; each
+// model owns one. Shapes as in layers.h's matmul_forward/matmul_backward, which are the
+// plain CBLAS versions.
+#pragma once
+
+#include <memory>
+
+namespace model {
+
+template <class T> class Matmul {
+public:
+    Matmul();
+    ~Matmul();
+    Matmul(Matmul&&) noexcept;
+    Matmul& operator=(Matmul&&) noexcept;
+
+    // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
+    void forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC);
+    // dinp (N,C) += dout (N,OC) @ weight;  dweight (OC,C) += dout^T @ inp;
+    // dbias (OC) += the column sums of dout (skipped if null).
+    void backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                  int N, int C, int OC);
+    // Prepares a shape's products before their first use: the forward one, and with
+    // `training` the two backward ones too.
+    void prepare(int N, int C, int OC, bool training);
+
+    struct Impl; // the backend's state: matmul.cpp (CBLAS) or onednn_matmul.h
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+// Which library runs float products, e.g. "oneDNN 2.6.3" or "CBLAS".
+const char* matmul_backend();
+
+} // namespace model
