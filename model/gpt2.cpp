@@ -179,9 +179,9 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
 // Every linear product of a pass on N rows, prepared now rather than in the first pass.
 template <class T> void GPT2<T>::prepare_matmuls(int N, bool training) {
     const int C = config().n_embd;
-    for (const auto& [in, out] :
-         {std::pair{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}, {C, config().padded_vocab}})
-        mm_.prepare(N, in, out, training);
+    for (const auto& [in, out] : {std::pair{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}})
+        mm_.prepare(N, in, out, true, training);
+    mm_.prepare(N, C, config().padded_vocab, false, training); // the tied LM head
 }
 
 // Points the activation fields into act_memory_ for this (B, T).

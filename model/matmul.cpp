@@ -69,7 +69,7 @@ INSTANTIATE(double)
                              const T* weight, int N, int C, int OC) {                              \
         matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);                        \
     }                                                                                              \
-    template <> void Matmul<T>::prepare(int, int, int, bool) {}
+    template <> void Matmul<T>::prepare(int, int, int, bool, bool) {}
 CBLAS_MATMUL(double)
 #ifndef GPT2_MATMUL_ONEDNN
 CBLAS_MATMUL(float)

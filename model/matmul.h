@@ -23,9 +23,9 @@ public:
     // dbias (OC) += the column sums of dout (skipped if null).
     void backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                   int N, int C, int OC);
-    // Prepares a shape's products before their first use: the forward one, and with
-    // `training` the two backward ones too.
-    void prepare(int N, int C, int OC, bool training);
+    // Prepares a shape's products before their first use: the forward one (with a bias
+    // or without), and with `training` the two backward ones too.
+    void prepare(int N, int C, int OC, bool bias, bool training);
 
     struct Impl; // the backend's state: matmul.cpp (CBLAS) or onednn_matmul.h
 

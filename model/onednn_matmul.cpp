@@ -117,9 +117,8 @@ void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const fl
     if (dbias) bias_backward(dbias, dout, N, OC);
 }
 
-template <> void Matmul<float>::prepare(int N, int C, int OC, bool training) {
-    for (auto product : {Impl::Product::forward, Impl::Product::forward_bias})
-        impl_->get({product, N, C, OC});
+template <> void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training) {
+    impl_->get({bias ? Impl::Product::forward_bias : Impl::Product::forward, N, C, OC});
     if (!training) return;
     for (auto product : {Impl::Product::input_grad, Impl::Product::weight_grad})
         impl_->get({product, N, C, OC});

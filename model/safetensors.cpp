@@ -4,10 +4,8 @@
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -86,7 +84,7 @@ Config read_hf_config(const std::string& model_path) {
     std::ifstream in(cfg);
     if (!in)
         throw base::FileError(model_path,
-                              "cannot open its config " + cfg + " (" + std::strerror(errno) + ")");
+                              "cannot open its config " + cfg + " (" + base::errno_text() + ")");
     const json j = json::parse(in, nullptr, false);
     if (j.is_discarded() || !j.is_object()) throw base::FileError(cfg, "not a JSON object");
 
@@ -140,8 +138,7 @@ void write_hf_config(const std::string& model_path, const Config& c) {
 class Reader {
 public:
     explicit Reader(const std::string& path) : path_(path), in_(path, std::ios::binary) {
-        if (!in_)
-            throw base::FileError(path, std::string("cannot open (") + std::strerror(errno) + ")");
+        if (!in_) throw base::FileError(path, "cannot open (" + base::errno_text() + ")");
         std::error_code ec;
         const uint64_t size = fs::file_size(path, ec);
         if (ec) throw base::FileError(path, "cannot read (" + ec.message() + ")");

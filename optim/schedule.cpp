@@ -31,18 +31,19 @@ double Schedule::at(int step) const {
 }
 
 void Schedule::validate() const {
-    auto fail = [](const char* setting, const std::string& what) {
-        throw base::SettingError(setting, what);
+    auto require = [](bool ok, const char* setting, const std::string& range, double got) {
+        std::ostringstream what;
+        what << "must be " << range << ", got " << got;
+        if (!ok) throw base::SettingError(setting, what.str());
     };
-    if (!(lr >= 0)) fail("lr", "must be >= 0, got " + std::to_string(lr));
-    if (warmup < 0) fail("warmup", "must be >= 0, got " + std::to_string(warmup));
-    if (kind != Kind::constant && total < 1)
-        fail("total", "must be >= 1 for the " + std::string(name(kind)) + " schedule, got " +
-                          std::to_string(total));
-    if (!(final_fraction >= 0 && final_fraction <= 1))
-        fail("final_fraction", "must be in [0, 1], got " + std::to_string(final_fraction));
-    if (!(decay_fraction > 0 && decay_fraction <= 1))
-        fail("decay_fraction", "must be in (0, 1], got " + std::to_string(decay_fraction));
+    require(std::isfinite(lr) && lr >= 0, "lr", "at least 0", lr);
+    require(warmup >= 0, "warmup", "at least 0", warmup);
+    require(kind == Kind::constant || total >= 1, "total",
+            std::string("at least 1 for the ") + name(kind) + " schedule", total);
+    require(final_fraction >= 0 && final_fraction <= 1, "final_fraction", "in [0, 1]",
+            final_fraction);
+    require(decay_fraction > 0 && decay_fraction <= 1, "decay_fraction", "in (0, 1]",
+            decay_fraction);
 }
 
 Schedule::Kind Schedule::parse(const std::string& s) {

@@ -81,7 +81,7 @@ TEST_CASE("the model's float Matmul computes what the layer functions do, in bot
 
     std::mt19937 rng(9);
     std::uniform_real_distribution<float> u(-1, 1);
-    for (const auto [N, C, OC] : {std::tuple{1, 16, 40}, {7, 33, 5}, {64, 48, 96}}) {
+    for (const auto& [N, C, OC] : {std::tuple{1, 16, 40}, {7, 33, 5}, {64, 48, 96}}) {
         CAPTURE(N);
         CAPTURE(C);
         CAPTURE(OC);
@@ -98,7 +98,7 @@ TEST_CASE("the model's float Matmul computes what the layer functions do, in bot
         };
         std::vector<float> y(size_t(N) * OC), gx = acc_in, gw = acc_w;
         std::vector<double> yr(y.size()), gxr = as_double(acc_in), gwr = as_double(acc_w);
-        mm.prepare(N, C, OC, true);
+        mm.prepare(N, C, OC, true, true);
         mm.forward(y.data(), x.data(), wt.data(), bias.data(), N, C, OC);
         mm.backward(gx.data(), gw.data(), nullptr, g.data(), x.data(), wt.data(), N, C, OC);
         const auto xd = as_double(x), wd = as_double(wt), bd = as_double(bias), gd = as_double(g);

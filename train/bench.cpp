@@ -128,19 +128,14 @@ void fill_breakdown(BenchResult& r, const BenchOptions& o, const model::GPT2<flo
 
 } // namespace
 
+// Batch, sequence and ZeRO stage are checked where they are used (GPT2::reserve,
+// DataParallel).
 void BenchOptions::validate() const {
-    auto positive = [](int value, const char* setting, int low) {
-        if (value < low)
-            throw base::SettingError(setting, "must be at least " + std::to_string(low) + ", got " +
-                                                  std::to_string(value));
-    };
-    positive(batch, "batch", 1);
-    positive(seq, "seq", 1);
-    positive(steps, "steps", 1);
-    positive(warmup, "warmup", 0);
+    if (steps < 1)
+        throw base::SettingError("steps", "must be at least 1, got " + std::to_string(steps));
+    if (warmup < 0)
+        throw base::SettingError("warmup", "must be at least 0, got " + std::to_string(warmup));
     if (!(peak_gflops >= 0)) throw base::SettingError("peak_gflops", "must be >= 0");
-    if (parallel.zero != 0 && parallel.zero != 1)
-        throw base::SettingError("zero", "must be 0 or 1");
 }
 
 BenchResult run_bench(const BenchOptions& o, Communicator& comm) {

@@ -54,13 +54,8 @@ std::optional<double> Record::get(std::string_view name) const {
     return std::nullopt;
 }
 
-Record& RecordSink::at(int64_t step) {
-    if (pending_.values.empty()) pending_.step = step;
-    return pending_;
-}
-
 void RecordSink::on_step(const StepMetrics& m) {
-    auto& v = at(m.step).values;
+    auto& v = pending_.values;
     v.insert(v.end(), {{"loss", m.loss},
                        {"lr", m.lr},
                        {"grad_norm", m.grad_norm},
@@ -69,13 +64,13 @@ void RecordSink::on_step(const StepMetrics& m) {
     if (m.comm_seconds) v.emplace_back("comm_ms", *m.comm_seconds * 1e3);
 }
 
-void RecordSink::on_validation(int64_t step, double loss) {
-    at(step).values.emplace_back("val_loss", loss);
+void RecordSink::on_validation(int64_t, double loss) {
+    pending_.values.emplace_back("val_loss", loss);
 }
 
-void RecordSink::on_evaluation(int64_t step, const eval::Evaluation& e) {
+void RecordSink::on_evaluation(int64_t, const eval::Evaluation& e) {
     for (const eval::Metric& m : e.metrics)
-        at(step).values.emplace_back("eval_" + e.name + "_" + m.name, m.value);
+        pending_.values.emplace_back("eval_" + e.name + "_" + m.name, m.value);
 }
 
 void RecordSink::on_step_end(int64_t step) {

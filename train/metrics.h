@@ -72,8 +72,7 @@ protected:
     virtual void write(const Record& record) = 0;
 
 private:
-    Record& at(int64_t step);
-    Record pending_;
+    Record pending_; // the step's values so far; its step is set at the end
 };
 
 // Appends each step's record to a JSON Lines file, flushed per line.

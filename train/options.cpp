@@ -1,5 +1,6 @@
 #include "train/options.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -55,11 +56,10 @@ void at_least(double value, double low, const char* setting) {
             "must be at least " + text(low) + ", got " + text(value));
 }
 
-void in_range(double value, double low, double high, const char* setting, bool open_high) {
-    const bool ok = value >= low && (open_high ? value < high : value <= high);
-    require(ok, setting,
-            "must be in [" + text(low) + ", " + text(high) + (open_high ? ")" : "]") + ", got " +
-                text(value));
+// [low, high)
+void below(double value, double low, double high, const char* setting) {
+    require(value >= low && value < high, setting,
+            "must be in [" + text(low) + ", " + text(high) + "), got " + text(value));
 }
 
 } // namespace
@@ -82,14 +82,13 @@ void TrainOptions::validate() const {
     at_least(steps, 0, "steps");
     at_least(epochs, 0, "epochs");
     require(steps > 0 || epochs > 0, "steps", "give the number of steps or epochs");
-    at_least(lr, 0, "lr");
-    at_least(warmup, 0, "warmup");
-    in_range(lr_final_fraction, 0, 1, "lr_final_fraction", false);
-    require(decay_fraction > 0 && decay_fraction <= 1, "decay_fraction",
-            "must be in (0, 1], got " + text(decay_fraction));
+    // The schedule checks its own settings (the number of steps comes from the data
+    // with epochs, so any positive one stands in for it here).
+    optim::Schedule{lr_schedule, lr, warmup, std::max(steps, 1), lr_final_fraction, decay_fraction}
+        .validate();
     at_least(weight_decay, 0, "weight_decay");
-    in_range(beta1, 0, 1, "beta1", true);
-    in_range(beta2, 0, 1, "beta2", true);
+    below(beta1, 0, 1, "beta1");
+    below(beta2, 0, 1, "beta2");
     require(std::isfinite(eps) && eps > 0, "eps", "must be positive, got " + text(eps));
     at_least(grad_clip, 0, "grad_clip");
     at_least(val_every, 0, "val_every");

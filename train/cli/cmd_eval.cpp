@@ -24,18 +24,13 @@ struct ShardBatches {
         cmd.add_option("--batch", batch, "Batch size B")->capture_default_str();
         cmd.add_option("--seq", seq, "Sequence length T")->capture_default_str();
     }
-    void validate() const {
-        if (batch < 1) throw base::SettingError("batch", "must be positive");
-        if (seq < 1) throw base::SettingError("seq", "must be positive");
-    }
 };
 
 struct EvalLossOptions {
     ShardBatches in;
     int batches = 0;
 
-    void validate() const {
-        in.validate();
+    void validate() const { // batch and seq: GPT2::reserve checks them
         if (batches < 0) throw base::SettingError("batches", "must be >= 0");
     }
 };
@@ -57,7 +52,6 @@ struct EvalGradsOptions {
 
 // Gradient of the mean loss on the shard's first batch, written as a model file.
 void run_grads(const EvalGradsOptions& o) {
-    o.in.validate();
     auto gpt = model::load_model(o.in.model);
     const int B = o.in.batch, T = o.in.seq;
     gpt->reserve(B, T, true);

@@ -193,14 +193,13 @@ void add_ppl(CLI::App& eval) {
         {{"lm-eval", Protocol::lm_eval}, {"megatron", Protocol::megatron}, {"hf", Protocol::hf}},
         "lm-eval (wikitext pages, disjoint windows, lm-eval's word count) | megatron "
         "(whole file, stride 32, Megatron-LM's word count) | hf (whole file, stride 512)");
-    cmd->add_option_function<std::string>(
-           "--detokenizer",
-           [o](const std::string& v) {
-               if (v != "auto") o->text.detokenizer = eval::parse_detokenizer(v);
-           },
-           "auto (by file name) | none | wikitext | ptb")
-        ->check(CLI::IsMember({"auto", "none", "wikitext", "ptb"}))
-        ->default_str("auto");
+    using eval::Detokenizer;
+    add_choice(*cmd, "--detokenizer", o->text.detokenizer,
+               {{"auto", std::nullopt},
+                {"none", Detokenizer::none},
+                {"wikitext", Detokenizer::wikitext},
+                {"ptb", Detokenizer::ptb}},
+               "auto (by file name) | none | wikitext | ptb");
     cmd->add_option("--context", o->text.context, "Window length C (default: the model's maximum)");
     cmd->add_option("--stride", o->text.stride,
                     "Tokens scored per window after the first (default: by protocol)");
