@@ -7,6 +7,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include <omp.h>
 
@@ -79,6 +80,7 @@ private:
 } // namespace
 
 template <class T> void GPT2<T>::init_weights(uint64_t seed) {
+    mm_.weights_changed();
     NormalRng rng(seed);
     const Config& c = config();
     const double residual_std = 0.02 / std::sqrt(2.0 * c.n_layer);
@@ -118,6 +120,15 @@ template <class T> template <class U> void GPT2<T>::set_params(const U* values, 
                                     " does not match the model's " +
                                     std::to_string(params_.size()));
     std::transform(values, values + count, params_.begin(), [](U v) { return T(v); });
+    mm_.weights_changed();
+}
+
+template <class T> void GPT2<T>::set_precision(Precision precision) {
+    if (precision == Precision::bf16 && !std::is_same_v<T, float>)
+        throw base::SettingError("precision", "bf16 runs float models only");
+    check_precision_supported(precision);
+    mm_.set_precision(precision);
+    if (cap_batch_) prepare_matmuls(cap_batch_ * cap_seq_, cap_training_);
 }
 
 template <class T> void GPT2<T>::allocate_grads() {

@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/layout.h"
 #include "model/matmul.h"
+#include "model/precision.h"
 
 namespace model {
 
@@ -25,7 +26,13 @@ public:
     const Config& config() const { return layout_.config(); }
     const ParamLayout& layout() const { return layout_; }
     size_t num_params() const { return params_.size(); }
-    T* params() { return params_.data(); }
+    // Mutable access tells the model its weights may change: what it derives from them
+    // (bf16 or repacked copies for the products) is remade before the next pass. Write
+    // through the pointer before the next forward(), not after.
+    T* params() {
+        mm_.weights_changed();
+        return params_.data();
+    }
     const T* params() const { return params_.data(); }
     T* grads() { return grads_.data(); } // null until allocate_grads()
     const T* grads() const { return grads_.data(); }
@@ -36,6 +43,11 @@ public:
     void init_weights(uint64_t seed);
     // Copies parameters in (count must equal num_params()); any scalar type.
     template <class U> void set_params(const U* values, size_t count);
+
+    // The arithmetic of the passes (model/precision.h); fp32 by default. bf16 needs
+    // float; throws base::SettingError("precision") if the build or CPU cannot run it.
+    void set_precision(Precision precision);
+    Precision precision() const { return mm_.precision(); }
 
     // Allocate buffers up front so that forward/backward never allocate: activations
     // for up to (max_batch, max_seq) with or without the backward scratch, gradients.

@@ -2,6 +2,8 @@
 #include "model/layers.h"
 
 #include <algorithm>
+#include <stdexcept>
+#include <type_traits>
 
 #include "model/blas.h"
 #include "model/matmul.h"
@@ -69,14 +71,26 @@ INSTANTIATE(double)
                              const T* weight, int N, int C, int OC) {                              \
         matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);                        \
     }                                                                                              \
-    template <> void Matmul<T>::prepare(int, int, int, bool, bool) {}
+    template <> void Matmul<T>::prepare(int, int, int, bool, bool) {}                              \
+    template <> void Matmul<T>::weights_changed() {}
 CBLAS_MATMUL(double)
 #ifndef GPT2_MATMUL_ONEDNN
 CBLAS_MATMUL(float)
 const char* matmul_backend() {
     return "CBLAS";
 }
+bool matmul_has_bf16() {
+    return false;
+}
 #endif
+
+// Only float products have a bf16 path, and only on oneDNN.
+template <class T> void Matmul<T>::set_precision(Precision precision) {
+    if (precision == Precision::bf16 && (!std::is_same_v<T, float> || !matmul_has_bf16()))
+        throw std::invalid_argument("bf16 products need float and the oneDNN build");
+    precision_ = precision;
+    weights_changed();
+}
 
 template <class T> Matmul<T>::Matmul() : impl_(std::make_unique<Impl>()) {}
 template <class T> Matmul<T>::~Matmul() = default;
@@ -86,7 +100,8 @@ template <class T> Matmul<T>& Matmul<T>::operator=(Matmul&&) noexcept = default;
     template Matmul<T>::Matmul();                                                                  \
     template Matmul<T>::~Matmul();                                                                 \
     template Matmul<T>::Matmul(Matmul&&) noexcept;                                                 \
-    template Matmul<T>& Matmul<T>::operator=(Matmul&&) noexcept;
+    template Matmul<T>& Matmul<T>::operator=(Matmul&&) noexcept;                                   \
+    template void Matmul<T>::set_precision(Precision);
 MATMUL_MEMBERS(float)
 MATMUL_MEMBERS(double)
 

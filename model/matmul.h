@@ -8,6 +8,8 @@
 
 #include <memory>
 
+#include "model/precision.h"
+
 namespace model {
 
 template <class T> class Matmul {
@@ -27,13 +29,24 @@ public:
     // or without), and with `training` the two backward ones too.
     void prepare(int N, int C, int OC, bool bias, bool training);
 
+    // bf16: products read bfloat16 copies of their inputs and weights and accumulate in
+    // float (float only; check_precision_supported first). Default fp32.
+    void set_precision(Precision precision);
+    Precision precision() const { return precision_; }
+    // The weights passed in may have changed since the last product: copies derived from
+    // them (bf16, packed layouts) are remade at their next use.
+    void weights_changed();
+
     struct Impl; // the backend's state: matmul.cpp (CBLAS) or onednn_matmul.h
 
 private:
     std::unique_ptr<Impl> impl_;
+    Precision precision_ = Precision::fp32;
 };
 
 // Which library runs float products, e.g. "oneDNN 2.6.3" or "CBLAS".
 const char* matmul_backend();
+// Whether this build can run float products in bf16 (the oneDNN build).
+bool matmul_has_bf16();
 
 } // namespace model

@@ -124,6 +124,12 @@ template <> void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool tr
         impl_->get({product, N, C, OC});
 }
 
+template <> void Matmul<float>::weights_changed() {}
+
+bool matmul_has_bf16() {
+    return true;
+}
+
 const char* matmul_backend() {
     static const std::string name = "oneDNN " + std::to_string(DNNL_VERSION_MAJOR) + "." +
                                     std::to_string(DNNL_VERSION_MINOR) + "." +
