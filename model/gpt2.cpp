@@ -188,11 +188,18 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
 }
 
 // Every linear product of a pass on N rows, prepared now rather than in the first pass.
+// With the weights, so that derived copies (bf16) are made here too.
 template <class T> void GPT2<T>::prepare_matmuls(int N, bool training) {
     const int C = config().n_embd;
-    for (const auto& [in, out] : {std::pair{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}})
-        mm_.prepare(N, in, out, true, training);
-    mm_.prepare(N, C, config().padded_vocab, false, training); // the tied LM head
+    const ParamViews<const T> p(params_.data(), layout_);
+    for (int l = 0; l < config().n_layer; ++l) {
+        const LayerParams<const T> w = p.layer(l);
+        mm_.prepare(N, C, 3 * C, true, training, w.qkv_w);
+        mm_.prepare(N, C, C, true, training, w.attproj_w);
+        mm_.prepare(N, C, 4 * C, true, training, w.fc_w);
+        mm_.prepare(N, 4 * C, C, true, training, w.fcproj_w);
+    }
+    mm_.prepare(N, C, config().padded_vocab, false, training, p.wte); // the tied LM head
 }
 
 // Points the activation fields into act_memory_ for this (B, T).

@@ -71,7 +71,7 @@ INSTANTIATE(double)
                              const T* weight, int N, int C, int OC) {                              \
         matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);                        \
     }                                                                                              \
-    template <> void Matmul<T>::prepare(int, int, int, bool, bool) {}                              \
+    template <> void Matmul<T>::prepare(int, int, int, bool, bool, const T*) {}                    \
     template <> void Matmul<T>::weights_changed() {}
 CBLAS_MATMUL(double)
 #ifndef GPT2_MATMUL_ONEDNN

@@ -26,8 +26,9 @@ public:
     void backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                   int N, int C, int OC);
     // Prepares a shape's products before their first use: the forward one (with a bias
-    // or without), and with `training` the two backward ones too.
-    void prepare(int N, int C, int OC, bool bias, bool training);
+    // or without), and with `training` the two backward ones too; given the weight
+    // tensor, also the room for its derived copies (bf16).
+    void prepare(int N, int C, int OC, bool bias, bool training, const T* weight = nullptr);
 
     // bf16: products read bfloat16 copies of their inputs and weights and accumulate in
     // float (float only; check_precision_supported first). Default fp32.

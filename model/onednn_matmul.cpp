@@ -2,6 +2,7 @@
 
 #include <oneapi/dnnl/dnnl_version.h>
 
+#include <bit>
 #include <stdexcept>
 #include <string>
 
@@ -22,6 +23,8 @@ void check(dnnl_status_t status, const char* what) {
 }
 
 // The memory descriptors of a product (see Impl::Product) and whether it accumulates.
+// bf16: src and weights in bf16, the weights in whatever layout oneDNN prefers; dst,
+// bias and accumulation in f32.
 struct Shapes {
     memory::desc src, weights, bias, dst;
     bool accumulate = false;
@@ -30,29 +33,42 @@ struct Shapes {
 Shapes shapes_of(const Impl::Key& k) {
     const memory::dim N = k.N, C = k.C, OC = k.OC;
     const auto f32 = memory::data_type::f32;
+    const auto in = k.bf16 ? memory::data_type::bf16 : f32;
+    // Weight tensors: plain (OC,C) in f32; in bf16 a copy in the preferred layout.
+    auto weight_desc = [&](memory::dims dims, tag plain) {
+        return k.bf16 ? memory::desc(dims, in, tag::any) : memory::desc(dims, f32, plain);
+    };
     Shapes s;
     switch (k.product) {
     case Impl::Product::forward:
     case Impl::Product::forward_bias:
-        s.src = memory::desc({N, C}, f32, tag::ab);
-        s.weights = memory::desc({C, OC}, f32, tag::ba);
+        s.src = memory::desc({N, C}, in, tag::ab);
+        s.weights = weight_desc({C, OC}, tag::ba);
         s.dst = memory::desc({N, OC}, f32, tag::ab);
         if (k.product == Impl::Product::forward_bias) s.bias = memory::desc({1, OC}, f32, tag::ab);
         break;
     case Impl::Product::input_grad:
-        s.src = memory::desc({N, OC}, f32, tag::ab);
-        s.weights = memory::desc({OC, C}, f32, tag::ab);
+        s.src = memory::desc({N, OC}, in, tag::ab);
+        s.weights = weight_desc({OC, C}, tag::ab);
         s.dst = memory::desc({N, C}, f32, tag::ab);
         s.accumulate = true;
         break;
-    case Impl::Product::weight_grad:
-        s.src = memory::desc({OC, N}, f32, tag::ba);
-        s.weights = memory::desc({N, C}, f32, tag::ab);
+    case Impl::Product::weight_grad: // both operands are activations: plain layouts
+        s.src = memory::desc({OC, N}, in, tag::ba);
+        s.weights = memory::desc({N, C}, in, tag::ab);
         s.dst = memory::desc({OC, C}, f32, tag::ab);
         s.accumulate = true;
         break;
     }
     return s;
+}
+
+// The f32 (OC,C) weight tensor as a product's weights argument, before any copy.
+memory::desc plain_weights(const Impl::Key& k) {
+    const memory::dim C = k.C, OC = k.OC;
+    const auto f32 = memory::data_type::f32;
+    return k.product == Impl::Product::input_grad ? memory::desc({OC, C}, f32, tag::ab)
+                                                  : memory::desc({C, OC}, f32, tag::ba);
 }
 
 Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vector<char>& scratch) {
@@ -68,12 +84,13 @@ Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vecto
                                           engine);
     Impl::Prepared p;
     p.primitive = dnnl::matmul(pd);
+    p.weights_desc = pd.weights_desc();
     auto arg = [&](int name, memory& m, const memory::desc& md) {
         m = memory(md, engine, nullptr);
         p.args[p.n_args++] = {name, m.get()};
     };
     arg(DNNL_ARG_SRC, p.src, s.src);
-    arg(DNNL_ARG_WEIGHTS, p.weights, s.weights);
+    arg(DNNL_ARG_WEIGHTS, p.weights, pd.weights_desc());
     arg(DNNL_ARG_DST, p.dst, s.dst);
     arg(DNNL_ARG_SCRATCHPAD, p.scratch, pd.scratchpad_desc());
     if (key.product == Impl::Product::forward_bias) arg(DNNL_ARG_BIAS, p.bias, s.bias);
@@ -82,19 +99,74 @@ Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vecto
     return p;
 }
 
+// Round to nearest even, as the hardware's conversions do; NaN stays NaN.
+inline uint16_t to_bf16(float x) {
+    const uint32_t bits = std::bit_cast<uint32_t>(x);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40u);
+    return uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+void grow(std::vector<uint16_t>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
 } // namespace
 
 Impl::Prepared& Impl::get(const Key& key) {
     auto it = prepared.find(key);
-    if (it == prepared.end()) it = prepared.emplace(key, make(key, engine, scratch)).first;
+    if (it == prepared.end()) {
+        it = prepared.emplace(key, make(key, engine, scratch)).first;
+        if (key.bf16) { // room for the rounded activations
+            const size_t N = key.N, C = key.C, OC = key.OC;
+            const bool grad_src =
+                key.product == Product::input_grad || key.product == Product::weight_grad;
+            grow(rounded_a, N * (grad_src ? OC : C));
+            if (key.product == Product::weight_grad) grow(rounded_b, N * C);
+        }
+    }
     return it->second;
 }
 
-void Impl::run(const Key& key, const float* src, const float* weights, const float* bias,
+Impl::WeightCopy& Impl::copy_of(const Key& key, const float* weight) {
+    // A copy is the weight read one way (as W^T or as W) in one layout.
+    const memory::desc& desc = get(key).weights_desc;
+    const memory::desc view = plain_weights(key);
+    for (WeightCopy& c : copies)
+        if (c.source == weight && c.view == view && c.desc == desc) return c;
+    WeightCopy& c = copies.emplace_back();
+    c.source = weight;
+    c.view = view;
+    c.desc = desc;
+    c.from = memory(view, engine, nullptr);
+    c.to = memory(desc, engine); // owns its (aligned) buffer
+    c.reorder = dnnl::reorder(c.from, c.to);
+    return c;
+}
+
+const void* Impl::weight_copy(const Key& key, const float* weight) {
+    WeightCopy& c = copy_of(key, weight);
+    if (!c.fresh) {
+        c.from.set_data_handle(const_cast<float*>(weight));
+        c.reorder.execute(stream, c.from, c.to);
+        stream.wait();
+        c.fresh = true;
+    }
+    return c.to.get_data_handle();
+}
+
+const uint16_t* Impl::round(std::vector<uint16_t>& into, const float* x, size_t n) {
+    if (into.size() < n) throw std::logic_error("Matmul: bf16 product used before prepare");
+    uint16_t* out = into.data();
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; ++i) out[i] = to_bf16(x[i]);
+    return out;
+}
+
+void Impl::run(const Key& key, const void* src, const void* weights, const float* bias,
                float* dst) {
     Prepared& p = get(key);
-    p.src.set_data_handle(const_cast<float*>(src));
-    p.weights.set_data_handle(const_cast<float*>(weights));
+    p.src.set_data_handle(const_cast<void*>(src));
+    p.weights.set_data_handle(const_cast<void*>(weights));
     p.dst.set_data_handle(dst);
     p.scratch.set_data_handle(scratch.data());
     if (bias) p.bias.set_data_handle(const_cast<float*>(bias));
@@ -106,25 +178,50 @@ template <>
 void Matmul<float>::forward(float* out, const float* inp, const float* weight, const float* bias,
                             int N, int C, int OC) {
     const Impl::Product kind = bias ? Impl::Product::forward_bias : Impl::Product::forward;
-    impl_->run({kind, N, C, OC}, inp, weight, bias, out);
+    const bool bf16 = precision_ == Precision::bf16;
+    const Impl::Key key{kind, N, C, OC, bf16};
+    if (!bf16) return impl_->run(key, inp, weight, bias, out);
+    const void* w = impl_->weight_copy(key, weight);
+    impl_->run(key, impl_->round(impl_->rounded_a, inp, size_t(N) * C), w, bias, out);
 }
 
 template <>
 void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const float* dout,
                              const float* inp, const float* weight, int N, int C, int OC) {
-    impl_->run({Impl::Product::input_grad, N, C, OC}, dout, weight, nullptr, dinp);
-    impl_->run({Impl::Product::weight_grad, N, C, OC}, dout, inp, nullptr, dweight);
+    const bool bf16 = precision_ == Precision::bf16;
+    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
+    const Impl::Key weight_grad{Impl::Product::weight_grad, N, C, OC, bf16};
+    if (!bf16) {
+        impl_->run(input_grad, dout, weight, nullptr, dinp);
+        impl_->run(weight_grad, dout, inp, nullptr, dweight);
+    } else {
+        impl_->get(weight_grad); // prepared: room for both rounded operands
+        const void* w = impl_->weight_copy(input_grad, weight);
+        const uint16_t* d = impl_->round(impl_->rounded_a, dout, size_t(N) * OC);
+        impl_->run(input_grad, d, w, nullptr, dinp);
+        impl_->run(weight_grad, d, impl_->round(impl_->rounded_b, inp, size_t(N) * C), nullptr,
+                   dweight);
+    }
     if (dbias) bias_backward(dbias, dout, N, OC);
 }
 
-template <> void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training) {
-    impl_->get({bias ? Impl::Product::forward_bias : Impl::Product::forward, N, C, OC});
+template <>
+void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, const float* weight) {
+    const bool bf16 = precision_ == Precision::bf16;
+    const Impl::Key forward{bias ? Impl::Product::forward_bias : Impl::Product::forward, N, C, OC,
+                            bf16};
+    impl_->get(forward);
+    if (bf16 && weight) impl_->copy_of(forward, weight);
     if (!training) return;
-    for (auto product : {Impl::Product::input_grad, Impl::Product::weight_grad})
-        impl_->get({product, N, C, OC});
+    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
+    impl_->get(input_grad);
+    if (bf16 && weight) impl_->copy_of(input_grad, weight);
+    impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
 }
 
-template <> void Matmul<float>::weights_changed() {}
+template <> void Matmul<float>::weights_changed() {
+    for (Impl::WeightCopy& c : impl_->copies) c.fresh = false;
+}
 
 bool matmul_has_bf16() {
     return true;

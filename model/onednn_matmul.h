@@ -1,11 +1,16 @@
 // Matmul<float>'s state on oneDNN, for matmul.cpp and onednn_matmul.cpp only: one
-// matmul primitive per (product, shape), made once and kept, with its scratch memory
-// supplied by us and its arguments passed as a fixed array, so that running a prepared
-// product allocates nothing.
+// matmul primitive per (product, shape, precision), made once and kept, with its
+// scratch memory supplied by us and its arguments passed as a fixed array, so that
+// running a prepared product allocates nothing.
+//
+// In bf16 a product reads bfloat16: activations are rounded into bf16 buffers kept
+// here, and each weight tensor gets a bf16 copy in the layout the primitive runs
+// fastest on (oneDNN's blocked layouts), remade after weights_changed() at first use.
 #pragma once
 
 #include <dnnl.hpp>
 
+#include <cstdint>
 #include <map>
 #include <vector>
 
@@ -22,6 +27,7 @@ template <> struct Matmul<float>::Impl {
     struct Key {
         Product product;
         int N, C, OC;
+        bool bf16;
         auto operator<=>(const Key&) const = default;
     };
     struct Prepared {
@@ -29,15 +35,33 @@ template <> struct Matmul<float>::Impl {
         dnnl::memory src, weights, bias, dst, scratch;
         int n_args = 0;
         dnnl_exec_arg_t args[5];
+        dnnl::memory::desc weights_desc; // bf16: the layout of the weight copies it reads
+    };
+    // A weight tensor's bf16 copy in one layout, and the reorder that remakes it.
+    struct WeightCopy {
+        const float* source;
+        dnnl::memory::desc view; // how the product reads source: (C,OC) as W^T, or (OC,C)
+        dnnl::memory::desc desc; // the copy's bf16 layout
+        dnnl::reorder reorder;
+        dnnl::memory from, to;
+        bool fresh = false;
     };
 
     Prepared& get(const Key& key); // prepares the product on first use
-    void run(const Key& key, const float* src, const float* weights, const float* bias, float* dst);
+    // The bf16 copy of `weight` (OC,C) that a bf16 product reads: copy_of finds or
+    // makes its buffer, weight_copy also brings its values up to date.
+    WeightCopy& copy_of(const Key& key, const float* weight);
+    const void* weight_copy(const Key& key, const float* weight);
+    void run(const Key& key, const void* src, const void* weights, const float* bias, float* dst);
+    // Rounds n floats to bf16 into `into` (grown at preparation, not here).
+    const uint16_t* round(std::vector<uint16_t>& into, const float* x, size_t n);
 
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
     std::map<Key, Prepared> prepared;
-    std::vector<char> scratch; // shared by every product, sized for the largest
+    std::vector<char> scratch;                  // shared by every product, sized for the largest
+    std::vector<WeightCopy> copies;             // bf16 weight copies, a few per weight tensor
+    std::vector<uint16_t> rounded_a, rounded_b; // bf16 activations: src, and inp in backward
 };
 
 } // namespace model

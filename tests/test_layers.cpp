@@ -1,5 +1,7 @@
 // Each layer's forward on hand-computed cases, its backward by finite differences.
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -9,6 +11,7 @@
 #include "model/gradcheck.h"
 #include "model/layers.h"
 #include "model/matmul.h"
+#include "model/precision.h"
 
 using doctest::Approx;
 using namespace model;
@@ -108,6 +111,105 @@ TEST_CASE("the model's float Matmul computes what the layer functions do, in bot
         for (size_t i = 0; i < y.size(); ++i) CHECK(y[i] == Approx(yr[i]).epsilon(1e-5));
         for (size_t i = 0; i < gx.size(); ++i) CHECK(gx[i] == Approx(gxr[i]).epsilon(1e-5));
         for (size_t i = 0; i < gw.size(); ++i) CHECK(gw[i] == Approx(gwr[i]).epsilon(1e-5));
+    }
+}
+
+namespace {
+
+// x rounded to the nearest bfloat16 (ties to even), by comparing the two candidates.
+float nearest_bf16(float x) {
+    const uint32_t bits = std::bit_cast<uint32_t>(x) & 0xffff0000u;
+    const float lo = std::bit_cast<float>(bits), hi = std::bit_cast<float>(bits + 0x10000u);
+    const double dlo = std::abs(double(x) - lo), dhi = std::abs(double(hi) - x);
+    if (dlo != dhi) return dlo < dhi ? lo : hi;
+    return (bits >> 16) % 2 == 0 ? lo : hi;
+}
+
+} // namespace
+
+TEST_CASE("bf16 products equal the exact products of bf16-rounded inputs, accumulated in float") {
+    if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
+    Matmul<float> mm;
+    mm.set_precision(Precision::bf16);
+    // Small integers are exact in bf16: the same hand-computed case as for fp32.
+    const std::vector<float> inp = {1, 2, 3, 4}, w = {1, 0, 0, 1, 1, 1}, b = {0.5, -1, 0};
+    std::vector<float> out(6);
+    mm.forward(out.data(), inp.data(), w.data(), b.data(), 2, 2, 3);
+    CHECK(out == std::vector<float>{1.5, 1, 3, 3.5, 3, 7});
+    const std::vector<float> dout = {1, 0, 2, 0, 1, -1};
+    std::vector<float> dinp(4, 1), dw(6, 1), db(3, 1);
+    mm.backward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), 2, 2, 3);
+    CHECK(dinp == std::vector<float>{1 + 3, 1 + 2, 1 - 1, 1 + 0});
+    CHECK(dw == std::vector<float>{1 + 1, 1 + 2, 1 + 3, 1 + 4, 1 + 2 - 3, 1 + 4 - 4});
+    CHECK(db == std::vector<float>{2, 2, 2});
+
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (const auto& [N, C, OC] : {std::tuple{1, 16, 40}, {7, 33, 5}, {64, 48, 96}}) {
+        CAPTURE(N);
+        CAPTURE(C);
+        CAPTURE(OC);
+        auto random = [&](size_t n) {
+            std::vector<float> v(n);
+            for (float& x : v) x = u(rng);
+            return v;
+        };
+        auto rounded = [](const std::vector<float>& v) {
+            std::vector<double> r(v.size());
+            for (size_t i = 0; i < v.size(); ++i) r[i] = nearest_bf16(v[i]);
+            return r;
+        };
+        std::vector<float> x = random(size_t(N) * C), wt = random(size_t(OC) * C);
+        const auto bias = random(OC), g = random(size_t(N) * OC), acc_in = random(size_t(N) * C),
+                   acc_w = random(size_t(OC) * C);
+        mm.prepare(N, C, OC, true, true, wt.data());
+        for (int round = 0; round < 2; ++round) { // then new weights: the copies follow
+            CAPTURE(round);
+            std::vector<float> y(size_t(N) * OC), gx = acc_in, gw = acc_w, yf = y, gxf = gx,
+                                                  gwf = gw;
+            mm.forward(y.data(), x.data(), wt.data(), bias.data(), N, C, OC);
+            mm.backward(gx.data(), gw.data(), nullptr, g.data(), x.data(), wt.data(), N, C, OC);
+            // Reference: double products of the rounded operands; bias and sums exact.
+            std::vector<double> yr(y.size()), gxr(acc_in.begin(), acc_in.end()),
+                gwr(acc_w.begin(), acc_w.end());
+            const auto xd = rounded(x), wd = rounded(wt), gd = rounded(g);
+            const std::vector<double> bd(bias.begin(), bias.end());
+            matmul_forward(yr.data(), xd.data(), wd.data(), bd.data(), N, C, OC);
+            matmul_backward(gxr.data(), gwr.data(), static_cast<double*>(nullptr), gd.data(),
+                            xd.data(), wd.data(), N, C, OC);
+            for (size_t i = 0; i < y.size(); ++i) CHECK(y[i] == Approx(yr[i]).epsilon(1e-5));
+            for (size_t i = 0; i < gx.size(); ++i) CHECK(gx[i] == Approx(gxr[i]).epsilon(1e-5));
+            for (size_t i = 0; i < gw.size(); ++i) CHECK(gw[i] == Approx(gwr[i]).epsilon(1e-5));
+            // And within bf16's rounding of the fp32 products: bf16 keeps 8 significant
+            // bits, so each operand is off by at most 2^-8 of itself, a term a*b by about
+            // 2^-7 |a b|, and a sum by 2^-7 sum |a b| (the bound, by the same products on
+            // absolute values), plus float accumulation.
+            Matmul<float> fp32;
+            fp32.forward(yf.data(), x.data(), wt.data(), bias.data(), N, C, OC);
+            fp32.backward(gxf.data(), gwf.data(), nullptr, g.data(), x.data(), wt.data(), N, C, OC);
+            auto absolute = [](const std::vector<float>& v) {
+                std::vector<double> a(v.size());
+                for (size_t i = 0; i < v.size(); ++i) a[i] = std::abs(double(v[i]));
+                return a;
+            };
+            const auto xa = absolute(x), wa = absolute(wt), ga = absolute(g);
+            std::vector<double> yb(y.size()), gxb(gx.size(), 0.0), gwb(gw.size(), 0.0);
+            matmul_forward(yb.data(), xa.data(), wa.data(), static_cast<double*>(nullptr), N, C,
+                           OC);
+            matmul_backward(gxb.data(), gwb.data(), static_cast<double*>(nullptr), ga.data(),
+                            xa.data(), wa.data(), N, C, OC);
+            auto within = [](const std::vector<float>& a, const std::vector<float>& b,
+                             const std::vector<double>& bound) {
+                for (size_t i = 0; i < a.size(); ++i)
+                    if (std::abs(double(a[i]) - b[i]) > 0x1.01p-7 * bound[i] + 1e-5) return false;
+                return true;
+            };
+            CHECK(within(y, yf, yb));
+            CHECK(within(gx, gxf, gxb));
+            CHECK(within(gw, gwf, gwb));
+            for (float& v : wt) v = u(rng);
+            mm.weights_changed();
+        }
     }
 }
 

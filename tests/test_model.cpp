@@ -193,3 +193,42 @@ TEST_CASE("generation with the key/value cache gives the full forward pass's log
     CHECK_THROWS_AS(m.step(1, 20), std::invalid_argument);
     CHECK_THROWS_AS(m.start_generation(25), std::invalid_argument);
 }
+
+TEST_CASE("bf16 and fp32 agree on loss and gradients to bf16's precision, also after an update") {
+    if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
+    const Config config = make_config(2, 4, 64, 256, 32);
+    GPT2<float> fp32(config), bf16(config);
+    fp32.init_weights(21);
+    bf16.set_params(fp32.params(), fp32.num_params());
+    bf16.set_precision(Precision::bf16);
+    CHECK(bf16.precision() == Precision::bf16);
+    for (GPT2<float>* m : {&fp32, &bf16}) m->reserve(2, 32, true);
+    const auto tokens = iota_tokens(2 * 32 + 1, 256, 3);
+    for (int update = 0; update < 2; ++update) {
+        CAPTURE(update);
+        double loss[2];
+        for (int i = 0; i < 2; ++i) {
+            GPT2<float>& m = i ? bf16 : fp32;
+            m.zero_grad();
+            loss[i] = m.forward(tokens.data(), tokens.data() + 1, 2, 32);
+            m.backward();
+        }
+        CHECK(loss[1] == Approx(loss[0]).epsilon(1e-2));
+        for (const TensorInfo& t : fp32.layout().tensors()) {
+            double diff = 0, norm = 0;
+            for (size_t i = t.offset; i < t.offset + t.size; ++i) {
+                const double d = double(bf16.grads()[i]) - fp32.grads()[i];
+                diff += d * d;
+                norm += double(fp32.grads()[i]) * fp32.grads()[i];
+            }
+            INFO(t.name);
+            if (norm > 0) CHECK(std::sqrt(diff / norm) < 5e-2);
+        }
+        // The same optimizer-like update of both through params(): bf16's weight copies
+        // must follow it.
+        for (GPT2<float>* m : {&fp32, &bf16}) {
+            float* p = m->params();
+            for (size_t i = 0; i < m->num_params(); ++i) p[i] -= 0.5f * fp32.grads()[i];
+        }
+    }
+}
