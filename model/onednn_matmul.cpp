@@ -23,8 +23,10 @@ void check(dnnl_status_t status, const char* what) {
 }
 
 // The memory descriptors of a product (see Impl::Product) and whether it accumulates.
-// bf16: src and weights in bf16, the weights in whatever layout oneDNN prefers; dst,
-// bias and accumulation in f32.
+// bf16: src and weights in bf16, dst, bias and accumulation in f32. Weights stay in
+// their plain (OC,C) layout, so that one bf16 copy serves the forward product and the
+// input gradient: oneDNN 2.6's reorders into its blocked layouts run at under 1 GB/s,
+// which would cost more per step than the blocked layout gains.
 struct Shapes {
     memory::desc src, weights, bias, dst;
     bool accumulate = false;
@@ -34,22 +36,18 @@ Shapes shapes_of(const Impl::Key& k) {
     const memory::dim N = k.N, C = k.C, OC = k.OC;
     const auto f32 = memory::data_type::f32;
     const auto in = k.bf16 ? memory::data_type::bf16 : f32;
-    // Weight tensors: plain (OC,C) in f32; in bf16 a copy in the preferred layout.
-    auto weight_desc = [&](memory::dims dims, tag plain) {
-        return k.bf16 ? memory::desc(dims, in, tag::any) : memory::desc(dims, f32, plain);
-    };
     Shapes s;
     switch (k.product) {
     case Impl::Product::forward:
     case Impl::Product::forward_bias:
         s.src = memory::desc({N, C}, in, tag::ab);
-        s.weights = weight_desc({C, OC}, tag::ba);
+        s.weights = memory::desc({C, OC}, in, tag::ba);
         s.dst = memory::desc({N, OC}, f32, tag::ab);
         if (k.product == Impl::Product::forward_bias) s.bias = memory::desc({1, OC}, f32, tag::ab);
         break;
     case Impl::Product::input_grad:
         s.src = memory::desc({N, OC}, in, tag::ab);
-        s.weights = weight_desc({OC, C}, tag::ab);
+        s.weights = memory::desc({OC, C}, in, tag::ab);
         s.dst = memory::desc({N, C}, f32, tag::ab);
         s.accumulate = true;
         break;
@@ -61,14 +59,6 @@ Shapes shapes_of(const Impl::Key& k) {
         break;
     }
     return s;
-}
-
-// The f32 (OC,C) weight tensor as a product's weights argument, before any copy.
-memory::desc plain_weights(const Impl::Key& k) {
-    const memory::dim C = k.C, OC = k.OC;
-    const auto f32 = memory::data_type::f32;
-    return k.product == Impl::Product::input_grad ? memory::desc({OC, C}, f32, tag::ab)
-                                                  : memory::desc({C, OC}, f32, tag::ba);
 }
 
 Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vector<char>& scratch) {
@@ -84,13 +74,12 @@ Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vecto
                                           engine);
     Impl::Prepared p;
     p.primitive = dnnl::matmul(pd);
-    p.weights_desc = pd.weights_desc();
     auto arg = [&](int name, memory& m, const memory::desc& md) {
         m = memory(md, engine, nullptr);
         p.args[p.n_args++] = {name, m.get()};
     };
     arg(DNNL_ARG_SRC, p.src, s.src);
-    arg(DNNL_ARG_WEIGHTS, p.weights, pd.weights_desc());
+    arg(DNNL_ARG_WEIGHTS, p.weights, s.weights);
     arg(DNNL_ARG_DST, p.dst, s.dst);
     arg(DNNL_ARG_SCRATCHPAD, p.scratch, pd.scratchpad_desc());
     if (key.product == Impl::Product::forward_bias) arg(DNNL_ARG_BIAS, p.bias, s.bias);
@@ -127,31 +116,17 @@ Impl::Prepared& Impl::get(const Key& key) {
     return it->second;
 }
 
-Impl::WeightCopy& Impl::copy_of(const Key& key, const float* weight) {
-    // A copy is the weight read one way (as W^T or as W) in one layout.
-    const memory::desc& desc = get(key).weights_desc;
-    const memory::desc view = plain_weights(key);
+Impl::WeightCopy& Impl::copy_of(const float* weight, size_t n) {
     for (WeightCopy& c : copies)
-        if (c.source == weight && c.view == view && c.desc == desc) return c;
-    WeightCopy& c = copies.emplace_back();
-    c.source = weight;
-    c.view = view;
-    c.desc = desc;
-    c.from = memory(view, engine, nullptr);
-    c.to = memory(desc, engine); // owns its (aligned) buffer
-    c.reorder = dnnl::reorder(c.from, c.to);
-    return c;
+        if (c.source == weight) return c;
+    return copies.emplace_back(WeightCopy{weight, std::vector<uint16_t>(n), false});
 }
 
-const void* Impl::weight_copy(const Key& key, const float* weight) {
-    WeightCopy& c = copy_of(key, weight);
-    if (!c.fresh) {
-        c.from.set_data_handle(const_cast<float*>(weight));
-        c.reorder.execute(stream, c.from, c.to);
-        stream.wait();
-        c.fresh = true;
-    }
-    return c.to.get_data_handle();
+const void* Impl::weight_copy(const float* weight, size_t n) {
+    WeightCopy& c = copy_of(weight, n);
+    if (!c.fresh) round(c.data, weight, n);
+    c.fresh = true;
+    return c.data.data();
 }
 
 const uint16_t* Impl::round(std::vector<uint16_t>& into, const float* x, size_t n) {
@@ -181,7 +156,8 @@ void Matmul<float>::forward(float* out, const float* inp, const float* weight, c
     const bool bf16 = precision_ == Precision::bf16;
     const Impl::Key key{kind, N, C, OC, bf16};
     if (!bf16) return impl_->run(key, inp, weight, bias, out);
-    const void* w = impl_->weight_copy(key, weight);
+    impl_->get(key); // prepared: room for the rounded input
+    const void* w = impl_->weight_copy(weight, size_t(OC) * C);
     impl_->run(key, impl_->round(impl_->rounded_a, inp, size_t(N) * C), w, bias, out);
 }
 
@@ -196,7 +172,7 @@ void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const fl
         impl_->run(weight_grad, dout, inp, nullptr, dweight);
     } else {
         impl_->get(weight_grad); // prepared: room for both rounded operands
-        const void* w = impl_->weight_copy(input_grad, weight);
+        const void* w = impl_->weight_copy(weight, size_t(OC) * C);
         const uint16_t* d = impl_->round(impl_->rounded_a, dout, size_t(N) * OC);
         impl_->run(input_grad, d, w, nullptr, dinp);
         impl_->run(weight_grad, d, impl_->round(impl_->rounded_b, inp, size_t(N) * C), nullptr,
@@ -211,11 +187,9 @@ void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, cons
     const Impl::Key forward{bias ? Impl::Product::forward_bias : Impl::Product::forward, N, C, OC,
                             bf16};
     impl_->get(forward);
-    if (bf16 && weight) impl_->copy_of(forward, weight);
+    if (bf16 && weight) impl_->copy_of(weight, size_t(OC) * C);
     if (!training) return;
-    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
-    impl_->get(input_grad);
-    if (bf16 && weight) impl_->copy_of(input_grad, weight);
+    impl_->get({Impl::Product::input_grad, N, C, OC, bf16});
     impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
 }
 

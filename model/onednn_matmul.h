@@ -4,8 +4,8 @@
 // running a prepared product allocates nothing.
 //
 // In bf16 a product reads bfloat16: activations are rounded into bf16 buffers kept
-// here, and each weight tensor gets a bf16 copy in the layout the primitive runs
-// fastest on (oneDNN's blocked layouts), remade after weights_changed() at first use.
+// here, and each weight tensor gets one bf16 copy, remade after weights_changed() at
+// first use.
 #pragma once
 
 #include <dnnl.hpp>
@@ -35,23 +35,19 @@ template <> struct Matmul<float>::Impl {
         dnnl::memory src, weights, bias, dst, scratch;
         int n_args = 0;
         dnnl_exec_arg_t args[5];
-        dnnl::memory::desc weights_desc; // bf16: the layout of the weight copies it reads
     };
-    // A weight tensor's bf16 copy in one layout, and the reorder that remakes it.
+    // A weight tensor's bf16 copy (OC,C), remade at first use after weights_changed().
     struct WeightCopy {
         const float* source;
-        dnnl::memory::desc view; // how the product reads source: (C,OC) as W^T, or (OC,C)
-        dnnl::memory::desc desc; // the copy's bf16 layout
-        dnnl::reorder reorder;
-        dnnl::memory from, to;
+        std::vector<uint16_t> data;
         bool fresh = false;
     };
 
     Prepared& get(const Key& key); // prepares the product on first use
-    // The bf16 copy of `weight` (OC,C) that a bf16 product reads: copy_of finds or
-    // makes its buffer, weight_copy also brings its values up to date.
-    WeightCopy& copy_of(const Key& key, const float* weight);
-    const void* weight_copy(const Key& key, const float* weight);
+    // The bf16 copy of `weight` (n elements): copy_of finds or makes its buffer,
+    // weight_copy also brings its values up to date.
+    WeightCopy& copy_of(const float* weight, size_t n);
+    const void* weight_copy(const float* weight, size_t n);
     void run(const Key& key, const void* src, const void* weights, const float* bias, float* dst);
     // Rounds n floats to bf16 into `into` (grown at preparation, not here).
     const uint16_t* round(std::vector<uint16_t>& into, const float* x, size_t n);
