@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include "data/shard.h"
 #include "eval/loss.h"
@@ -14,6 +15,8 @@
 #include "model/gpt2.h"
 #include "model/h5.h"
 #include "model/io.h"
+#include "model/matmul.h"
+#include "model/precision.h"
 
 namespace fs = std::filesystem;
 using namespace testing;
@@ -245,4 +248,74 @@ TEST_CASE("gpt2 names the option whose value a library rejects, in one line") {
         CHECK(count_lines(r.out) == 1);
         CHECK(r.out.starts_with(expected));
     }
+}
+
+TEST_CASE("--precision fp32|bf16 is in the help of every command that runs a model, and takes "
+          "only those words") {
+    for (const char* cmd : {"train", "bench", "eval loss", "eval grads", "eval ppl", "eval lambada",
+                            "eval cbt", "sample", "embed"}) {
+        const Run r = run(std::string(cmd) + " --help");
+        INFO(cmd);
+        INFO(r.out);
+        CHECK(r.status == 0);
+        CHECK(r.out.find("--precision bf16|fp32=fp32") != std::string::npos);
+    }
+    Workdir w;
+    make_model_and_shard(w, 1000);
+    const Run bad = run("eval loss --model " + (w / "model.bin") + " --data " + (w / "shard.bin") +
+                        " --precision fp16");
+    INFO(bad.out);
+    CHECK(bad.status != 0);
+    CHECK(bad.out.find("--precision") != std::string::npos);
+    CHECK(bad.out.find("fp16") != std::string::npos);
+}
+
+TEST_CASE("eval loss, sample and bench run in bf16, or name --precision where bf16 is missing") {
+    Workdir w;
+    make_model_and_shard(w, 1000);
+    const std::string loss =
+        "eval loss --model " + (w / "model.bin") + " --data " + (w / "shard.bin") + " --seq 16";
+    const Run fp32 = run(loss);
+    const Run bf16 = run(loss + " --precision bf16");
+    INFO(bf16.out);
+    REQUIRE(fp32.status == 0);
+    if (!model::matmul_has_bf16() || !model::cpu_has_bf16()) {
+        CHECK(bf16.status == 1);
+        CHECK(count_lines(bf16.out) == 1);
+        CHECK(bf16.out.starts_with("gpt2: error: --precision: bf16 needs"));
+        return;
+    }
+    REQUIRE(bf16.status == 0);
+    auto value = [](const std::string& out) {
+        return std::stod(out.substr(out.find("loss ") + 5));
+    };
+    CHECK(value(bf16.out) == doctest::Approx(value(fp32.out)).epsilon(0.01));
+
+    make_gpt2_vocab_model(w / "m.bin", 8);
+    const Run sample = run("sample --model " + (w / "m.bin") +
+                           " --tokenizer " TOKENIZER_DIR
+                           " --max-tokens 8 --prompt-ids '15496 995' --ids --precision bf16");
+    INFO(sample.out);
+    CHECK(sample.status == 0);
+
+    const std::string bench = "bench --model " + (w / "model.bin") +
+                              " --batch 2 --seq 16 --steps 2 --warmup 1 --precision bf16";
+    const Run measured = run(bench + " --json");
+    INFO(measured.out);
+    REQUIRE(measured.status == 0);
+    const auto j = nlohmann::json::parse(measured.out);
+    CHECK(j["precision"] == "bf16");
+    CHECK(j["peak_gflops_fp32"].get<double>() > 0);
+    CHECK(j["peak_gflops_bf16"].get<double>() > 0);
+    CHECK(j["peak_gflops"] == j["peak_gflops_bf16"]);
+    CHECK(j["mfu"].get<double>() > 0);
+    CHECK(j["tok_per_s"].get<double>() > 0);
+    const Run given = run(bench + " --forward-only --peak-gflops 100 --peak-gflops-bf16 200");
+    INFO(given.out);
+    REQUIRE(given.status == 0);
+    CHECK(given.out.find("forward only, bf16, matmul") != std::string::npos);
+    CHECK(given.out.find("% MFU of the bf16 peak") != std::string::npos);
+    CHECK(given.out.find("peak fp32 100 GFLOP/s (given), bf16 200 GFLOP/s (given)\n") !=
+          std::string::npos);
+    CHECK(given.out.find("time per step (mean): matmul") != std::string::npos);
 }

@@ -8,6 +8,9 @@
 
 #include <omp.h>
 #include <sys/resource.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "base/error.h"
 #include "model/gpt2.h"
@@ -37,10 +40,16 @@ double mean_of(const std::vector<double>& v) {
     return mean;
 }
 
-std::unique_ptr<model::GPT2<float>> make_model(const std::string& spec) {
-    if (!model::is_preset(spec)) return model::load_model(spec);
-    auto gpt = std::make_unique<model::GPT2<float>>(model::preset(spec));
-    gpt->init_weights(1337);
+std::unique_ptr<model::GPT2<float>> make_model(const std::string& spec,
+                                               model::Precision precision) {
+    std::unique_ptr<model::GPT2<float>> gpt;
+    if (model::is_preset(spec)) {
+        gpt = std::make_unique<model::GPT2<float>>(model::preset(spec));
+        gpt->init_weights(1337);
+    } else {
+        gpt = model::load_model(spec);
+    }
+    gpt->set_precision(precision);
     return gpt;
 }
 
@@ -136,6 +145,8 @@ void BenchOptions::validate() const {
     if (warmup < 0)
         throw base::SettingError("warmup", "must be at least 0, got " + std::to_string(warmup));
     if (!(peak_gflops >= 0)) throw base::SettingError("peak_gflops", "must be >= 0");
+    if (!(peak_gflops_bf16 >= 0)) throw base::SettingError("peak_gflops_bf16", "must be >= 0");
+    model::check_precision_supported(precision);
 }
 
 BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
@@ -143,7 +154,7 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     std::unique_ptr<DataParallel> dp;
     agreed(comm, [&] {
         o.validate();
-        gpt = make_model(o.model);
+        gpt = make_model(o.model, o.precision);
         gpt->reserve(o.batch, o.seq, !o.forward_only);
         if (!o.forward_only)
             dp = std::make_unique<DataParallel>(
@@ -154,8 +165,14 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     r.matmul = model::matmul_backend();
     r.ranks = comm.size();
     r.threads = omp_get_max_threads();
-    const double rank_peak = o.peak_gflops > 0 ? o.peak_gflops / r.ranks : measure_peak_gflops();
-    r.peak_gflops = comm.allreduce_sum(rank_peak);
+    r.precision = o.precision;
+    // A given peak is the job's; a measured one is this rank's.
+    auto peak = [&](double given, model::Precision p) {
+        return comm.allreduce_sum(given > 0 ? given / r.ranks : measure_peak_gflops(p));
+    };
+    r.peak_gflops_fp32 = peak(o.peak_gflops, model::Precision::fp32);
+    r.peak_gflops_bf16 = peak(o.peak_gflops_bf16, model::Precision::bf16);
+    r.peak_gflops = o.precision == model::Precision::bf16 ? r.peak_gflops_bf16 : r.peak_gflops_fp32;
     r.flops_per_token = flops_per_token(*gpt, o.seq, o.forward_only);
 
     const Timings t = time_steps(o, comm, *gpt, dp.get());
@@ -165,37 +182,76 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     r.wait_ms_per_step = median_of(t.wait) * 1e3;
     r.tok_per_s_per_rank = double(o.batch) * o.seq / median;
     r.tok_per_s = comm.allreduce_sum(r.tok_per_s_per_rank);
-    r.mfu = r.flops_per_token * r.tok_per_s / (r.peak_gflops * 1e9);
+    r.mfu = r.peak_gflops > 0 ? r.flops_per_token * r.tok_per_s / (r.peak_gflops * 1e9) : 0;
     r.peak_rss_gb = peak_rss_gb(comm);
     if (dp && r.ranks > 1) r.reduction = dp->describe();
     fill_breakdown(r, o, *gpt, t);
     return r;
 }
 
-// Peak FP32 FLOP/s: every thread runs 16 independent chains of fused multiply-adds on
+namespace {
+
+// Peak FP32 GFLOP/s of one thread: 16 independent chains of fused multiply-adds on
 // 64-byte vectors (AVX-512 where the compiler targets it), enough to fill the FMA
-// pipelines. Each thread times itself (so late starters do not count against the
-// rate), the rates are summed, and the best of three trials is kept.
-double measure_peak_gflops() {
+// pipelines. Adds the lanes to sink, so that the chains are not optimised away.
+double fp32_chains(long iters, float& sink) {
     using v16 = float __attribute__((vector_size(64)));
     constexpr int kChains = 16, kLanes = 16;
+    v16 acc[kChains];
+    for (int c = 0; c < kChains; ++c) acc[c] = v16{} + float(c + omp_get_thread_num());
+    const v16 a = v16{} + 0.999999f, b = v16{} + 1e-7f;
+    const auto t0 = clock::now();
+    for (long i = 0; i < iters; ++i)
+        for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * a + b;
+    const double gflops = double(iters) * kChains * kLanes * 2 / seconds_since(t0) / 1e9;
+    for (int c = 0; c < kChains; ++c)
+        for (int l = 0; l < kLanes; ++l) sink += acc[c][l];
+    return gflops;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// Peak bf16 GFLOP/s of one thread: independent chains of vdpbf16ps, each adding 16
+// lanes x 2 bfloat16 products to float accumulators (32 multiply-adds, 64 FLOP), enough
+// chains to cover the instruction's latency on two pipelines. Only on a CPU with
+// AVX512_BF16 (this function alone is compiled for it).
+__attribute__((target("avx512bf16,avx512f,avx512bw"), noinline)) double bf16_chains(long iters,
+                                                                                    float& sink) {
+    constexpr int kChains = 16;
+    __m512 acc[kChains];
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(float(c + omp_get_thread_num()));
+    const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(1e-3f));
+    const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-4f), _mm512_set1_ps(1e-4f));
+    const auto t0 = clock::now();
+    for (long i = 0; i < iters; ++i)
+        for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+    const double gflops = double(iters) * kChains * 64 / seconds_since(t0) / 1e9;
+    alignas(64) float lanes[16];
+    for (int c = 0; c < kChains; ++c) {
+        _mm512_store_ps(lanes, acc[c]);
+        for (float x : lanes) sink += x;
+    }
+    return gflops;
+}
+#else
+double bf16_chains(long, float&) {
+    return 0;
+}
+#endif
+
+} // namespace
+
+// Every thread runs its chains and times itself (so late starters do not count against
+// the rate), the rates are summed, and the best of three trials is kept.
+double measure_peak_gflops(model::Precision precision) {
+    const bool bf16 = precision == model::Precision::bf16;
+    if (bf16 && !model::cpu_has_bf16()) return 0;
     constexpr long kIters = 40'000'000;
     double best = 0;
     for (int trial = 0; trial < 3; ++trial) {
         double gflops = 0;
         float sink = 0;
 #pragma omp parallel reduction(+ : gflops, sink)
-        {
-            v16 acc[kChains];
-            for (int c = 0; c < kChains; ++c) acc[c] = v16{} + float(c + omp_get_thread_num());
-            const v16 a = v16{} + 0.999999f, b = v16{} + 1e-7f;
-            const auto t0 = clock::now();
-            for (long i = 0; i < kIters; ++i)
-                for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * a + b;
-            gflops += double(kIters) * kChains * kLanes * 2 / seconds_since(t0) / 1e9;
-            for (int c = 0; c < kChains; ++c)
-                for (int l = 0; l < kLanes; ++l) sink += acc[c][l];
-        }
+        gflops += bf16 ? bf16_chains(kIters / 2, sink) : fp32_chains(kIters, sink);
         if (sink == 42.0f) std::printf(" "); // keeps the chains from being optimised away
         best = std::max(best, gflops);
     }

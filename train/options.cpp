@@ -19,6 +19,13 @@ NLOHMANN_JSON_SERIALIZE_ENUM(Schedule::Kind, {{Schedule::Kind::constant, "consta
 
 } // namespace optim
 
+namespace model {
+
+// As --precision names them, in checkpoints (absent from older ones: fp32).
+NLOHMANN_JSON_SERIALIZE_ENUM(Precision, {{Precision::fp32, "fp32"}, {Precision::bf16, "bf16"}})
+
+} // namespace model
+
 namespace train {
 
 using json = nlohmann::json;
@@ -29,7 +36,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
     val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
     eval_every, evals, datasets, eval_max_tokens, eval_max_examples, out, log_file, resume,
-    checkpoint_every, keep, zero, overlap)
+    checkpoint_every, keep, zero, overlap, precision)
 
 std::string to_json(const TrainOptions& o) {
     return json(o).dump();
@@ -66,6 +73,7 @@ void below(double value, double low, double high, const char* setting) {
 
 void TrainOptions::validate() const {
     require(!model.empty(), "model", "a preset or a model file is needed");
+    model::check_precision_supported(precision);
     const bool reshapes = n_layer || n_head || n_embd || max_seq;
     require(!reshapes || model::is_preset(model) || !resume.empty(), "n_layer",
             "n_layer, n_head, n_embd and max_seq reshape a preset, not a model file");

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/precision.h"
 #include "optim/optim.h"
 
 namespace train {
@@ -16,6 +17,9 @@ struct TrainOptions {
     // a checkpoint) to fine-tune; n_layer..max_seq reshape a preset (0 = the preset's).
     std::string model = "d6";
     int n_layer = 0, n_head = 0, n_embd = 0, max_seq = 0;
+    // The arithmetic of the passes (model/precision.h). Checkpoints hold fp32 weights, so
+    // a run may resume in another precision.
+    model::Precision precision = model::Precision::fp32;
     // Data: globs of llm.c token shards.
     std::string train_data, val_data;
     int batch = 4, seq = 64, grad_accum = 1;

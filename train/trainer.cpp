@@ -5,6 +5,7 @@
 #include <csignal>
 #include <filesystem>
 #include <type_traits>
+#include <utility>
 
 #include "base/error.h"
 #include "eval/sample.h"
@@ -59,8 +60,8 @@ void check_same_run(const TrainOptions& now, const TrainOptions& saved, const st
         if (a != b)
             throw base::SettingError(setting, "is " + a + ", but " + path + " was trained with " +
                                                   b + "; resuming needs the run's batch, seq, " +
-                                                  "shuffle and seed (ranks, grad_accum and zero " +
-                                                  "may change)");
+                                                  "shuffle and seed (ranks, grad_accum, zero and " +
+                                                  "precision may change)");
     };
     auto on_off = [](bool b) { return std::string(b ? "on" : "off"); };
     differs("batch", std::to_string(now.batch), std::to_string(saved.batch));
@@ -141,6 +142,7 @@ Trainer::~Trainer() = default;
 // tokenizer, evaluators and run folder.
 void Trainer::build(const model::Config& config) {
     gpt_ = std::make_unique<model::GPT2<float>>(config);
+    gpt_->set_precision(o_.precision); // before reserve, which prepares the products
     gpt_->reserve(o_.batch, o_.seq, true);
     dp_ = std::make_unique<DataParallel>(
         comm_, *gpt_, optim::AdamWConfig{o_.beta1, o_.beta2, o_.eps, o_.weight_decay},
@@ -167,6 +169,7 @@ void Trainer::build(const model::Config& config) {
             eval::make_evaluators(eval::parse_evaluator_specs(o_.evals, o_.datasets), *tokenizer_,
                                   {o_.eval_max_tokens, o_.eval_max_examples});
         eval_model_ = std::make_unique<model::GPT2<float>>(config);
+        eval_model_->set_precision(o_.precision);
     }
     fs::create_directories(o_.out);
     log_ = std::make_unique<JsonlSink>(
@@ -219,7 +222,8 @@ void Trainer::describe(const std::string& from) {
     const int64_t tokens_per_step = int64_t(o_.batch) * o_.seq * plan_.grad_accum * ranks;
     report([&](MetricsSink& s) {
         s.on_message("model " + c.describe() + ": " +
-                     std::to_string(gpt_->layout().count_unpadded()) + " parameters, from " + from);
+                     std::to_string(gpt_->layout().count_unpadded()) + " parameters, from " + from +
+                     ", precision " + model::precision_name(o_.precision));
         std::snprintf(line, sizeof line,
                       "data: %zu train tokens in %zu shards (%zu batches per epoch per rank)",
                       train_loader_->num_tokens(), train_loader_->files().size(),
@@ -338,7 +342,7 @@ double Trainer::validate() {
 
 void Trainer::evaluate() {
     if (!eval_model_) return;
-    eval_model_->set_params(gpt_->params(), gpt_->num_params());
+    eval_model_->set_params(std::as_const(*gpt_).params(), gpt_->num_params());
     for (const auto& evaluator : evaluators_) {
         const eval::Evaluation e = evaluator->run(*eval_model_);
         report([&](MetricsSink& s) { s.on_evaluation(step_, e); });
@@ -365,7 +369,7 @@ std::string Trainer::save() {
     agreed(comm_, [&] {
         if (!root_) return;
         path = checkpoint_path(o_.out, step_);
-        save_checkpoint(path, gpt_->config(), gpt_->params(),
+        save_checkpoint(path, gpt_->config(), std::as_const(*gpt_).params(),
                         {m, v, dp_->adam().t(), dp_->adam().config()}, step_,
                         train_loader_->state(), to_json(o_));
         prune_checkpoints(o_.out, o_.keep);

@@ -1,4 +1,5 @@
-// gpt2 bench: tokens/s, FLOPs per token, MFU and where a step's time goes.
+// gpt2 bench: tokens/s, FLOPs per token, the fp32 and bf16 peaks, MFU and where a step's
+// time goes.
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +23,7 @@ void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
         {"ranks", r.ranks},
         {"threads", r.threads},
         {"forward_only", o.forward_only},
+        {"precision", model::precision_name(r.precision)},
         {"zero", o.parallel.zero},
         {"overlap", o.parallel.overlap},
         {"ms_per_step", r.ms_per_step},
@@ -31,6 +33,8 @@ void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
         {"comm_share", r.ms_per_step > 0 ? r.comm_ms_per_step / r.ms_per_step : 0.0},
         {"wait_ms_per_step", r.wait_ms_per_step},
         {"flops_per_token", r.flops_per_token},
+        {"peak_gflops_fp32", r.peak_gflops_fp32},
+        {"peak_gflops_bf16", r.peak_gflops_bf16},
         {"peak_gflops", r.peak_gflops},
         {"mfu", r.mfu},
         {"peak_rss_gb", r.peak_rss_gb},
@@ -39,16 +43,23 @@ void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
 }
 
 void print_text(const train::BenchOptions& o, const train::BenchResult& r) {
-    std::printf("%s %s, batch %d x seq %d per rank, %d rank%s x %d threads, %s, matmul %s\n",
+    const char* precision = model::precision_name(r.precision);
+    std::printf("%s %s, batch %d x seq %d per rank, %d rank%s x %d threads, %s, %s, matmul %s\n",
                 o.model.c_str(), r.config.c_str(), o.batch, o.seq, r.ranks, r.ranks > 1 ? "s" : "",
                 r.threads,
                 o.forward_only ? "forward only" : "training steps (forward, backward, AdamW)",
-                r.matmul.c_str());
+                precision, r.matmul.c_str());
     std::printf("median %.1f ms/step over %d steps | %.1f tok/s | %.3g GFLOP/token | "
-                "%.1f GFLOP/s = %.1f%% MFU of %.1f GFLOP/s peak | peak RSS %.2f GB%s\n",
+                "%.1f GFLOP/s = %.1f%% MFU of the %s peak | peak RSS %.2f GB%s\n",
                 r.ms_per_step, o.steps, r.tok_per_s, r.flops_per_token / 1e9,
-                r.flops_per_token * r.tok_per_s / 1e9, 100 * r.mfu, r.peak_gflops, r.peak_rss_gb,
+                r.flops_per_token * r.tok_per_s / 1e9, 100 * r.mfu, precision, r.peak_rss_gb,
                 r.ranks > 1 ? " per rank (largest)" : "");
+    char bf16[64] = "none (no AVX512_BF16)";
+    if (r.peak_gflops_bf16 > 0)
+        std::snprintf(bf16, sizeof bf16, "%.0f GFLOP/s%s", r.peak_gflops_bf16,
+                      o.peak_gflops_bf16 > 0 ? " (given)" : "");
+    std::printf("peak%s fp32 %.0f GFLOP/s%s, bf16 %s\n", r.ranks > 1 ? " of all ranks" : "",
+                r.peak_gflops_fp32, o.peak_gflops > 0 ? " (given)" : "", bf16);
     if (r.ranks > 1)
         std::printf("%d ranks: %.1f tok/s per rank, %.1f tok/s in all | communication %.1f "
                     "ms/step (%.1f%%), %s | waiting for the slowest rank after backward %.1f "
@@ -68,10 +79,12 @@ void add_bench(CLI::App& app) {
     auto o = std::make_shared<train::BenchOptions>();
     auto json = std::make_shared<bool>(false);
     auto* cmd = app.add_subcommand(
-        "bench", "Time training steps (forward, backward, clipping, AdamW) after a warm-up: "
-                 "median ms/step, tokens/s, FLOPs per token (6N + 12 L C T, N = parameters "
-                 "without wpe; forward 2N + 4 L C T) and MFU against the measured FP32 FMA "
-                 "peak. Under mpirun: per-rank and total tokens/s and the communication time "
+        "bench", "Time training steps (forward, backward, clipping, AdamW) after a warm-up, in "
+                 "fp32 or bf16: median ms/step, tokens/s, FLOPs per token (6N + 12 L C T, N = "
+                 "parameters without wpe; forward 2N + 4 L C T), the peaks of the machine (fp32: "
+                 "AVX-512 FMA chains; bf16: AVX512_BF16 dot-product chains; best of three) and "
+                 "MFU against the peak of the precision used, peak RSS and where a step's time "
+                 "goes. Under mpirun: per-rank and total tokens/s and the communication time "
                  "per step");
     add_model_option(*cmd, o->model, true);
     cmd->add_option("--batch", o->batch, "Batch size B")->capture_default_str();
@@ -79,9 +92,12 @@ void add_bench(CLI::App& app) {
     cmd->add_option("--steps", o->steps, "Timed steps")->capture_default_str();
     cmd->add_option("--warmup", o->warmup, "Untimed steps first")->capture_default_str();
     cmd->add_flag("--forward-only", o->forward_only, "Time forward passes only");
+    add_precision_option(*cmd, o->precision);
     cmd->add_flag("--json", *json, "Print one JSON object");
     cmd->add_option("--peak-gflops", o->peak_gflops,
-                    "Peak FP32 GFLOP/s to use instead of measuring it");
+                    "Peak fp32 GFLOP/s (of all ranks) to use instead of measuring it");
+    cmd->add_option("--peak-gflops-bf16", o->peak_gflops_bf16,
+                    "Peak bf16 GFLOP/s (of all ranks) to use instead of measuring it");
     cmd->add_option("--zero", o->parallel.zero, "Under mpirun: ZeRO stage, 0 or 1 (as gpt2 train)")
         ->capture_default_str();
     add_on_off(*cmd, "--overlap", o->parallel.overlap,

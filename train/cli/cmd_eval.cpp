@@ -17,12 +17,14 @@ namespace {
 struct ShardBatches {
     std::string model, data;
     int batch = 4, seq = 64;
+    model::Precision precision = model::Precision::fp32;
 
     void add_to(CLI::App& cmd) {
         add_model_option(cmd, model);
         cmd.add_option("--data", data, "Token shard (llm.c format)")->required();
         cmd.add_option("--batch", batch, "Batch size B")->capture_default_str();
         cmd.add_option("--seq", seq, "Sequence length T")->capture_default_str();
+        add_precision_option(cmd, precision);
     }
 };
 
@@ -37,7 +39,7 @@ struct EvalLossOptions {
 
 void run_loss(const EvalLossOptions& o) {
     o.validate();
-    auto gpt = model::load_model(o.in.model);
+    auto gpt = load_model_as(o.in.model, o.in.precision);
     const data::Shard shard(o.in.data);
     const auto r = eval::shard_loss(*gpt, shard, o.in.batch, o.in.seq, o.batches);
     std::fprintf(stderr, "%d batches of %d x %d, %zu tokens scored\n", r.batches, o.in.batch,
@@ -52,7 +54,7 @@ struct EvalGradsOptions {
 
 // Gradient of the mean loss on the shard's first batch, written as a model file.
 void run_grads(const EvalGradsOptions& o) {
-    auto gpt = model::load_model(o.in.model);
+    auto gpt = load_model_as(o.in.model, o.in.precision);
     const int B = o.in.batch, T = o.in.seq;
     gpt->reserve(B, T, true);
     const data::Shard shard(o.in.data);

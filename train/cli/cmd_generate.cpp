@@ -20,6 +20,7 @@ struct SampleCommandOptions {
     eval::SampleOptions sampling;
     int num_samples = 1;
     bool ids = false, stop_at_eot = false;
+    model::Precision precision = model::Precision::fp32;
 };
 
 // Writes token bytes to stdout whole UTF-8 characters at a time.
@@ -40,7 +41,7 @@ private:
 };
 
 void run_sample(SampleCommandOptions o) {
-    auto gpt = model::load_model(o.model);
+    auto gpt = load_model_as(o.model, o.precision);
     const int vocab = gpt->config().vocab;
     // Text needs the GPT-2 tokenizer; --prompt-ids with --ids works for any vocabulary.
     std::optional<data::Tokenizer> tok;
@@ -78,10 +79,11 @@ void run_sample(SampleCommandOptions o) {
 struct EmbedOptions {
     std::string model, input, out, tokenizer;
     bool all_layers = false;
+    model::Precision precision = model::Precision::fp32;
 };
 
 void run_embed(const EmbedOptions& o) {
-    auto gpt = model::load_model(o.model);
+    auto gpt = load_model_as(o.model, o.precision);
     data::Tokenizer tok(o.tokenizer);
     const bool is_file = std::filesystem::is_regular_file(o.input);
     const auto ids = tok.encode(is_file ? read_input(o.input) : o.input);
@@ -98,6 +100,7 @@ void add_sample(CLI::App& app) {
         "sample", "Generate text from a model with a key/value cache, streaming tokens as they "
                   "come; reproducible with --seed; --temperature 0 is greedy");
     add_model_option(*cmd, o->model);
+    add_precision_option(*cmd, o->precision);
     auto* prompt =
         cmd->add_option("--prompt", o->prompt, "Text to continue (default: <|endoftext|>)");
     cmd->add_option("--prompt-ids", o->prompt_ids, "The prompt as token ids, e.g. \"0 0 0 52\"")
@@ -126,6 +129,7 @@ void add_embed(CLI::App& app) {
                  "after ln_f, as GPT2Model(...).last_hidden_state; --all-layers adds "
                  "hidden_states (L+1, T, C) as HF's output_hidden_states");
     add_model_option(*cmd, o->model);
+    add_precision_option(*cmd, o->precision);
     cmd->add_option("--input", o->input, "Text, or a file holding it")->required();
     cmd->add_option("--out", o->out, "HDF5 file to write")->required();
     cmd->add_flag("--all-layers", o->all_layers, "Also write every layer's hidden states");

@@ -16,6 +16,7 @@ void add_model_options(CLI::App& cmd, TrainOptions& o) {
     cmd.add_option("--n-embd", o.n_embd, "Override the preset's channels")->group("Model");
     cmd.add_option("--max-seq", o.max_seq, "Override the preset's maximum sequence length")
         ->group("Model");
+    add_precision_option(cmd, o.precision)->group("Model");
 }
 
 void add_data_options(CLI::App& cmd, TrainOptions& o) {

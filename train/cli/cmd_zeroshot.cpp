@@ -36,9 +36,11 @@ struct ExampleEval {
     std::string model, data, tokenizer, per_example;
     size_t max_examples = 0;
     bool json = false;
+    model::Precision precision = model::Precision::fp32;
 
     void add_to(CLI::App& cmd, const std::string& data_help, const char* unit) {
         add_model_option(cmd, model);
+        add_precision_option(cmd, precision);
         cmd.add_option("--data", data, data_help)->required();
         cmd.add_option("--max-examples", max_examples,
                        std::string("Evaluate only the first N ") + unit + "s");
@@ -53,6 +55,7 @@ struct EvalPplOptions {
     std::string model, data, tokenizer;
     eval::TextOptions text;
     bool json = false;
+    model::Precision precision = model::Precision::fp32;
 };
 
 json ppl_json(const eval::TextPerplexity& r, double seconds) {
@@ -95,7 +98,7 @@ void print_ppl(const std::string& data, const eval::TextPerplexity& r, double se
 }
 
 void run_ppl(const EvalPplOptions& o) {
-    auto gpt = model::load_model(o.model);
+    auto gpt = load_model_as(o.model, o.precision);
     data::Tokenizer tok(o.tokenizer);
     Progress progress("ppl: tokens");
     const auto r = eval::text_perplexity(*gpt, tok, base::read_file(o.data),
@@ -114,7 +117,7 @@ struct EvalLambadaOptions {
 };
 
 void run_lambada(const EvalLambadaOptions& o) {
-    auto gpt = model::load_model(o.in.model);
+    auto gpt = load_model_as(o.in.model, o.in.precision);
     data::Tokenizer tok(o.in.tokenizer);
     const auto examples = eval::read_lambada(o.in.data, tok, o.target, o.in.max_examples);
     Progress progress("lambada: examples");
@@ -149,7 +152,7 @@ struct EvalCbtOptions {
 };
 
 void run_cbt(const EvalCbtOptions& o) {
-    auto gpt = model::load_model(o.in.model);
+    auto gpt = load_model_as(o.in.model, o.in.precision);
     data::Tokenizer tok(o.in.tokenizer);
     const auto examples = eval::read_cbt(o.in.data, o.in.max_examples);
     Progress progress("cbt: examples");
@@ -187,6 +190,7 @@ void add_ppl(CLI::App& eval) {
                "bits per byte, with sliding windows (--context, --stride; every token scored "
                "once, the first after <|endoftext|>)");
     add_model_option(*cmd, o->model);
+    add_precision_option(*cmd, o->precision);
     cmd->add_option("--data", o->data, "Text file (e.g. wiki.test.raw, ptb.test.txt)")->required();
     add_choice(
         *cmd, "--protocol", o->text.protocol,

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "model/io.h"
 
 namespace cli {
 
@@ -89,6 +90,23 @@ CLI::Option* add_on_off(CLI::App& cmd, const std::string& name, bool& value,
                         const std::string& help) {
     return add_choice(cmd, name, value, std::map<std::string, bool>{{"on", true}, {"off", false}},
                       "on|off: " + help);
+}
+
+CLI::Option* add_precision_option(CLI::App& cmd, model::Precision& precision) {
+    using model::Precision;
+    return add_choice(
+        cmd, "--precision", precision,
+        std::map<std::string, Precision>{{"fp32", Precision::fp32}, {"bf16", Precision::bf16}},
+        "fp32 | bf16 (matrix products on bfloat16 inputs with float accumulation; "
+        "weights and everything else stay fp32; needs a CPU with AVX512_BF16)");
+}
+
+std::unique_ptr<model::GPT2<float>> load_model_as(const std::string& path,
+                                                  model::Precision precision) {
+    model::check_precision_supported(precision);
+    auto gpt = model::load_model(path);
+    gpt->set_precision(precision);
+    return gpt;
 }
 
 std::string read_input(const std::string& path) {

@@ -6,12 +6,15 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "model/config.h"
+#include "model/gpt2.h"
+#include "model/precision.h"
 #include "train/communicator.h"
 
 namespace cli {
@@ -55,6 +58,12 @@ CLI::Option* add_choice(CLI::App& cmd, const std::string& name, T& value,
 }
 CLI::Option* add_on_off(CLI::App& cmd, const std::string& name, bool& value,
                         const std::string& help);
+// --precision fp32|bf16: the arithmetic of the model a command runs.
+CLI::Option* add_precision_option(CLI::App& cmd, model::Precision& precision);
+// The model file at path, set to run in `precision`, which is checked before the file is
+// read.
+std::unique_ptr<model::GPT2<float>> load_model_as(const std::string& path,
+                                                  model::Precision precision);
 
 // A whole file; "" or "-" is standard input.
 std::string read_input(const std::string& path);
