@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "model/config.h"
+#include "model/layers.h"
 
 namespace model {
 
@@ -15,8 +16,8 @@ template <class T> struct LayerActivations {
     T* ln1_mean;  // (N)
     T* ln1_rstd;  // (N)
     T* qkv;       // (N,3C)
-    T* atty;      // (N,C)
-    T* att;       // (B,NH,T,T) attention probabilities, kept for backward
+    T* atty;      // (N,C) attention output, kept for backward
+    T* lse;       // (B,NH,T) attention log-sum-exp per query, kept for backward
     T* proj;      // (N,C) scratch shared by all layers: a branch's output before its add
     T* residual2; // (N,C) residual + attention branch
     T* ln2;       // (N,C)
@@ -27,19 +28,18 @@ template <class T> struct LayerActivations {
     T* residual3; // (N,C) block output: residual2 + MLP branch
 };
 
-// Gradients the backward pass passes between layers, and its attention scratch; each
-// buffer is reused by every layer.
+// Gradients the backward pass passes between layers; each buffer is reused by every
+// layer.
 template <class T> struct BackwardScratch {
     T* dresidual; // (B,T,C) gradient of the residual stream
     T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty
     T* dqkv;      // (B,T,3C)
     T* dfch;      // (B,T,4C)
     T* dfch_gelu; // (B,T,4C)
-    T* datt;      // (slots,T,T) one attention scratch matrix per thread
 };
 
 // Carved from one allocation sized for at most (max_batch, max_seq) at reserve() time.
-// Per-layer buffers stack L slices: ln1 is (L,B,T,C), att is (L,B,NH,T,T), and so on.
+// Per-layer buffers stack L slices: ln1 is (L,B,T,C), lse is (L,B,NH,T), and so on.
 template <class T> struct Activations {
     T* encoded;   // (B,T,C)
     T* ln1;       // (L,B,T,C)
@@ -47,7 +47,7 @@ template <class T> struct Activations {
     T* ln1_rstd;  // (L,B,T)
     T* qkv;       // (L,B,T,3C)
     T* atty;      // (L,B,T,C)
-    T* att;       // (L,B,NH,T,T)
+    T* lse;       // (L,B,NH,T)
     T* residual2; // (L,B,T,C)
     T* ln2;       // (L,B,T,C)
     T* ln2_mean;  // (L,B,T)
@@ -61,9 +61,10 @@ template <class T> struct Activations {
     T* logits;    // (B,T,Vp): logits, then probs after the loss, then dlogits in backward
     T* losses;    // (B,T)
     T* proj;      // (B,T,C) scratch: attention and MLP projections before the residual add
+    T* attn;      // (slots, attention_scratch_size(T,hs)) attention's per-thread blocks
     BackwardScratch<T> backward; // null unless reserved for training
-    // Elements in one layer's slice of a stacked buffer: (B,T), (B,T,C), (B,NH,T,T).
-    size_t bt = 0, btc = 0, bhtt = 0;
+    // Elements in one layer's slice of a stacked buffer: (B,T), (B,T,C), (B,NH,T).
+    size_t bt = 0, btc = 0, bht = 0;
 
     // Layer l's slice of every stacked buffer.
     LayerActivations<T> layer(int l) const {
@@ -74,7 +75,7 @@ template <class T> struct Activations {
                 .ln1_rstd = ln1_rstd + lbt,
                 .qkv = qkv + lbtc * 3,
                 .atty = atty + lbtc,
-                .att = att + size_t(l) * bhtt,
+                .lse = lse + size_t(l) * bht,
                 .proj = proj,
                 .residual2 = residual2 + lbtc,
                 .ln2 = ln2 + lbtc,
@@ -87,21 +88,22 @@ template <class T> struct Activations {
 };
 
 // The one list of activation buffers and their sizes. take(n) hands out n elements
-// (or, for sizing, just counts them); backward scratch is only taken for training.
+// (or, for sizing, just counts them); backward scratch is only taken for training, the
+// attention's scratch (slots threads) always.
 template <class T, class Take>
 void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
                         size_t slots, Take&& take) {
     const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
     a.bt = BT;
     a.btc = BT * C;
-    a.bhtt = B * NH * Tn * Tn;
+    a.bht = B * NH * Tn;
     a.encoded = take(BT * C);
     a.ln1 = take(L * a.btc);
     a.ln1_mean = take(L * a.bt);
     a.ln1_rstd = take(L * a.bt);
     a.qkv = take(L * a.btc * 3);
     a.atty = take(L * a.btc);
-    a.att = take(L * a.bhtt);
+    a.lse = take(L * a.bht);
     a.residual2 = take(L * a.btc);
     a.ln2 = take(L * a.btc);
     a.ln2_mean = take(L * a.bt);
@@ -115,6 +117,7 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
     a.logits = take(BT * size_t(c.padded_vocab));
     a.losses = take(BT);
     a.proj = take(BT * C);
+    a.attn = take(slots * attention_scratch_size<T>(int(Tn), int(C / NH)));
     const size_t k = training ? 1 : 0;
     BackwardScratch<T>& d = a.backward;
     d.dresidual = take(k * BT * C);
@@ -122,7 +125,6 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
     d.dqkv = take(k * BT * 3 * C);
     d.dfch = take(k * BT * 4 * C);
     d.dfch_gelu = take(k * BT * 4 * C);
-    d.datt = take(k * slots * Tn * Tn);
 }
 
 // Incremental decoding: one position's buffers (B = T = 1) and the key/value cache.
@@ -139,7 +141,7 @@ template <class T> struct StepActivations {
     T* mean;     // (1) LayerNorm statistics, not kept
     T* rstd;     // (1)
     T* logits;   // (Vp)
-    T* scores;   // (positions) one head's attention weights
+    T* scores;   // (positions) one head's attention weights, attention_step's scratch
     // Elements in one layer's cache, positions * 2C, set by assign_step_activations.
     size_t kv_layer = 0;
 
@@ -153,7 +155,7 @@ template <class T> struct StepActivations {
                 .ln1_rstd = rstd,
                 .qkv = qkv,
                 .atty = atty,
-                .att = scores,
+                .lse = nullptr, // a step keeps nothing for backward
                 .proj = proj,
                 .residual2 = x,
                 .ln2 = ln,

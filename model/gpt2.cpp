@@ -171,7 +171,7 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
         throw base::SettingError("seq", "must be in 1.." + std::to_string(config().max_seq) +
                                             " (the model's positions), got " +
                                             std::to_string(max_seq));
-    attn_slots_ = for_training ? omp_get_max_threads() : 0;
+    attn_slots_ = omp_get_max_threads();
     Activations<T> sizing{};
     const size_t total = count_elements<T>([&](auto&& take) {
         assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_, take);
@@ -218,8 +218,9 @@ template <class T> void fill_zero(T* x, size_t n) {
 // One transformer block on N rows, through p's weights and a's buffers:
 //   residual2 (N,C) = residual + attproj(attend(qkv(ln1(residual))))
 //   residual3 (N,C) = residual2 + fcproj(gelu(fc(ln2(residual2))))
-// attend(atty (N,C), att, qkv (N,3C)) is the attention: over whole sequences for the
-// forward pass (att (B,NH,T,T) kept for backward), over the key/value cache for a step.
+// attend(atty (N,C), lse, qkv (N,3C)) is the attention: over whole sequences for the
+// forward pass (lse (B,NH,T) kept for backward), over the key/value cache for a step
+// (lse null: a step keeps nothing).
 template <class T, class Attend>
 void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, int N, int C,
                    Matmul<T>& mm, Attend&& attend, const StageTimer& timer) {
@@ -227,7 +228,7 @@ void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, 
     TIMED(kNorm,
           layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.residual, p.ln1_w, p.ln1_b, N, C));
     TIMED(kMatmul, mm.forward(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C));
-    TIMED(kAttention, attend(a.atty, a.att, a.qkv));
+    TIMED(kAttention, attend(a.atty, a.lse, a.qkv));
     TIMED(kMatmul, mm.forward(a.proj, a.atty, p.attproj_w, p.attproj_b, N, C, C));
     TIMED(kPointwise, residual_forward(a.residual2, a.residual, a.proj, NC));
     TIMED(kNorm,
@@ -242,7 +243,8 @@ void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, 
 // holds the gradient of residual3 on entry and that of residual on return: the skip
 // paths pass it through unchanged, and each branch's LayerNorm adds its input gradient.
 // Scratch: d.dbt_c (N,C), d.dqkv (N,3C), d.dfch and d.dfch_gelu (N,4C).
-// attend_backward(dqkv (N,3C), datty (N,C), qkv, att) adds attend's input gradient.
+// attend_backward(dqkv (N,3C), datty (N,C), qkv, atty, lse) adds attend's input gradient,
+// from its inputs and outputs.
 template <class T, class AttendBackward>
 void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
                     const LayerActivations<T>& a, const BackwardScratch<T>& d, int N, int C,
@@ -263,7 +265,7 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
     TIMED(kMatmul, mm.backward(d.dbt_c, g.attproj_w, g.attproj_b, d.dresidual, a.atty, p.attproj_w,
                                N, C, C));
     TIMED(kPointwise, fill_zero(d.dqkv, NC * 3));
-    TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, a.qkv, a.att));
+    TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, a.qkv, a.atty, a.lse));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
     TIMED(kMatmul, mm.backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, a.ln1, p.qkv_w, N, C, 3 * C));
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln1_w, g.ln1_b, d.dbt_c, a.residual, p.ln1_w,
@@ -302,8 +304,8 @@ template <class T> double GPT2<T>::forward(const int* tokens, const int* targets
     const ParamViews<const T> p(params_.data(), layout_);
     const Activations<T>& a = acts_;
     const StageTimer timer(profile_);
-    auto attend = [&](T* atty, T* att, const T* qkv) {
-        attention_forward(atty, att, qkv, B, Tn, C, NH);
+    auto attend = [&](T* atty, T* lse, const T* qkv) {
+        attention_forward(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
     };
 
     TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p.wte, p.wpe, B, Tn, C));
@@ -335,8 +337,8 @@ template <class T> void GPT2<T>::backward() {
     const Activations<T>& a = acts_;
     const BackwardScratch<T>& d = a.backward;
     const StageTimer timer(profile_);
-    auto attend_backward = [&](T* dqkv, const T* datty, const T* qkv, const T* att) {
-        attention_backward(dqkv, d.datt, attn_slots_, datty, qkv, att, B, Tn, C, NH);
+    auto attend_backward = [&](T* dqkv, const T* datty, const T* qkv, const T* atty, const T* lse) {
+        attention_backward(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B, Tn, C, NH);
     };
 
     // The loss is the mean over kept targets: each kept row's loss has weight 1/kept.
@@ -389,9 +391,9 @@ template <class T> const T* GPT2<T>::step(int token, int pos) {
     encoder_forward(s.x, &token, p.wte, p.wpe + size_t(pos) * C, 1, 1, C); // wpe row pos
     for (int l = 0; l < c.n_layer; ++l) {
         T* kv = s.layer_kv(l);
-        auto attend = [&](T* atty, T* scores, const T* qkv) {
+        auto attend = [&](T* atty, T*, const T* qkv) {
             std::copy(qkv + C, qkv + 3 * C, kv + size_t(pos) * 2 * C); // this position's k | v
-            attention_step(atty, scores, qkv, kv, pos + 1, C, NH);
+            attention_step(atty, s.scores, qkv, kv, pos + 1, C, NH);
         };
         block_forward(p.layer(l), s.block(), 1, C, mm_, attend, untimed);
     }

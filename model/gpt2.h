@@ -101,7 +101,8 @@ private:
     std::vector<T> params_, grads_;
     std::vector<T> act_memory_;
     Activations<T> acts_{};
-    int cap_batch_ = 0, cap_seq_ = 0, attn_slots_ = 0;
+    int cap_batch_ = 0, cap_seq_ = 0;
+    int attn_slots_ = 0; // attention's scratch slots: the threads it may use
     bool cap_training_ = false;
     // The last forward's batch, copied in for backward.
     std::vector<int> tokens_, targets_;

@@ -182,29 +182,38 @@ std::vector<GradError> check_layer_gradients(uint64_t seed, double h) {
             });
     }
     {
+        // The backward reads the forward's output y and lse.
         auto qkv = normal_vector(gen, size_t(N) * 3 * C);
-        std::vector<double> att(size_t(B) * NH * Tn * Tn), scratch(size_t(2) * Tn * Tn);
+        std::vector<double> y(size_t(N) * C), lse(size_t(B) * NH * Tn),
+            scratch(2 * attention_scratch_size<double>(Tn, C / NH));
         check(
             "attention", size_t(N) * C, {{"qkv", &qkv}},
-            [&](auto& out) { attention_forward(out.data(), att.data(), qkv.data(), B, Tn, C, NH); },
+            [&](auto& out) {
+                attention_forward(out.data(), lse.data(), scratch.data(), 2, qkv.data(), B, Tn, C,
+                                  NH);
+                y = out;
+            },
             [&](const auto& dout, auto& g) {
                 attention_backward(g[0].data(), scratch.data(), 2, dout.data(), qkv.data(),
-                                   att.data(), B, Tn, C, NH);
+                                   y.data(), lse.data(), B, Tn, C, NH);
             });
     }
     {
-        // Long enough for attention's 128-row blocks, the last one partial.
+        // Long enough for several of attention's blocks, the last one partial.
         const int Tl = 260, Cl = 4;
         auto qkv = normal_vector(gen, size_t(Tl) * 3 * Cl);
-        std::vector<double> att(size_t(NH) * Tl * Tl), scratch(size_t(Tl) * Tl);
+        std::vector<double> y(size_t(Tl) * Cl), lse(size_t(NH) * Tl),
+            scratch(attention_scratch_size<double>(Tl, Cl / NH));
         check(
             "attention T=260", size_t(Tl) * Cl, {{"qkv", &qkv}},
             [&](auto& out) {
-                attention_forward(out.data(), att.data(), qkv.data(), 1, Tl, Cl, NH);
+                attention_forward(out.data(), lse.data(), scratch.data(), 1, qkv.data(), 1, Tl, Cl,
+                                  NH);
+                y = out;
             },
             [&](const auto& dout, auto& g) {
                 attention_backward(g[0].data(), scratch.data(), 1, dout.data(), qkv.data(),
-                                   att.data(), 1, Tl, Cl, NH);
+                                   y.data(), lse.data(), 1, Tl, Cl, NH);
             });
     }
     {

@@ -42,17 +42,24 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 // dbias (OC) += the column sums of dout (N,OC), in a fixed order whatever the threads.
 template <class T> void bias_backward(T* dbias, const T* dout, int N, int OC);
 
-// Causal multi-head self-attention on packed q,k,v.
+// Causal multi-head self-attention on packed q,k,v, in blocks (FlashAttention-2): no
+// (T,T) matrix is stored, in either direction.
 // qkv (B,T,3C) holds q | k | v, each split into NH heads of hs = C/NH channels.
-// att (B,NH,T,T): softmax(q k^T / sqrt(hs)) over the causal prefix, zero above the
-// diagonal (saved for backward); out (B,T,C): att @ v, heads side by side.
+// out (B,T,C): softmax(q k^T / sqrt(hs)) v over the causal prefix, heads side by side;
+// lse (B,NH,T): each query's log-sum-exp of its scores q.k / sqrt(hs) (natural log),
+// kept for backward. scratch holds n_slots slots of attention_scratch_size<T>(T, hs)
+// elements, one per thread (n_slots >= 1 threads are used).
 template <class T>
-void attention_forward(T* out, T* att, const T* qkv, int B, int Tn, int C, int NH);
-// dqkv (B,T,3C) += from dout (B,T,C); scratch holds n_slots (T,T) matrices, one per
-// thread (n_slots >= 1 threads are used).
+void attention_forward(T* out, T* lse, T* scratch, int n_slots, const T* qkv, int B, int Tn, int C,
+                       int NH);
+// dqkv (B,T,3C) += from dout (B,T,C), recomputing the probabilities from qkv and the
+// forward's lse (B,NH,T) and out (B,T,C); scratch as for the forward.
 template <class T>
-void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T* qkv, const T* att,
-                        int B, int Tn, int C, int NH);
+void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T* qkv, const T* out,
+                        const T* lse, int B, int Tn, int C, int NH);
+// Elements of scratch one thread needs for T positions and heads of hs channels, in
+// either direction: blocks, and the dq and D of one head (T = 1024, hs = 64: 420 KB).
+template <class T> size_t attention_scratch_size(int Tn, int hs);
 
 // One query position against cached keys and values, for generation (no backward).
 // out (C) = softmax(q k^T / sqrt(hs)) v per head over positions 0..n-1;

@@ -1,9 +1,11 @@
 // Each layer's forward on hand-computed cases, its backward by finite differences.
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -215,21 +217,203 @@ TEST_CASE("bf16 products equal the exact products of bf16-rounded inputs, accumu
 
 TEST_CASE("attention is causal and mixes values by softmax(q k^T / sqrt(hs))") {
     // B = 1, T = 2, C = 2, one head. Rows of qkv are q | k | v.
-    const std::vector<double> qkv = {1, 0, 1, 0, 1, 2,  // t = 0
-                                     0, 1, 0, 2, 3, 4}; // t = 1
-    std::vector<double> out(4), att(4);
-    attention_forward(out.data(), att.data(), qkv.data(), 1, 2, 2, 1);
-    // t = 0 sees only itself.
-    CHECK(att[0] == Approx(1.0));
-    CHECK(att[1] == 0.0);
+    std::vector<double> qkv = {1, 0, 1, 0, 1, 2,  // t = 0
+                               0, 1, 0, 2, 3, 4}; // t = 1
+    std::vector<double> out(4), lse(2), scratch(attention_scratch_size<double>(2, 2));
+    attention_forward(out.data(), lse.data(), scratch.data(), 1, qkv.data(), 1, 2, 2, 1);
+    // The probabilities are exp(score - lse), score = q.k / sqrt(2).
+    // t = 0 sees only itself: score q0.k0 / sqrt(2) = 1/sqrt(2), probability 1.
+    const double s00 = 1 / std::sqrt(2.0);
+    CHECK(lse[0] == Approx(s00));
+    CHECK(std::exp(s00 - lse[0]) == Approx(1.0));
     CHECK(out[0] == Approx(1.0));
     CHECK(out[1] == Approx(2.0));
     // t = 1: scores (q1.k0, q1.k1) / sqrt(2) = (0, sqrt(2)); p1 = e^sqrt2 / (1 + e^sqrt2).
     const double p1 = std::exp(std::sqrt(2.0)) / (1 + std::exp(std::sqrt(2.0))); // 0.804382
-    CHECK(att[2] == Approx(1 - p1));
-    CHECK(att[3] == Approx(p1));
+    CHECK(lse[1] == Approx(std::log(1 + std::exp(std::sqrt(2.0)))));
+    CHECK(std::exp(0.0 - lse[1]) == Approx(1 - p1));
+    CHECK(std::exp(std::sqrt(2.0) - lse[1]) == Approx(p1));
     CHECK(out[2] == Approx((1 - p1) * 1 + p1 * 3)); // 2.608764
     CHECK(out[3] == Approx((1 - p1) * 2 + p1 * 4)); // 3.608764
+    // t = 0 gives t = 1 no weight: changing t = 1's q, k and v leaves t = 0's output.
+    const std::vector<double> first = {out[0], out[1], lse[0]};
+    for (int i = 6; i < 12; ++i) qkv[i] += 10 * i;
+    attention_forward(out.data(), lse.data(), scratch.data(), 1, qkv.data(), 1, 2, 2, 1);
+    CHECK(std::vector<double>{out[0], out[1], lse[0]} == first);
+}
+
+namespace {
+
+// Attention written out in full, O(T^2) per head in double: out (B,T,C), lse (B,NH,T)
+// and, from dout (B,T,C), dqkv (B,T,3C) through the (T,T) probabilities.
+struct NaiveAttention {
+    std::vector<double> out, lse, dqkv;
+};
+NaiveAttention naive_attention(const std::vector<double>& qkv, const std::vector<double>& dout,
+                               int B, int Tn, int C, int NH) {
+    const int hs = C / NH;
+    const double scale = 1 / std::sqrt(double(hs));
+    NaiveAttention r{std::vector<double>(size_t(B) * Tn * C),
+                     std::vector<double>(size_t(B) * NH * Tn),
+                     std::vector<double>(size_t(B) * Tn * 3 * C, 0.0)};
+    std::vector<double> p(size_t(Tn) * Tn), dp(size_t(Tn) * Tn);
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < NH; ++h) {
+            auto at = [&](int t, int part, int d) {
+                return (size_t(b) * Tn + t) * 3 * C + size_t(part) * C + size_t(h) * hs + d;
+            };
+            auto at_c = [&](int t, int d) { return (size_t(b) * Tn + t) * C + size_t(h) * hs + d; };
+            for (int i = 0; i < Tn; ++i) {
+                double mx = -INFINITY;
+                for (int j = 0; j <= i; ++j) {
+                    double s = 0;
+                    for (int d = 0; d < hs; ++d) s += qkv[at(i, 0, d)] * qkv[at(j, 1, d)];
+                    p[size_t(i) * Tn + j] = s * scale;
+                    mx = std::max(mx, s * scale);
+                }
+                double sum = 0;
+                for (int j = 0; j <= i; ++j) sum += std::exp(p[size_t(i) * Tn + j] - mx);
+                r.lse[(size_t(b) * NH + h) * Tn + i] = mx + std::log(sum);
+                for (int j = 0; j <= i; ++j)
+                    p[size_t(i) * Tn + j] = std::exp(p[size_t(i) * Tn + j] - mx) / sum;
+                for (int d = 0; d < hs; ++d) {
+                    double o = 0;
+                    for (int j = 0; j <= i; ++j) o += p[size_t(i) * Tn + j] * qkv[at(j, 2, d)];
+                    r.out[at_c(i, d)] = o;
+                }
+            }
+            for (int i = 0; i < Tn; ++i) {
+                double rowsum = 0; // sum_j p dp
+                for (int j = 0; j <= i; ++j) {
+                    double s = 0;
+                    for (int d = 0; d < hs; ++d) s += dout[at_c(i, d)] * qkv[at(j, 2, d)];
+                    dp[size_t(i) * Tn + j] = s;
+                    rowsum += p[size_t(i) * Tn + j] * s;
+                }
+                for (int j = 0; j <= i; ++j) {
+                    const double pij = p[size_t(i) * Tn + j];
+                    const double ds = pij * (dp[size_t(i) * Tn + j] - rowsum);
+                    for (int d = 0; d < hs; ++d) {
+                        r.dqkv[at(i, 0, d)] += scale * ds * qkv[at(j, 1, d)];
+                        r.dqkv[at(j, 1, d)] += scale * ds * qkv[at(i, 0, d)];
+                        r.dqkv[at(j, 2, d)] += pij * dout[at_c(i, d)];
+                    }
+                }
+            }
+        }
+    return r;
+}
+
+// max |a - b| over max |b|, as the gradient checks measure.
+template <class T> double rel_error(const std::vector<T>& a, const std::vector<double>& b) {
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < b.size(); ++i) {
+        diff = std::max(diff, std::fabs(double(a[i]) - b[i]));
+        scale = std::max(scale, std::fabs(b[i]));
+    }
+    return diff / scale;
+}
+
+std::vector<double> random_normal(std::mt19937& rng, size_t n, double stddev) {
+    std::normal_distribution<double> normal(0, stddev);
+    std::vector<double> v(n);
+    for (double& x : v) x = normal(rng);
+    return v;
+}
+
+// The blocked attention in T against naive_attention, in both directions; dqkv starts
+// from ones, for the backward adds into it.
+template <class T> void check_attention_against_naive(double tolerance) {
+    std::mt19937 rng(11);
+    // Sequence lengths around the blocks (32 positions for double, 64 for float); head
+    // sizes of whole registers (64, 16) and not (5).
+    for (const int Tn : {1, 7, 32, 33, 64, 65, 130, 257})
+        for (const auto& [C, NH] : {std::pair{128, 2}, {48, 3}, {15, 3}}) {
+            CAPTURE(Tn);
+            CAPTURE(C);
+            CAPTURE(NH);
+            const int B = 2;
+            const auto qkv = random_normal(rng, size_t(B) * Tn * 3 * C, 1.5);
+            const auto dout = random_normal(rng, size_t(B) * Tn * C, 1.0);
+            const NaiveAttention ref = naive_attention(qkv, dout, B, Tn, C, NH);
+            const int slots = 2;
+            std::vector<T> scratch(slots * attention_scratch_size<T>(Tn, C / NH));
+            const std::vector<T> qkv_t(qkv.begin(), qkv.end()), dout_t(dout.begin(), dout.end());
+            std::vector<T> out(ref.out.size()), lse(ref.lse.size()), dqkv(ref.dqkv.size(), T(1));
+            attention_forward(out.data(), lse.data(), scratch.data(), slots, qkv_t.data(), B, Tn, C,
+                              NH);
+            attention_backward(dqkv.data(), scratch.data(), slots, dout_t.data(), qkv_t.data(),
+                               out.data(), lse.data(), B, Tn, C, NH);
+            for (T& g : dqkv) g -= T(1);
+            CHECK(rel_error(out, ref.out) < tolerance);
+            CHECK(rel_error(lse, ref.lse) < tolerance);
+            CHECK(rel_error(dqkv, ref.dqkv) < tolerance);
+        }
+}
+
+} // namespace
+
+TEST_CASE("blocked attention matches naive attention, lse and gradients, in double") {
+    check_attention_against_naive<double>(1e-12);
+}
+
+TEST_CASE("blocked attention matches naive attention, lse and gradients, in float") {
+    check_attention_against_naive<float>(2e-5);
+}
+
+TEST_CASE("attention's results do not depend on the number of threads") {
+    std::mt19937 rng(5);
+    const int B = 2, Tn = 200, C = 128, NH = 2;
+    const auto qkv64 = random_normal(rng, size_t(B) * Tn * 3 * C, 1.5);
+    const auto dout64 = random_normal(rng, size_t(B) * Tn * C, 1.0);
+    const std::vector<float> qkv(qkv64.begin(), qkv64.end()), dout(dout64.begin(), dout64.end());
+    auto run = [&](int slots) {
+        std::vector<float> scratch(slots * attention_scratch_size<float>(Tn, C / NH));
+        std::vector<float> out(size_t(B) * Tn * C), lse(size_t(B) * NH * Tn),
+            dqkv(qkv.size(), 0.0f);
+        attention_forward(out.data(), lse.data(), scratch.data(), slots, qkv.data(), B, Tn, C, NH);
+        attention_backward(dqkv.data(), scratch.data(), slots, dout.data(), qkv.data(), out.data(),
+                           lse.data(), B, Tn, C, NH);
+        return std::tuple{out, lse, dqkv};
+    };
+    const auto one = run(1);
+    CHECK(run(3) == one);
+    CHECK(run(4) == one);
+}
+
+TEST_CASE("blocked attention's backward matches finite differences in double") {
+    // Several blocks of 32 (the last partial), B = 2, heads of 5 (padded to 8).
+    std::mt19937 rng(3);
+    const int B = 2, Tn = 70, C = 10, NH = 2;
+    auto qkv = random_normal(rng, size_t(B) * Tn * 3 * C, 1.5);
+    const auto R = random_normal(rng, size_t(B) * Tn * C, 1.0);
+    std::vector<double> out(R.size()), lse(size_t(B) * NH * Tn),
+        scratch(2 * attention_scratch_size<double>(Tn, C / NH));
+    // loss = sum(out * R), so dout = R.
+    auto loss = [&] {
+        attention_forward(out.data(), lse.data(), scratch.data(), 2, qkv.data(), B, Tn, C, NH);
+        double s = 0;
+        for (size_t i = 0; i < R.size(); ++i) s += out[i] * R[i];
+        return s;
+    };
+    loss();
+    std::vector<double> analytic(qkv.size(), 0.0), numeric(qkv.size());
+    attention_backward(analytic.data(), scratch.data(), 2, R.data(), qkv.data(), out.data(),
+                       lse.data(), B, Tn, C, NH);
+    const double h = 1e-5;
+    for (size_t i = 0; i < qkv.size(); ++i) {
+        const double x = qkv[i];
+        qkv[i] = x + h;
+        const double up = loss();
+        qkv[i] = x - h;
+        const double down = loss();
+        qkv[i] = x;
+        numeric[i] = (up - down) / (2 * h);
+    }
+    const GradError e =
+        compare_gradients("attention/qkv", analytic.data(), numeric.data(), qkv.size());
+    INFO("max abs err ", e.max_abs);
+    CHECK(e.rel < 1e-6);
 }
 
 TEST_CASE("gelu uses GPT-2's tanh approximation") {
