@@ -31,7 +31,8 @@ template <class T> struct LayerActivations {
 // buffer is reused by every layer.
 template <class T> struct BackwardScratch {
     T* dresidual; // (B,T,C) gradient of the residual stream
-    T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty
+    T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty; from a training
+                  // forward until its backward, the classifier's d loss/d lnf
     T* dqkv;      // (B,T,3C)
     T* dfch;      // (B,T,4C)
     T* dfch_gelu; // (B,T,4C)
@@ -58,7 +59,8 @@ template <class T> struct Activations {
     T* lnf;       // (B,T,C)
     T* lnf_mean;  // (B,T)
     T* lnf_rstd;  // (B,T)
-    T* logits;    // (B,T,Vp): logits, then probs after the loss, then dlogits in backward
+    T* logits;    // (rows,Vp): all B*T rows' logits, then probs after the loss; or, reserved
+                  // for training, one chunk of rows of the fused classifier
     T* losses;    // (B,T)
     T* proj;      // (B,T,C) scratch: attention and MLP projections before the residual add
     BackwardScratch<T> backward; // null unless reserved for training
@@ -88,9 +90,10 @@ template <class T> struct Activations {
 
 // The one list of activation buffers and their sizes. take(n) hands out n elements
 // (or, for sizing, just counts them); backward scratch is only taken for training.
+// logit_rows: the rows of the logits buffer (B*T, or a training model's chunk).
 template <class T, class Take>
 void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
-                        size_t slots, Take&& take) {
+                        size_t slots, size_t logit_rows, Take&& take) {
     const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
     a.bt = BT;
     a.btc = BT * C;
@@ -112,7 +115,7 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
     a.lnf = take(BT * C);
     a.lnf_mean = take(BT);
     a.lnf_rstd = take(BT);
-    a.logits = take(BT * size_t(c.padded_vocab));
+    a.logits = take(logit_rows * size_t(c.padded_vocab));
     a.losses = take(BT);
     a.proj = take(BT * C);
     const size_t k = training ? 1 : 0;

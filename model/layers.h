@@ -85,4 +85,13 @@ template <class T>
 void softmax_crossentropy_backward(T* dlogits, const T* probs, const int* targets, T dloss, int N,
                                    int V, int Vp);
 
+// The fused classifier's work on N rows, in place: logits (N,Vp) become the probabilities
+// of softmax_crossentropy_forward, or with `grad` the dlogits of
+// softmax_crossentropy_backward (the same numbers); losses (N) as there, and
+// predictions (N) = each row's argmax over the V logits (the first of ties). Returns the
+// number of targets that are not ignored.
+template <class T>
+int crossentropy_fused(T* logits, T* losses, int* predictions, const int* targets, bool grad,
+                       T dloss, int N, int V, int Vp);
+
 } // namespace model

@@ -74,7 +74,7 @@ Timings time_steps(const BenchOptions& o, Communicator& comm, model::GPT2<float>
             gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
         } else {
             gpt.zero_grad();
-            gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
+            gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, model::Pass::training);
             dp->arm();
             gpt.backward();
             if (comm.size() > 1) {

@@ -285,7 +285,8 @@ StepMetrics Trainer::step() {
     agreed(comm_, [&] {
         for (int k = 0; k < plan_.grad_accum; ++k) {
             train_loader_->next(inputs_.data(), targets_.data());
-            const double l = gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq);
+            const double l = gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq,
+                                           model::Pass::training);
             if (!std::isfinite(l))
                 throw std::runtime_error("step " + std::to_string(step_ + 1) + ": the loss is " +
                                          std::to_string(l) + "; stopping (checkpoints untouched)");
