@@ -141,6 +141,11 @@ template <class T> void GPT2<T>::zero_grad() {
     awaits_backward_ = false; // its wte gradient is gone with the rest
 }
 
+template <class T> void GPT2<T>::set_recompute(Recompute recompute) {
+    recompute_ = recompute;
+    if (cap_batch_) reserve(cap_batch_, cap_seq_, cap_training_);
+}
+
 template <class T> void GPT2<T>::set_classifier_rows(int rows) {
     if (rows < 1)
         throw base::SettingError("classifier_rows",
@@ -187,7 +192,7 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
     Activations<T> sizing{};
     const size_t total = count_elements<T>([&](auto&& take) {
         assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_,
-                           logit_rows(BT, for_training), take);
+                           recompute_, logit_rows(BT, for_training), take);
     });
     act_memory_.assign(total, T(0));
     act_memory_.shrink_to_fit();
@@ -224,7 +229,7 @@ template <class T> size_t GPT2<T>::logit_rows(size_t BT, bool training) const {
 // Points the activation fields into act_memory_ for this (B, T).
 template <class T> void GPT2<T>::carve(int B, int Tn) {
     carve_from(act_memory_.data(), [&](auto&& take) {
-        assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_,
+        assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, recompute_,
                            logit_rows(size_t(B) * Tn, cap_training_), take);
     });
 }
@@ -263,18 +268,25 @@ void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, 
 // paths pass it through unchanged, and each branch's LayerNorm adds its input gradient.
 // Scratch: d.dbt_c (N,C), d.dqkv (N,3C), d.dfch and d.dfch_gelu (N,4C).
 // attend_backward(dqkv (N,3C), datty (N,C), qkv, att) adds attend's input gradient.
+// What `recompute` does not keep, it recomputes into the shared buffer just before use.
 template <class T, class AttendBackward>
 void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
                     const LayerActivations<T>& a, const BackwardScratch<T>& d, int N, int C,
-                    Matmul<T>& mm, AttendBackward&& attend_backward, const StageTimer& timer) {
+                    Matmul<T>& mm, Recompute recompute, AttendBackward&& attend_backward,
+                    const StageTimer& timer) {
     const size_t NC = size_t(N) * C;
+    const bool recompute_ln = recompute == Recompute::all;
     // MLP branch.
+    if (recompute != Recompute::off) TIMED(kPointwise, gelu_forward(a.fch_gelu, a.fch, NC * 4));
     TIMED(kPointwise, fill_zero(d.dfch_gelu, NC * 4));
     TIMED(kMatmul, mm.backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, a.fch_gelu,
                                p.fcproj_w, N, 4 * C, C));
     TIMED(kPointwise, fill_zero(d.dfch, NC * 4));
     TIMED(kPointwise, gelu_backward(d.dfch, a.fch, d.dfch_gelu, NC * 4));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
+    if (recompute_ln)
+        TIMED(kNorm, layernorm_recompute(a.ln2, a.residual2, p.ln2_w, p.ln2_b, a.ln2_mean,
+                                         a.ln2_rstd, N, C));
     TIMED(kMatmul, mm.backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, a.ln2, p.fc_w, N, C, 4 * C));
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln2_w, g.ln2_b, d.dbt_c, a.residual2, p.ln2_w,
                                     a.ln2_mean, a.ln2_rstd, N, C));
@@ -285,6 +297,9 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
     TIMED(kPointwise, fill_zero(d.dqkv, NC * 3));
     TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, a.qkv, a.att));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
+    if (recompute_ln)
+        TIMED(kNorm, layernorm_recompute(a.ln1, a.residual, p.ln1_w, p.ln1_b, a.ln1_mean,
+                                         a.ln1_rstd, N, C));
     TIMED(kMatmul, mm.backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, a.ln1, p.qkv_w, N, C, 3 * C));
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln1_w, g.ln1_b, d.dbt_c, a.residual, p.ln1_w,
                                     a.ln1_mean, a.ln1_rstd, N, C));
@@ -430,7 +445,8 @@ template <class T> void GPT2<T>::backward() {
           layernorm_backward(d.dresidual, g.lnf_w, g.lnf_b, d.dbt_c, a.layer(L - 1).residual3,
                              p.lnf_w, a.lnf_mean, a.lnf_rstd, N, C));
     for (int l = L - 1; l >= 0; --l) {
-        block_backward(g.layer(l), p.layer(l), a.layer(l), d, N, C, mm_, attend_backward, timer);
+        block_backward(g.layer(l), p.layer(l), a.layer(l), d, N, C, mm_, recompute_,
+                       attend_backward, timer);
         if (backward_hook_) backward_hook_(l);
     }
     TIMED(kPointwise, encoder_backward(g.wte, g.wpe, d.dresidual, tokens_.data(), B, Tn, C));

@@ -12,6 +12,7 @@
 #include "model/layout.h"
 #include "model/matmul.h"
 #include "model/precision.h"
+#include "model/recompute.h"
 
 namespace model {
 
@@ -62,6 +63,11 @@ public:
     int reserved_batch() const { return cap_batch_; } // 0 before reserve()
     int reserved_seq() const { return cap_seq_; }
     void allocate_grads();
+    // What the backward pass recomputes rather than keeps (model/recompute.h); off by
+    // default. Results are bit-identical whatever the setting; a reserved model is
+    // reserved again for the same shape.
+    void set_recompute(Recompute recompute);
+    Recompute recompute() const { return recompute_; }
     // Rows per chunk of the fused classifier of a model reserved for training (default
     // 256): its logits buffer is (rows,Vp) instead of (B,T,Vp). Throws
     // base::SettingError("classifier_rows") below 1; a reserved model is reserved again.
@@ -131,6 +137,7 @@ private:
     Activations<T> acts_{};
     int cap_batch_ = 0, cap_seq_ = 0, attn_slots_ = 0;
     bool cap_training_ = false;
+    Recompute recompute_ = Recompute::off;
     int classifier_rows_ = 256;
     // The last forward's batch, copied in for backward, and the classifier's argmax.
     std::vector<int> tokens_, targets_, predictions_;

@@ -30,6 +30,11 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                         const T* mean, const T* rstd, int N, int C);
+// The forward's out (N,C) again, from inp and the mean and rstd it kept: bit for bit
+// what layernorm_forward wrote.
+template <class T>
+void layernorm_recompute(T* out, const T* inp, const T* weight, const T* bias, const T* mean,
+                         const T* rstd, int N, int C);
 
 // Linear layer. out (N,OC) = inp (N,C) @ weight^T + bias;  weight (OC,C), bias (OC) or null
 template <class T>

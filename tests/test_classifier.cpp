@@ -2,9 +2,7 @@
 // training forward) against a naive reference.
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <stdexcept>
-#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
