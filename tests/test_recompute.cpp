@@ -1,4 +1,5 @@
-// Recompute levels: what backward recomputes instead of keeping changes no result.
+// Recompute levels: what backward recomputes instead of keeping changes no result, in
+// the model and through gpt2 train.
 #include <algorithm>
 #include <memory>
 #include <utility>
@@ -6,7 +7,11 @@
 
 #include <doctest/doctest.h>
 
+#include "data/shard.h"
+#include "helpers.h"
 #include "model/gpt2.h"
+#include "train/checkpoint.h"
+#include "train/options.h"
 
 using namespace model;
 
@@ -47,4 +52,35 @@ TEST_CASE("recompute gelu and all give bit-identical losses and gradients") {
             CHECK(a.layer(1).fch_gelu == a.layer(0).fch_gelu);
             CHECK((a.layer(1).ln1 == a.layer(0).ln2) == (level == Recompute::all));
         }
+}
+
+TEST_CASE("gpt2 train --recompute trains to the same losses; checkpoints record the setting") {
+    testing::Workdir w;
+    std::vector<uint16_t> tokens(3000);
+    uint32_t x = 777;
+    for (auto& t : tokens) {
+        x = x * 1103515245u + 12345u;
+        t = uint16_t((x >> 16) % 500);
+    }
+    data::write_shard(w / "train_000001.bin", tokens.data(), tokens.size());
+    auto train = [&](const std::string& level) {
+        const testing::Run r = testing::run_gpt2(
+            "train --model d6 --n-layer 2 --n-head 2 --n-embd 32 --max-seq 32 --train-data '" +
+            (w / "train_*.bin") + "' --batch 2 --seq 16 --grad-accum 2 --steps 3 --out " +
+            (w / level) + " --recompute " + level);
+        INFO(r.out);
+        REQUIRE(r.status == 0);
+        return testing::logged(w / (level + "/log.jsonl"), "loss");
+    };
+    const auto off = train("off");
+    REQUIRE(off.size() == 3);
+    CHECK(train("gelu") == off);
+    CHECK(train("all") == off);
+    const auto c = train::load_checkpoint(w / "all/ckpt_00000003.h5");
+    CHECK(train::train_options_from_json(c.args_json).recompute == Recompute::all);
+    CHECK(train::load_checkpoint(w / "off/ckpt_00000003.h5").params == c.params);
+
+    const testing::Run bad = testing::run_gpt2("bench --recompute some");
+    CHECK(bad.status != 0);
+    CHECK(bad.out.find("--recompute") != std::string::npos);
 }

@@ -144,6 +144,7 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     agreed(comm, [&] {
         o.validate();
         gpt = make_model(o.model);
+        gpt->set_recompute(o.recompute);
         gpt->reserve(o.batch, o.seq, !o.forward_only);
         if (!o.forward_only)
             dp = std::make_unique<DataParallel>(

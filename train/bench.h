@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "model/recompute.h"
 #include "train/communicator.h"
 #include "train/parallel.h"
 
@@ -17,6 +18,7 @@ struct BenchOptions {
     std::string model = "gpt2"; // a preset (random weights) or a model file
     int batch = 4, seq = 64, steps = 5, warmup = 1;
     bool forward_only = false;
+    model::Recompute recompute = model::Recompute::off;
     double peak_gflops = 0; // 0: measure it
     ParallelOptions parallel;
 

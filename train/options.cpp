@@ -19,6 +19,14 @@ NLOHMANN_JSON_SERIALIZE_ENUM(Schedule::Kind, {{Schedule::Kind::constant, "consta
 
 } // namespace optim
 
+namespace model {
+
+NLOHMANN_JSON_SERIALIZE_ENUM(Recompute, {{Recompute::off, "off"},
+                                         {Recompute::gelu, "gelu"},
+                                         {Recompute::all, "all"}})
+
+} // namespace model
+
 namespace train {
 
 using json = nlohmann::json;
@@ -29,7 +37,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
     val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
     eval_every, evals, datasets, eval_max_tokens, eval_max_examples, out, log_file, resume,
-    checkpoint_every, keep, zero, overlap)
+    checkpoint_every, keep, zero, overlap, recompute)
 
 std::string to_json(const TrainOptions& o) {
     return json(o).dump();

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/recompute.h"
 #include "optim/optim.h"
 
 namespace train {
@@ -46,6 +47,8 @@ struct TrainOptions {
     // reduction with the backward pass (stage 0 only).
     int zero = 0;
     bool overlap = true;
+    // Memory: what backward recomputes instead of keeping (model/recompute.h).
+    model::Recompute recompute = model::Recompute::off;
 
     // Throws base::SettingError naming the field (as spelled here) that is out of range
     // or disagrees with another.

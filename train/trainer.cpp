@@ -141,6 +141,7 @@ Trainer::~Trainer() = default;
 // tokenizer, evaluators and run folder.
 void Trainer::build(const model::Config& config) {
     gpt_ = std::make_unique<model::GPT2<float>>(config);
+    gpt_->set_recompute(o_.recompute);
     gpt_->reserve(o_.batch, o_.seq, true);
     dp_ = std::make_unique<DataParallel>(
         comm_, *gpt_, optim::AdamWConfig{o_.beta1, o_.beta2, o_.eps, o_.weight_decay},

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "model/config.h"
+#include "model/recompute.h"
 #include "train/communicator.h"
 
 namespace cli {
@@ -55,6 +56,8 @@ CLI::Option* add_choice(CLI::App& cmd, const std::string& name, T& value,
 }
 CLI::Option* add_on_off(CLI::App& cmd, const std::string& name, bool& value,
                         const std::string& help);
+// --recompute off|gelu|all, for train and bench.
+CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value);
 
 // A whole file; "" or "-" is standard input.
 std::string read_input(const std::string& path);
