@@ -90,11 +90,9 @@ LambadaResult evaluate_lambada(model::GPT2<float>& model,
         model.forward(inputs.data(), targets.data(), 1, len);
 
         LambadaResult::Item item{true, 0.0, {}};
-        const float* probs = model.logits(); // probabilities after a forward with targets
         for (size_t i = 0; i < n_target; ++i) {
             const size_t pos = size_t(len) - n_target + i;
-            const float* p = probs + pos * c.padded_vocab;
-            const int best = int(std::max_element(p, p + c.vocab) - p);
+            const int best = model.predictions()[pos]; // the greedy prediction
             item.predicted.push_back(best);
             item.correct = item.correct && best == ex.target_ids[i];
             item.nll += model.losses()[pos];

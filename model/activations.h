@@ -6,6 +6,7 @@
 
 #include "model/config.h"
 #include "model/layers.h"
+#include "model/recompute.h"
 
 namespace model {
 
@@ -32,14 +33,17 @@ template <class T> struct LayerActivations {
 // layer.
 template <class T> struct BackwardScratch {
     T* dresidual; // (B,T,C) gradient of the residual stream
-    T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty
+    T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty; from a training
+                  // forward until its backward, the classifier's d loss/d lnf
     T* dqkv;      // (B,T,3C)
     T* dfch;      // (B,T,4C)
     T* dfch_gelu; // (B,T,4C)
 };
 
 // Carved from one allocation sized for at most (max_batch, max_seq) at reserve() time.
-// Per-layer buffers stack L slices: ln1 is (L,B,T,C), lse is (L,B,NH,T), and so on.
+// Per-layer buffers stack L slices: ln1 is (L,B,T,C), lse is (L,B,NH,T), and so on;
+// with Recompute (model/recompute.h), fch_gelu and ln1 = ln2 are one slice that all
+// layers share.
 template <class T> struct Activations {
     T* encoded;   // (B,T,C)
     T* ln1;       // (L,B,T,C)
@@ -58,19 +62,22 @@ template <class T> struct Activations {
     T* lnf;       // (B,T,C)
     T* lnf_mean;  // (B,T)
     T* lnf_rstd;  // (B,T)
-    T* logits;    // (B,T,Vp): logits, then probs after the loss, then dlogits in backward
+    T* logits;    // (rows,Vp): all B*T rows' logits, then probs after the loss; or, reserved
+                  // for training, one chunk of rows of the fused classifier
     T* losses;    // (B,T)
     T* proj;      // (B,T,C) scratch: attention and MLP projections before the residual add
     T* attn;      // (slots, attention_scratch_size(T,hs)) attention's per-thread blocks
     BackwardScratch<T> backward; // null unless reserved for training
     // Elements in one layer's slice of a stacked buffer: (B,T), (B,T,C), (B,NH,T).
     size_t bt = 0, btc = 0, bht = 0;
+    // Elements from one layer's ln1/ln2 and fch_gelu to the next's: 0 where shared.
+    size_t ln_step = 0, gelu_step = 0;
 
     // Layer l's slice of every stacked buffer.
     LayerActivations<T> layer(int l) const {
         const size_t lbt = size_t(l) * bt, lbtc = size_t(l) * btc;
         return {.residual = l == 0 ? encoded : residual3 + lbtc - btc,
-                .ln1 = ln1 + lbtc,
+                .ln1 = ln1 + l * ln_step,
                 .ln1_mean = ln1_mean + lbt,
                 .ln1_rstd = ln1_rstd + lbt,
                 .qkv = qkv + lbtc * 3,
@@ -78,43 +85,46 @@ template <class T> struct Activations {
                 .lse = lse + size_t(l) * bht,
                 .proj = proj,
                 .residual2 = residual2 + lbtc,
-                .ln2 = ln2 + lbtc,
+                .ln2 = ln2 + l * ln_step,
                 .ln2_mean = ln2_mean + lbt,
                 .ln2_rstd = ln2_rstd + lbt,
                 .fch = fch + lbtc * 4,
-                .fch_gelu = fch_gelu + lbtc * 4,
+                .fch_gelu = fch_gelu + l * gelu_step,
                 .residual3 = residual3 + lbtc};
     }
 };
 
 // The one list of activation buffers and their sizes. take(n) hands out n elements
 // (or, for sizing, just counts them); backward scratch is only taken for training, the
-// attention's scratch (slots threads) always.
+// attention's scratch (slots threads) always. logit_rows: the rows of the logits buffer
+// (B*T, or a training model's chunk).
 template <class T, class Take>
 void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
-                        size_t slots, Take&& take) {
+                        size_t slots, Recompute recompute, size_t logit_rows, Take&& take) {
     const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
     a.bt = BT;
     a.btc = BT * C;
     a.bht = B * NH * Tn;
+    a.ln_step = recompute == Recompute::all ? 0 : a.btc;
+    a.gelu_step = recompute == Recompute::off ? 4 * a.btc : 0;
     a.encoded = take(BT * C);
-    a.ln1 = take(L * a.btc);
+    a.ln1 = take(a.ln_step ? L * a.btc : a.btc);
     a.ln1_mean = take(L * a.bt);
     a.ln1_rstd = take(L * a.bt);
     a.qkv = take(L * a.btc * 3);
     a.atty = take(L * a.btc);
     a.lse = take(L * a.bht);
     a.residual2 = take(L * a.btc);
-    a.ln2 = take(L * a.btc);
+    a.ln2 = a.ln_step ? take(L * a.btc) : a.ln1;
     a.ln2_mean = take(L * a.bt);
     a.ln2_rstd = take(L * a.bt);
     a.fch = take(L * a.btc * 4);
-    a.fch_gelu = take(L * a.btc * 4);
+    a.fch_gelu = take(a.gelu_step ? L * a.btc * 4 : a.btc * 4);
     a.residual3 = take(L * a.btc);
     a.lnf = take(BT * C);
     a.lnf_mean = take(BT);
     a.lnf_rstd = take(BT);
-    a.logits = take(BT * size_t(c.padded_vocab));
+    a.logits = take(logit_rows * size_t(c.padded_vocab));
     a.losses = take(BT);
     a.proj = take(BT * C);
     a.attn = take(slots * attention_scratch_size<T>(int(Tn), int(C / NH)));

@@ -56,9 +56,52 @@ void softmax_crossentropy_backward(T* dlogits, const T* probs, const int* target
     }
 }
 
+// In place on logits (N,Vp): probs, or with grad dlogits = dloss * (probs - onehot);
+// losses (N), predictions (N); targets (N) in [-1, V). Each row's arithmetic is that of
+// softmax_crossentropy_forward and, with grad, softmax_crossentropy_backward.
+template <class T>
+int crossentropy_fused(T* logits, T* losses, int* predictions, const int* targets, bool grad,
+                       T dloss, int N, int V, int Vp) {
+    int kept = 0;
+#pragma omp parallel for reduction(+ : kept)
+    for (int n = 0; n < N; ++n) {
+        T* x = logits + size_t(n) * Vp;
+        const int best = int(std::max_element(x, x + V) - x);
+        const T mx = x[best];
+        const int target = targets[n];
+        predictions[n] = best;
+        kept += target >= 0;
+        if (target < 0) {
+            losses[n] = T(0);
+            if (grad) {
+                std::fill(x, x + Vp, T(0)); // an ignored row has no gradient
+                continue;
+            }
+        }
+        const T x_target = target >= 0 ? x[target] : T(0);
+        T sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int v = 0; v < V; ++v) {
+            x[v] = exp_fast(x[v] - mx);
+            sum += x[v];
+        }
+        const T inv = T(1) / sum;
+        if (grad) {
+            for (int v = 0; v < V; ++v) x[v] = dloss * (x[v] * inv);
+            x[target] -= dloss;
+        } else {
+            for (int v = 0; v < V; ++v) x[v] *= inv;
+        }
+        std::fill(x + V, x + Vp, T(0));
+        if (target >= 0) losses[n] = std::log(sum) - (x_target - mx);
+    }
+    return kept;
+}
+
 #define INSTANTIATE(T)                                                                             \
     template int softmax_crossentropy_forward<T>(T*, T*, const T*, const int*, int, int, int);     \
-    template void softmax_crossentropy_backward<T>(T*, const T*, const int*, T, int, int, int);
+    template void softmax_crossentropy_backward<T>(T*, const T*, const int*, T, int, int, int);    \
+    template int crossentropy_fused<T>(T*, T*, int*, const int*, bool, T, int, int, int);
 INSTANTIATE(float)
 INSTANTIATE(double)
 

@@ -138,6 +138,20 @@ template <class T> void GPT2<T>::allocate_grads() {
 template <class T> void GPT2<T>::zero_grad() {
     allocate_grads();
     std::fill(grads_.begin(), grads_.end(), T(0));
+    awaits_backward_ = false; // its wte gradient is gone with the rest
+}
+
+template <class T> void GPT2<T>::set_recompute(Recompute recompute) {
+    recompute_ = recompute;
+    if (cap_batch_) reserve(cap_batch_, cap_seq_, cap_training_);
+}
+
+template <class T> void GPT2<T>::set_classifier_rows(int rows) {
+    if (rows < 1)
+        throw base::SettingError("classifier_rows",
+                                 "must be at least 1, got " + std::to_string(rows));
+    classifier_rows_ = rows;
+    if (cap_batch_) reserve(cap_batch_, cap_seq_, cap_training_);
 }
 
 namespace {
@@ -171,15 +185,21 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
         throw base::SettingError("seq", "must be in 1.." + std::to_string(config().max_seq) +
                                             " (the model's positions), got " +
                                             std::to_string(max_seq));
+    if (awaits_backward_)
+        throw std::logic_error("reserve() between a training forward() and its backward()");
     attn_slots_ = omp_get_max_threads();
+    const size_t BT = size_t(max_batch) * max_seq;
     Activations<T> sizing{};
     const size_t total = count_elements<T>([&](auto&& take) {
-        assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_, take);
+        assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_,
+                           recompute_, logit_rows(BT, for_training), take);
     });
     act_memory_.assign(total, T(0));
     act_memory_.shrink_to_fit();
-    tokens_.assign(size_t(max_batch) * max_seq, 0);
-    targets_.assign(size_t(max_batch) * max_seq, -1);
+    tokens_.assign(BT, 0);
+    targets_.assign(BT, -1);
+    predictions_.assign(BT, 0);
+    has_targets_ = has_logits_ = false;
     cap_batch_ = max_batch;
     cap_seq_ = max_seq;
     cap_training_ = for_training;
@@ -190,7 +210,7 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
 // Every linear product of a pass on N rows, prepared now rather than in the first pass.
 // With the weights, so that derived copies (bf16) are made here too.
 template <class T> void GPT2<T>::prepare_matmuls(int N, bool training) {
-    const int C = config().n_embd;
+    const int C = config().n_embd, Vp = config().padded_vocab;
     const ParamViews<const T> p(params_.data(), layout_);
     for (int l = 0; l < config().n_layer; ++l) {
         const LayerParams<const T> w = p.layer(l);
@@ -199,13 +219,25 @@ template <class T> void GPT2<T>::prepare_matmuls(int N, bool training) {
         mm_.prepare(N, C, 4 * C, true, training, w.fc_w);
         mm_.prepare(N, 4 * C, C, true, training, w.fcproj_w);
     }
-    mm_.prepare(N, C, config().padded_vocab, false, training, p.wte); // the tied LM head
+    if (!training) {
+        mm_.prepare(N, C, Vp, false, false, p.wte); // the tied LM head
+        return;
+    }
+    // The fused classifier's chunks of rows: whole ones and a last partial one.
+    const int R = int(logit_rows(size_t(N), true));
+    mm_.prepare(R, C, Vp, false, true, p.wte);
+    if (N % R) mm_.prepare(N % R, C, Vp, false, true, p.wte);
+}
+
+template <class T> size_t GPT2<T>::logit_rows(size_t BT, bool training) const {
+    return training ? std::min(BT, size_t(classifier_rows_)) : BT;
 }
 
 // Points the activation fields into act_memory_ for this (B, T).
 template <class T> void GPT2<T>::carve(int B, int Tn) {
     carve_from(act_memory_.data(), [&](auto&& take) {
-        assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, take);
+        assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, recompute_,
+                           logit_rows(size_t(B) * Tn, cap_training_), take);
     });
 }
 
@@ -244,19 +276,26 @@ void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, 
 // paths pass it through unchanged, and each branch's LayerNorm adds its input gradient.
 // Scratch: d.dbt_c (N,C), d.dqkv (N,3C), d.dfch and d.dfch_gelu (N,4C).
 // attend_backward(dqkv (N,3C), datty (N,C), qkv, atty, lse) adds attend's input gradient,
-// from its inputs and outputs.
+// from its inputs and outputs. What `recompute` does not keep, it recomputes into the
+// shared buffer just before use.
 template <class T, class AttendBackward>
 void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
                     const LayerActivations<T>& a, const BackwardScratch<T>& d, int N, int C,
-                    Matmul<T>& mm, AttendBackward&& attend_backward, const StageTimer& timer) {
+                    Matmul<T>& mm, Recompute recompute, AttendBackward&& attend_backward,
+                    const StageTimer& timer) {
     const size_t NC = size_t(N) * C;
+    const bool recompute_ln = recompute == Recompute::all;
     // MLP branch.
+    if (recompute != Recompute::off) TIMED(kPointwise, gelu_forward(a.fch_gelu, a.fch, NC * 4));
     TIMED(kPointwise, fill_zero(d.dfch_gelu, NC * 4));
     TIMED(kMatmul, mm.backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, a.fch_gelu,
                                p.fcproj_w, N, 4 * C, C));
     TIMED(kPointwise, fill_zero(d.dfch, NC * 4));
     TIMED(kPointwise, gelu_backward(d.dfch, a.fch, d.dfch_gelu, NC * 4));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
+    if (recompute_ln)
+        TIMED(kNorm, layernorm_recompute(a.ln2, a.residual2, p.ln2_w, p.ln2_b, a.ln2_mean,
+                                         a.ln2_rstd, N, C));
     TIMED(kMatmul, mm.backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, a.ln2, p.fc_w, N, C, 4 * C));
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln2_w, g.ln2_b, d.dbt_c, a.residual2, p.ln2_w,
                                     a.ln2_mean, a.ln2_rstd, N, C));
@@ -267,6 +306,9 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
     TIMED(kPointwise, fill_zero(d.dqkv, NC * 3));
     TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, a.qkv, a.atty, a.lse));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
+    if (recompute_ln)
+        TIMED(kNorm, layernorm_recompute(a.ln1, a.residual, p.ln1_w, p.ln1_b, a.ln1_mean,
+                                         a.ln1_rstd, N, C));
     TIMED(kMatmul, mm.backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, a.ln1, p.qkv_w, N, C, 3 * C));
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln1_w, g.ln1_b, d.dbt_c, a.residual, p.ln1_w,
                                     a.ln1_mean, a.ln1_rstd, N, C));
@@ -274,9 +316,19 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
 
 } // namespace
 
-template <class T> double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn) {
+template <class T>
+double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pass pass) {
     const Config& c = config();
-    if (cap_batch_ == 0) reserve(B, Tn, !grads_.empty());
+    const bool training = pass == Pass::training;
+    if (awaits_backward_)
+        throw std::logic_error("forward() after a training forward() whose backward() has not "
+                               "run (its wte gradient is in grads() already): call backward() "
+                               "or zero_grad() first");
+    if (training && !targets) throw std::invalid_argument("a training forward() needs targets");
+    if (cap_batch_ == 0) reserve(B, Tn, training || !grads_.empty());
+    if (training && (!cap_training_ || grads_.empty()))
+        throw std::logic_error("forward(..., Pass::training) needs reserve(..., for_training = "
+                               "true)");
     if (B <= 0 || Tn <= 0 || B > cap_batch_ || Tn > cap_seq_)
         throw std::invalid_argument("batch " + std::to_string(B) + " x " + std::to_string(Tn) +
                                     " exceeds the reserved " + std::to_string(cap_batch_) + " x " +
@@ -294,12 +346,12 @@ template <class T> double GPT2<T>::forward(const int* tokens, const int* targets
     }
     std::copy(tokens, tokens + BT, tokens_.begin());
     if (targets) std::copy(targets, targets + BT, targets_.begin());
-    has_targets_ = targets != nullptr;
+    has_targets_ = has_logits_ = false;
     B_ = B;
     T_ = Tn;
     carve(B, Tn);
 
-    const int L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab, Vp = c.padded_vocab;
+    const int L = c.n_layer, C = c.n_embd, NH = c.n_head, Vp = c.padded_vocab;
     const int N = int(BT);
     const ParamViews<const T> p(params_.data(), layout_);
     const Activations<T>& a = acts_;
@@ -312,24 +364,79 @@ template <class T> double GPT2<T>::forward(const int* tokens, const int* targets
     for (int l = 0; l < L; ++l) block_forward(p.layer(l), a.layer(l), N, C, mm_, attend, timer);
     TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.layer(L - 1).residual3, p.lnf_w,
                                    p.lnf_b, N, C));
-    TIMED(kMatmul, mm_.forward(a.logits, a.lnf, p.wte, static_cast<const T*>(nullptr), N, C, Vp));
-    if (!targets) {
-        kept_ = 0;
-        return 0.0;
+    if (targets) return classify(N, training);
+    kept_ = 0;
+    if (!cap_training_) { // a model reserved for training has no room for all logits
+        TIMED(kMatmul,
+              mm_.forward(a.logits, a.lnf, p.wte, static_cast<const T*>(nullptr), N, C, Vp));
+        has_logits_ = true;
     }
-    TIMED(kLoss, kept_ = softmax_crossentropy_forward(a.logits, a.losses, a.logits, targets_.data(),
-                                                      N, V, Vp));
+    return 0.0;
+}
+
+// The tied LM head and the loss on lnf's N rows, R at a time (all N at once on a model
+// reserved for inference, into its (B,T,Vp) logits, which then hold the probabilities):
+//   logits (R,Vp) = lnf rows (R,C) @ wte^T, then each row's softmax, loss, prediction;
+//   training, in the same chunk: dlogits (R,Vp) = dloss * (probs - onehot) in place,
+//   dlnf rows (R,C) = dlogits @ wte (into d.dbt_c, for backward), dwte += dlogits^T @ lnf.
+// Returns the mean loss over kept targets.
+template <class T> double GPT2<T>::classify(int N, bool training) {
+    const Config& c = config();
+    const int C = c.n_embd, V = c.vocab, Vp = c.padded_vocab;
+    const ParamViews<const T> p(params_.data(), layout_);
+    const Activations<T>& a = acts_;
+    const StageTimer timer(profile_);
+    const int* targets = targets_.data();
+    // The loss is the mean over kept targets: each kept row's loss has weight 1/kept.
+    int kept = 0;
+    for (int n = 0; n < N; ++n) kept += targets[n] >= 0;
+    const T dloss = kept ? T(1) / T(kept) : T(0);
+    T* dlnf = a.backward.dbt_c;
+    T* dwte = training ? ParamViews<T>(grads_.data(), layout_).wte : nullptr;
+    if (training) TIMED(kPointwise, fill_zero(dlnf, size_t(N) * C));
+    const int R = cap_training_ ? classifier_rows_ : N;
+    for (int r0 = 0; r0 < N; r0 += R) {
+        const int rows = std::min(R, N - r0);
+        T* logits = cap_training_ ? a.logits : a.logits + size_t(r0) * Vp;
+        const T* lnf = a.lnf + size_t(r0) * C;
+        TIMED(kMatmul,
+              mm_.forward(logits, lnf, p.wte, static_cast<const T*>(nullptr), rows, C, Vp));
+        int chunk_kept = 0;
+        TIMED(kLoss,
+              chunk_kept = crossentropy_fused(logits, a.losses + r0, predictions_.data() + r0,
+                                              targets + r0, training, dloss, rows, V, Vp));
+        if (training && chunk_kept) // else dlogits are 0
+            TIMED(kMatmul, mm_.backward(dlnf + size_t(r0) * C, dwte, static_cast<T*>(nullptr),
+                                        logits, lnf, p.wte, rows, C, Vp));
+    }
+    kept_ = kept;
+    has_targets_ = true;
+    has_logits_ = !cap_training_;
+    awaits_backward_ = training;
     double sum = 0;
-    for (size_t i = 0; i < BT; ++i) sum += a.losses[i];
-    return kept_ ? sum / kept_ : 0.0;
+    for (int n = 0; n < N; ++n) sum += a.losses[n];
+    return kept ? sum / kept : 0.0;
+}
+
+template <class T> const T* GPT2<T>::logits() const {
+    if (!has_logits_)
+        throw std::logic_error(cap_training_ ? "logits(): a model reserved for training keeps "
+                                               "no (B,T,Vp) logits"
+                                             : "logits() before a forward()");
+    return acts_.logits;
+}
+
+template <class T> const int* GPT2<T>::predictions() const {
+    if (!has_targets_) throw std::logic_error("predictions() needs a forward() with targets");
+    return predictions_.data();
 }
 
 template <class T> void GPT2<T>::backward() {
-    if (!has_targets_) throw std::logic_error("backward() needs a forward() with targets");
-    if (!cap_training_ || grads_.empty())
-        throw std::logic_error("backward() needs reserve(..., for_training = true)");
+    if (!awaits_backward_)
+        throw std::logic_error("backward() needs a forward(..., Pass::training) since the last "
+                               "backward() or zero_grad()");
     const Config& c = config();
-    const int L = c.n_layer, C = c.n_embd, NH = c.n_head, V = c.vocab, Vp = c.padded_vocab;
+    const int L = c.n_layer, C = c.n_embd, NH = c.n_head;
     const int B = B_, Tn = T_, N = B * Tn;
     const size_t BT = size_t(N);
     const ParamViews<const T> p(params_.data(), layout_);
@@ -341,24 +448,19 @@ template <class T> void GPT2<T>::backward() {
         attention_backward(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B, Tn, C, NH);
     };
 
-    // The loss is the mean over kept targets: each kept row's loss has weight 1/kept.
-    const T dloss = kept_ ? T(1) / T(kept_) : T(0);
-    TIMED(kLoss,
-          softmax_crossentropy_backward(a.logits, a.logits, targets_.data(), dloss, N, V, Vp));
-    TIMED(kPointwise, fill_zero(d.dbt_c, BT * C));
-    TIMED(kMatmul,
-          mm_.backward(d.dbt_c, g.wte, static_cast<T*>(nullptr), a.logits, a.lnf, p.wte, N, C, Vp));
+    // The forward's classifier left d loss/d lnf in d.dbt_c and added its part of dwte.
     TIMED(kPointwise, fill_zero(d.dresidual, BT * C));
     TIMED(kNorm,
           layernorm_backward(d.dresidual, g.lnf_w, g.lnf_b, d.dbt_c, a.layer(L - 1).residual3,
                              p.lnf_w, a.lnf_mean, a.lnf_rstd, N, C));
     for (int l = L - 1; l >= 0; --l) {
-        block_backward(g.layer(l), p.layer(l), a.layer(l), d, N, C, mm_, attend_backward, timer);
+        block_backward(g.layer(l), p.layer(l), a.layer(l), d, N, C, mm_, recompute_,
+                       attend_backward, timer);
         if (backward_hook_) backward_hook_(l);
     }
     TIMED(kPointwise, encoder_backward(g.wte, g.wpe, d.dresidual, tokens_.data(), B, Tn, C));
     if (backward_hook_) backward_hook_(-1);
-    has_targets_ = false; // the probabilities have become gradients
+    awaits_backward_ = false;
 }
 
 template <class T> void GPT2<T>::start_generation(int max_positions) {

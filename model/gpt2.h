@@ -12,12 +12,17 @@
 #include "model/layout.h"
 #include "model/matmul.h"
 #include "model/precision.h"
+#include "model/recompute.h"
 
 namespace model {
 
 // Kinds of work in a pass, for the time profile.
 enum Stage { kMatmul, kAttention, kNorm, kPointwise, kLoss, kNumStages };
 const char* stage_name(Stage stage); // "matmul", "attention", "layernorm", "pointwise", "loss"
+
+// What a forward pass with targets is for. inference: the loss, no gradient touched.
+// training: also the classifier's backward, for a backward() to finish (see forward()).
+enum class Pass { inference, training };
 
 template <class T> class GPT2 {
 public:
@@ -51,19 +56,41 @@ public:
 
     // Allocate buffers up front so that forward/backward never allocate: activations
     // for up to (max_batch, max_seq) with or without the backward scratch, gradients.
-    // Throws base::SettingError ("batch" or "seq") for a shape the model cannot take.
+    // A model reserved for inference keeps all (B,T,Vp) logits; one reserved for training
+    // only classifier_rows() rows of them. Throws base::SettingError ("batch" or "seq")
+    // for a shape the model cannot take.
     void reserve(int max_batch, int max_seq, bool for_training);
     int reserved_batch() const { return cap_batch_; } // 0 before reserve()
     int reserved_seq() const { return cap_seq_; }
     void allocate_grads();
+    // What the backward pass recomputes rather than keeps (model/recompute.h); off by
+    // default. Results are bit-identical whatever the setting; a reserved model is
+    // reserved again for the same shape.
+    void set_recompute(Recompute recompute);
+    Recompute recompute() const { return recompute_; }
+    // Rows per chunk of the fused classifier of a model reserved for training (default
+    // 256): its logits buffer is (rows,Vp) instead of (B,T,Vp). Throws
+    // base::SettingError("classifier_rows") below 1; a reserved model is reserved again.
+    void set_classifier_rows(int rows);
+    int classifier_rows() const { return classifier_rows_; }
 
     // tokens (B,T) in [0,V); targets (B,T) in [-1,V) with -1 = ignored, or null for
     // logits only. Returns the mean loss over kept targets (0 if none or no targets).
-    // Throws std::invalid_argument for out-of-range ids or (B,T) beyond reserve();
-    // reserves on first use if nothing was reserved.
-    double forward(const int* tokens, const int* targets, int B, int Tn);
-    // Accumulates d(mean loss)/d(params) into grads() from the last forward with targets.
+    // The classifier runs chunk by chunk on a model reserved for training: logits =
+    // lnf @ wte^T, then each row's softmax and cross-entropy. Pass::training (targets
+    // needed, a model reserved for training) also runs its backward there: it ADDS the
+    // LM head's part of wte's gradient to grads() and keeps d loss/d lnf for backward().
+    // Until that backward(), another forward() or reserve() throws std::logic_error;
+    // zero_grad() discards the pass. Throws std::invalid_argument for out-of-range ids,
+    // (B,T) beyond reserve() or a training pass without targets; reserves on first use
+    // (for training if grads are allocated or pass is training) if nothing was reserved.
+    double forward(const int* tokens, const int* targets, int B, int Tn,
+                   Pass pass = Pass::inference);
+    // Accumulates the rest of d(mean loss)/d(params) into grads(), after a
+    // forward(..., Pass::training); throws std::logic_error after any other forward.
     void backward();
+    // Zeroes grads() (allocating them if needed) and discards a training forward whose
+    // backward has not run.
     void zero_grad();
     // Called by backward() as gradients become final: with l after block l's tensors
     // (l = L-1 down to 0), then with -1 after wte, wpe, lnfw and lnfb. Lets a
@@ -80,8 +107,13 @@ public:
     void start_generation(int max_positions);
     const T* step(int token, int pos);
 
-    // After forward: probabilities (B,T,Vp) if targets were given, else logits.
-    const T* logits() const { return acts_.logits; }
+    // After a forward on a model reserved for inference: logits (B,T,Vp), or with targets
+    // the probabilities (softmax over the first V, padded columns 0). A model reserved
+    // for training keeps neither: throws std::logic_error, as before any forward.
+    const T* logits() const;
+    // After a forward with targets: each position's most likely next token (B,T), the
+    // argmax of its V logits (the first of ties). Throws std::logic_error otherwise.
+    const int* predictions() const;
     int targets_kept() const { return kept_; }
     // After forward: every activation (features: lnf is HF's last_hidden_state, encoded
     // and residual3 the other hidden_states). Pointers are valid until the next forward.
@@ -96,6 +128,8 @@ public:
 private:
     void carve(int B, int Tn);
     void prepare_matmuls(int N, bool training);
+    size_t logit_rows(size_t BT, bool training) const; // rows of the logits buffer
+    double classify(int N, bool training);
 
     ParamLayout layout_;
     std::vector<T> params_, grads_;
@@ -104,9 +138,13 @@ private:
     int cap_batch_ = 0, cap_seq_ = 0;
     int attn_slots_ = 0; // attention's scratch slots: the threads it may use
     bool cap_training_ = false;
-    // The last forward's batch, copied in for backward.
-    std::vector<int> tokens_, targets_;
-    bool has_targets_ = false;
+    Recompute recompute_ = Recompute::off;
+    int classifier_rows_ = 256;
+    // The last forward's batch, copied in for backward, and the classifier's argmax.
+    std::vector<int> tokens_, targets_, predictions_;
+    bool has_targets_ = false;     // the last forward had targets
+    bool has_logits_ = false;      // acts_.logits holds the last forward's (B,T,Vp)
+    bool awaits_backward_ = false; // the last forward was a training pass
     int B_ = 0, T_ = 0, kept_ = 0;
     std::array<double, kNumStages> profile_{};
     std::function<void(int)> backward_hook_;

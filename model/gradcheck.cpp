@@ -97,7 +97,7 @@ std::vector<GradError> check_model_gradients(const Config& config, int B, int Tn
 
     model.reserve(B, Tn, true);
     model.zero_grad();
-    model.forward(tokens.data(), targets.data(), B, Tn);
+    model.forward(tokens.data(), targets.data(), B, Tn, Pass::training);
     model.backward();
     const Loss loss = [&] { return model.forward(tokens.data(), targets.data(), B, Tn); };
     const auto numeric = numeric_gradient(model.params(), model.num_params(), loss, h);
@@ -275,11 +275,11 @@ PrecisionReport compare_precisions(const Config& config, int B, int Tn, uint64_t
     PrecisionReport r;
     f.reserve(B, Tn, true);
     f.zero_grad();
-    r.loss_float = f.forward(tokens.data(), targets.data(), B, Tn);
+    r.loss_float = f.forward(tokens.data(), targets.data(), B, Tn, Pass::training);
     f.backward();
     d.reserve(B, Tn, true);
     d.zero_grad();
-    r.loss_double = d.forward(tokens.data(), targets.data(), B, Tn);
+    r.loss_double = d.forward(tokens.data(), targets.data(), B, Tn, Pass::training);
     d.backward();
     r.loss_rel = std::abs(r.loss_float - r.loss_double) / std::abs(r.loss_double);
 

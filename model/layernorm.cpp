@@ -6,6 +6,17 @@
 
 namespace model {
 
+namespace {
+
+// One row's output from its statistics; the one expression of it, so that
+// layernorm_recompute gives what layernorm_forward wrote, bit for bit.
+template <class T>
+inline void normalize_row(T* out, const T* x, const T* weight, const T* bias, T m, T s, int C) {
+    for (int c = 0; c < C; ++c) out[c] = (x[c] - m) * s * weight[c] + bias[c];
+}
+
+} // namespace
+
 // out (N,C), mean (N), rstd (N);  inp (N,C), weight (C), bias (C)
 template <class T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
@@ -21,11 +32,19 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
         for (int c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
         v /= C;
         const T s = T(1) / std::sqrt(v + eps);
-        T* o = out + size_t(n) * C;
-        for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+        normalize_row(out + size_t(n) * C, x, weight, bias, m, s, C);
         mean[n] = m;
         rstd[n] = s;
     }
+}
+
+// out (N,C) from inp (N,C) and the kept mean (N), rstd (N)
+template <class T>
+void layernorm_recompute(T* out, const T* inp, const T* weight, const T* bias, const T* mean,
+                         const T* rstd, int N, int C) {
+#pragma omp parallel for
+    for (int n = 0; n < N; ++n)
+        normalize_row(out + size_t(n) * C, inp + size_t(n) * C, weight, bias, mean[n], rstd[n], C);
 }
 
 // With xhat = (x - mean) * rstd and g = dout * weight:
@@ -77,6 +96,8 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
 
 #define INSTANTIATE(T)                                                                             \
     template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);        \
+    template void layernorm_recompute<T>(T*, const T*, const T*, const T*, const T*, const T*,     \
+                                         int, int);                                                \
     template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
                                         const T*, int, int);
 INSTANTIATE(float)

@@ -30,6 +30,11 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                         const T* mean, const T* rstd, int N, int C);
+// The forward's out (N,C) again, from inp and the mean and rstd it kept: bit for bit
+// what layernorm_forward wrote.
+template <class T>
+void layernorm_recompute(T* out, const T* inp, const T* weight, const T* bias, const T* mean,
+                         const T* rstd, int N, int C);
 
 // Linear layer. out (N,OC) = inp (N,C) @ weight^T + bias;  weight (OC,C), bias (OC) or null
 template <class T>
@@ -91,5 +96,14 @@ int softmax_crossentropy_forward(T* probs, T* losses, const T* logits, const int
 template <class T>
 void softmax_crossentropy_backward(T* dlogits, const T* probs, const int* targets, T dloss, int N,
                                    int V, int Vp);
+
+// The fused classifier's work on N rows, in place: logits (N,Vp) become the probabilities
+// of softmax_crossentropy_forward, or with `grad` the dlogits of
+// softmax_crossentropy_backward (the same numbers); losses (N) as there, and
+// predictions (N) = each row's argmax over the V logits (the first of ties). Returns the
+// number of targets that are not ignored.
+template <class T>
+int crossentropy_fused(T* logits, T* losses, int* predictions, const int* targets, bool grad,
+                       T dloss, int N, int V, int Vp);
 
 } // namespace model

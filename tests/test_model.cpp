@@ -101,7 +101,7 @@ TEST_CASE("the loss is the mean over targets that are not -1") {
     const std::vector<int> none(8, -1);
     m.reserve(1, 8, true);
     m.zero_grad();
-    CHECK(m.forward(tokens.data(), none.data(), 1, 8) == 0.0);
+    CHECK(m.forward(tokens.data(), none.data(), 1, 8, Pass::training) == 0.0);
     m.backward();
     for (size_t i = 0; i < m.num_params(); ++i) REQUIRE(m.grads()[i] == 0.0);
 }
@@ -135,10 +135,10 @@ TEST_CASE("backward accumulates gradients until zero_grad") {
     m.reserve(2, 8, true);
     const auto tokens = iota_tokens(16, kTiny.vocab), targets = iota_tokens(16, kTiny.vocab, 2);
     m.zero_grad();
-    m.forward(tokens.data(), targets.data(), 2, 8);
+    m.forward(tokens.data(), targets.data(), 2, 8, Pass::training);
     m.backward();
     const std::vector<double> once(m.grads(), m.grads() + m.num_params());
-    m.forward(tokens.data(), targets.data(), 2, 8);
+    m.forward(tokens.data(), targets.data(), 2, 8, Pass::training);
     m.backward();
     for (size_t i = 0; i < once.size(); ++i) REQUIRE(m.grads()[i] == Approx(2 * once[i]));
     // No gradient reaches the padded vocabulary rows.

@@ -277,7 +277,7 @@ TEST_CASE("one process: DataParallel's step is the plain clipped AdamW step, bit
         m.reserve(2, 8, true);
         m.zero_grad();
         for (int k = 0; k < 2; ++k) {
-            m.forward(tokens.data(), tokens.data() + 1, 2, 8);
+            m.forward(tokens.data(), tokens.data() + 1, 2, 8, model::Pass::training);
             m.backward();
         }
     };

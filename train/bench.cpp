@@ -83,7 +83,7 @@ Timings time_steps(const BenchOptions& o, Communicator& comm, model::GPT2<float>
             gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
         } else {
             gpt.zero_grad();
-            gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq);
+            gpt.forward(tokens.data(), tokens.data() + 1, o.batch, o.seq, model::Pass::training);
             dp->arm();
             gpt.backward();
             if (comm.size() > 1) {
@@ -155,6 +155,7 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     agreed(comm, [&] {
         o.validate();
         gpt = make_model(o.model, o.precision);
+        gpt->set_recompute(o.recompute);
         gpt->reserve(o.batch, o.seq, !o.forward_only);
         if (!o.forward_only)
             dp = std::make_unique<DataParallel>(

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "model/precision.h"
+#include "model/recompute.h"
 #include "optim/optim.h"
 
 namespace train {
@@ -50,6 +51,8 @@ struct TrainOptions {
     // reduction with the backward pass (stage 0 only).
     int zero = 0;
     bool overlap = true;
+    // Memory: what backward recomputes instead of keeping (model/recompute.h).
+    model::Recompute recompute = model::Recompute::off;
 
     // Throws base::SettingError naming the field (as spelled here) that is out of range
     // or disagrees with another.

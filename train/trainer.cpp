@@ -143,6 +143,7 @@ Trainer::~Trainer() = default;
 void Trainer::build(const model::Config& config) {
     gpt_ = std::make_unique<model::GPT2<float>>(config);
     gpt_->set_precision(o_.precision); // before reserve, which prepares the products
+    gpt_->set_recompute(o_.recompute);
     gpt_->reserve(o_.batch, o_.seq, true);
     dp_ = std::make_unique<DataParallel>(
         comm_, *gpt_, optim::AdamWConfig{o_.beta1, o_.beta2, o_.eps, o_.weight_decay},
@@ -289,7 +290,8 @@ StepMetrics Trainer::step() {
     agreed(comm_, [&] {
         for (int k = 0; k < plan_.grad_accum; ++k) {
             train_loader_->next(inputs_.data(), targets_.data());
-            const double l = gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq);
+            const double l = gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq,
+                                           model::Pass::training);
             if (!std::isfinite(l))
                 throw std::runtime_error("step " + std::to_string(step_ + 1) + ": the loss is " +
                                          std::to_string(l) + "; stopping (checkpoints untouched)");

@@ -65,7 +65,7 @@ void run_grads(const EvalGradsOptions& o) {
                                                 std::to_string(n));
     const std::vector<int> tokens(shard.tokens(), shard.tokens() + n);
     gpt->zero_grad();
-    const double loss = gpt->forward(tokens.data(), tokens.data() + 1, B, T);
+    const double loss = gpt->forward(tokens.data(), tokens.data() + 1, B, T, model::Pass::training);
     gpt->backward();
     model::write_model(o.out, gpt->config(), gpt->grads());
     std::printf("loss %.9f\n", loss);

@@ -178,6 +178,7 @@ void add_train(CLI::App& app) {
     add_monitoring_options(*cmd, *o);
     add_output_options(*cmd, *o);
     add_parallel_options(*cmd, *o);
+    add_recompute_option(*cmd, o->recompute)->group("Memory");
     cmd->callback([o] {
         run_on_ranks([&](train::Communicator& comm) {
             train::ConsoleSink console;

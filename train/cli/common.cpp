@@ -109,6 +109,15 @@ std::unique_ptr<model::GPT2<float>> load_model_as(const std::string& path,
     return gpt;
 }
 
+CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value) {
+    using model::Recompute;
+    return add_choice(cmd, "--recompute", value,
+                      {{"off", Recompute::off}, {"gelu", Recompute::gelu}, {"all", Recompute::all}},
+                      "what backward recomputes instead of keeping, for less memory: off | gelu "
+                      "(each layer's GELU output, L x B x T x 4C floats) | all (also its two "
+                      "LayerNorm outputs, 2L x B x T x C more); results are bit-identical");
+}
+
 std::string read_input(const std::string& path) {
     if (path.empty() || path == "-")
         return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};

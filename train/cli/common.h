@@ -15,6 +15,7 @@
 #include "model/config.h"
 #include "model/gpt2.h"
 #include "model/precision.h"
+#include "model/recompute.h"
 #include "train/communicator.h"
 
 namespace cli {
@@ -64,6 +65,8 @@ CLI::Option* add_precision_option(CLI::App& cmd, model::Precision& precision);
 // read.
 std::unique_ptr<model::GPT2<float>> load_model_as(const std::string& path,
                                                   model::Precision precision);
+// --recompute off|gelu|all, for train and bench.
+CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value);
 
 // A whole file; "" or "-" is standard input.
 std::string read_input(const std::string& path);
