@@ -95,16 +95,14 @@ template <class T> void dot_rows(T* S, const T* A, int lda, int rows, const T* B
     for (; r < rows; ++r) dot_tile<T, 1>(S + size_t(r) * Bk, A + size_t(r) * lda, lda, Bt, hsp);
 }
 
-// O (R, NV registers) = [O +] sum over k < n of P(r,k) Y[k], where P(r,k) = P[r*pr + k*pk]
+// O (R, NV registers) += sum over k < n of P(r,k) Y[k], where P(r,k) = P[r*pr + k*pk]
 // (so P may be read transposed) and Y's rows have stride ldy.
 template <class T, int R, int NV>
-void mix_tile(T* O, int ldo, const T* P, int pr, int pk, int n, const T* Y, int ldy,
-              bool accumulate) {
+void mix_tile(T* O, int ldo, const T* P, int pr, int pk, int n, const T* Y, int ldy) {
     constexpr int W = Simd<T>::W;
     Vec<T> acc[R][NV];
     for (int r = 0; r < R; ++r)
-        for (int v = 0; v < NV; ++v)
-            acc[r][v] = accumulate ? load(O + size_t(r) * ldo + v * W) : Vec<T>{};
+        for (int v = 0; v < NV; ++v) acc[r][v] = load(O + size_t(r) * ldo + v * W);
     for (int k = 0; k < n; ++k) {
         Vec<T> y[NV];
         for (int v = 0; v < NV; ++v) {
@@ -120,39 +118,50 @@ void mix_tile(T* O, int ldo, const T* P, int pr, int pk, int n, const T* Y, int 
         for (int v = 0; v < NV; ++v) store(O + size_t(r) * ldo + v * W, acc[r][v]);
 }
 
+// Which terms of a product O += P @ Y the causal mask zeroes in P, for output row r and
+// reduction index k: none (kNone), k > r + off (kAbove) or k < r - off (kBelow). Tiles
+// skip them, about half of the products of a diagonal block.
+enum class Mask { kNone, kAbove, kBelow };
+
+// mix_tile on rows [r, r + R) over the k the mask leaves, with nv = NV in 1..4.
 template <class T, int R>
-void mix_chunk(int nv, T* O, int ldo, const T* P, int pr, int pk, int n, const T* Y, int ldy,
-               bool accumulate) {
+void mix_chunk(int nv, T* O, int ldo, const T* P, int pr, int pk, int n, const T* Y, int ldy, int r,
+               Mask mask, int off) {
+    int k0 = 0, k1 = n;
+    if (mask == Mask::kAbove) k1 = std::clamp(r + R + off, 0, n);
+    if (mask == Mask::kBelow) k0 = std::clamp(r - off, 0, n);
+    if (k0 >= k1) return;
+    O += size_t(r) * ldo;
+    P += size_t(r) * pr + size_t(k0) * pk;
+    Y += size_t(k0) * ldy;
+    n = k1 - k0;
     switch (nv) {
     case 1:
-        return mix_tile<T, R, 1>(O, ldo, P, pr, pk, n, Y, ldy, accumulate);
+        return mix_tile<T, R, 1>(O, ldo, P, pr, pk, n, Y, ldy);
     case 2:
-        return mix_tile<T, R, 2>(O, ldo, P, pr, pk, n, Y, ldy, accumulate);
+        return mix_tile<T, R, 2>(O, ldo, P, pr, pk, n, Y, ldy);
     case 3:
-        return mix_tile<T, R, 3>(O, ldo, P, pr, pk, n, Y, ldy, accumulate);
+        return mix_tile<T, R, 3>(O, ldo, P, pr, pk, n, Y, ldy);
     default:
-        return mix_tile<T, R, 4>(O, ldo, P, pr, pk, n, Y, ldy, accumulate);
+        return mix_tile<T, R, 4>(O, ldo, P, pr, pk, n, Y, ldy);
     }
 }
 
-// O (rows,hsp) = [O +] P (rows,n) @ Y (n,hsp), P(r,k) = P[r*pr + k*pk]; in tiles of
-// kTileRows, 4 and 1 rows by up to four registers.
+// O (rows,hsp) += P (rows,n) @ Y (n,hsp), P(r,k) = P[r*pr + k*pk] and zero where the
+// mask says; in tiles of kTileRows, 4 and 1 rows by up to four registers.
 template <class T>
 void mix_rows(T* O, int ldo, const T* P, int pr, int pk, int rows, int n, const T* Y, int ldy,
-              int hsp, bool accumulate) {
+              int hsp, Mask mask, int off) {
     constexpr int W = Simd<T>::W;
     for (int c0 = 0; c0 < hsp; c0 += 4 * W) {
         const int nv = std::min(4, (hsp - c0) / W);
         int r = 0;
         for (; r + kTileRows <= rows; r += kTileRows)
-            mix_chunk<T, kTileRows>(nv, O + size_t(r) * ldo + c0, ldo, P + size_t(r) * pr, pr, pk,
-                                    n, Y + c0, ldy, accumulate);
+            mix_chunk<T, kTileRows>(nv, O + c0, ldo, P, pr, pk, n, Y + c0, ldy, r, mask, off);
         for (; r + 4 <= rows; r += 4)
-            mix_chunk<T, 4>(nv, O + size_t(r) * ldo + c0, ldo, P + size_t(r) * pr, pr, pk, n,
-                            Y + c0, ldy, accumulate);
+            mix_chunk<T, 4>(nv, O + c0, ldo, P, pr, pk, n, Y + c0, ldy, r, mask, off);
         for (; r < rows; ++r)
-            mix_chunk<T, 1>(nv, O + size_t(r) * ldo + c0, ldo, P + size_t(r) * pr, pr, pk, n,
-                            Y + c0, ldy, accumulate);
+            mix_chunk<T, 1>(nv, O + c0, ldo, P, pr, pk, n, Y + c0, ldy, r, mask, off);
     }
 }
 
@@ -160,9 +169,10 @@ void mix_rows(T* O, int ldo, const T* P, int pr, int pk, int rows, int n, const 
 // beyond n columns and hs rows.
 template <class T> void pack_transposed(T* Bt, const T* X, int ld, int n, int hs, int hsp) {
     constexpr int Bk = kBlock<T>;
-    std::fill(Bt, Bt + size_t(hsp) * Bk, T(0));
     for (int j = 0; j < n; ++j)
         for (int d = 0; d < hs; ++d) Bt[size_t(d) * Bk + j] = X[size_t(j) * ld + d];
+    for (int d = 0; d < hsp; ++d)
+        std::fill(Bt + size_t(d) * Bk + (d < hs ? n : 0), Bt + size_t(d + 1) * Bk, T(0));
 }
 
 // Y (n,hsp) = n rows of X (row stride ld, hs columns), zero-padded: a contiguous copy,
@@ -273,7 +283,8 @@ void attention_forward(T* out, T* lse, T* scratch, int n_slots, const T* qkv, in
 #pragma omp simd
                             for (int d = 0; d < hsp; ++d) oi[d] *= a;
                         }
-                        mix_rows(o, hsp, st, 1, Bk, rows, n, vb, hsp, hsp, true); // o += p v
+                        mix_rows(o, hsp, st, 1, Bk, rows, n, vb, hsp, hsp, Mask::kAbove,
+                                 i0 - j0); // o += p v
                     }
                     T* ob = out + (size_t(b) * Tn + i0) * C + size_t(h) * hs;
                     T* lb = lse + (size_t(b) * NH + h) * Tn + i0;
@@ -350,8 +361,9 @@ void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T
                                 pi[j] =
                                     j < n && j <= i + off ? exp_fast(scale * pi[j] - lse_i) : T(0);
                         }
-                        mix_rows(dv, hsp, p, 1, Bk, n, rows, dob, hsp, hsp, true); // P^T dout
-                        dot_rows(ds, dob, hsp, rows, vt, hsp);                     // dP = dout v^T
+                        mix_rows(dv, hsp, p, 1, Bk, n, rows, dob, hsp, hsp, Mask::kBelow,
+                                 off);                         // P^T dout
+                        dot_rows(ds, dob, hsp, rows, vt, hsp); // dP = dout v^T
                         for (int i = 0; i < rows; ++i) {
                             const T* pi = p + size_t(i) * Bk;
                             T* dsi = ds + size_t(i) * Bk;
@@ -360,8 +372,9 @@ void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T
                             for (int j = 0; j < Bk; ++j) dsi[j] = pi[j] * (dsi[j] - di);
                         }
                         mix_rows(dq + size_t(i0) * hsp, hsp, ds, Bk, 1, rows, n, kb, hsp, hsp,
-                                 true);                                            // dS k
-                        mix_rows(dk, hsp, ds, 1, Bk, n, rows, qb, hsp, hsp, true); // dS^T q
+                                 Mask::kAbove, off); // dS k
+                        mix_rows(dk, hsp, ds, 1, Bk, n, rows, qb, hsp, hsp, Mask::kBelow,
+                                 off); // dS^T q
                     }
                     T* dk_h = dqkv + head + C + size_t(j0) * 3 * C;
                     T* dv_h = dk_h + C;
