@@ -68,8 +68,9 @@ public:
     // reserved again for the same shape.
     void set_recompute(Recompute recompute);
     Recompute recompute() const { return recompute_; }
-    // Rows per chunk of the fused classifier of a model reserved for training (default
-    // 256): its logits buffer is (rows,Vp) instead of (B,T,Vp). Throws
+    // Rows per chunk of the fused classifier of a model reserved for training: its logits
+    // buffer is (rows,Vp) instead of (B,T,Vp). Default 512 (103 MB for GPT-2's vocabulary;
+    // 64 and 128 rows ran slower, more rows no faster). Throws
     // base::SettingError("classifier_rows") below 1; a reserved model is reserved again.
     void set_classifier_rows(int rows);
     int classifier_rows() const { return classifier_rows_; }
@@ -138,7 +139,7 @@ private:
     int cap_batch_ = 0, cap_seq_ = 0, attn_slots_ = 0;
     bool cap_training_ = false;
     Recompute recompute_ = Recompute::off;
-    int classifier_rows_ = 256;
+    int classifier_rows_ = 512;
     // The last forward's batch, copied in for backward, and the classifier's argmax.
     std::vector<int> tokens_, targets_, predictions_;
     bool has_targets_ = false;     // the last forward had targets
