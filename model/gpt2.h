@@ -68,22 +68,24 @@ public:
     // reserved again for the same shape.
     void set_recompute(Recompute recompute);
     Recompute recompute() const { return recompute_; }
-    // Rows per chunk of the fused classifier of a model reserved for training (default
-    // 256): its logits buffer is (rows,Vp) instead of (B,T,Vp). Throws
+    // Rows per chunk of the fused classifier of a model reserved for training: its logits
+    // buffer is (rows,Vp) instead of (B,T,Vp). Default 512 (103 MB for GPT-2's vocabulary;
+    // 64 and 128 rows ran slower, more rows no faster). Throws
     // base::SettingError("classifier_rows") below 1; a reserved model is reserved again.
     void set_classifier_rows(int rows);
     int classifier_rows() const { return classifier_rows_; }
 
     // tokens (B,T) in [0,V); targets (B,T) in [-1,V) with -1 = ignored, or null for
-    // logits only. Returns the mean loss over kept targets (0 if none or no targets).
-    // The classifier runs chunk by chunk on a model reserved for training: logits =
-    // lnf @ wte^T, then each row's softmax and cross-entropy. Pass::training (targets
-    // needed, a model reserved for training) also runs its backward there: it ADDS the
-    // LM head's part of wte's gradient to grads() and keeps d loss/d lnf for backward().
-    // Until that backward(), another forward() or reserve() throws std::logic_error;
-    // zero_grad() discards the pass. Throws std::invalid_argument for out-of-range ids,
-    // (B,T) beyond reserve() or a training pass without targets; reserves on first use
-    // (for training if grads are allocated or pass is training) if nothing was reserved.
+    // logits only (a model reserved for training then stops at lnf). Returns the mean
+    // loss over kept targets (0 if none or no targets). The classifier runs chunk by
+    // chunk on a model reserved for training: logits = lnf @ wte^T, then each row's
+    // softmax, cross-entropy and prediction. Pass::training (targets needed, a model
+    // reserved for training) also runs its backward there: it ADDS the LM head's part of
+    // wte's gradient to grads() and keeps d loss/d lnf for backward(). Until that
+    // backward(), another forward() or reserve() throws std::logic_error; zero_grad()
+    // discards the pass. Throws std::invalid_argument for out-of-range ids, (B,T) beyond
+    // reserve() or a training pass without targets; reserves on first use (for training
+    // if grads are allocated or pass is training) if nothing was reserved.
     double forward(const int* tokens, const int* targets, int B, int Tn,
                    Pass pass = Pass::inference);
     // Accumulates the rest of d(mean loss)/d(params) into grads(), after a
@@ -116,7 +118,8 @@ public:
     const int* predictions() const;
     int targets_kept() const { return kept_; }
     // After forward: every activation (features: lnf is HF's last_hidden_state, encoded
-    // and residual3 the other hidden_states). Pointers are valid until the next forward.
+    // and residual3 the other hidden_states); what recompute() shares holds the last
+    // layer's. Pointers are valid until the next forward.
     const Activations<T>& activations() const { return acts_; }
     // After forward with targets: each position's loss (B,T), 0 where ignored.
     const T* losses() const { return acts_.losses; }
@@ -139,7 +142,7 @@ private:
     int attn_slots_ = 0; // attention's scratch slots: the threads it may use
     bool cap_training_ = false;
     Recompute recompute_ = Recompute::off;
-    int classifier_rows_ = 256;
+    int classifier_rows_ = 512;
     // The last forward's batch, copied in for backward, and the classifier's argmax.
     std::vector<int> tokens_, targets_, predictions_;
     bool has_targets_ = false;     // the last forward had targets
