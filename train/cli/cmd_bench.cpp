@@ -45,12 +45,12 @@ void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
 
 void print_text(const train::BenchOptions& o, const train::BenchResult& r) {
     const char* precision = model::precision_name(r.precision);
-    std::printf("%s %s, batch %d x seq %d per rank, %d rank%s x %d threads, %s, %s, recompute %s, "
-                "matmul %s\n",
+    std::printf("%s %s, batch %d x seq %d per rank, %d rank%s x %d threads, %s, %s, matmul %s, "
+                "recompute %s\n",
                 o.model.c_str(), r.config.c_str(), o.batch, o.seq, r.ranks, r.ranks > 1 ? "s" : "",
                 r.threads,
                 o.forward_only ? "forward only" : "training steps (forward, backward, AdamW)",
-                precision, model::recompute_name(o.recompute), r.matmul.c_str());
+                precision, r.matmul.c_str(), model::recompute_name(o.recompute));
     std::printf("median %.1f ms/step over %d steps | %.1f tok/s | %.3g GFLOP/token | "
                 "%.1f GFLOP/s = %.1f%% MFU of the %s peak | peak RSS %.2f GB%s\n",
                 r.ms_per_step, o.steps, r.tok_per_s, r.flops_per_token / 1e9,
