@@ -6,6 +6,8 @@
 // no (T,T) matrix is stored; the forward keeps each query's log-sum-exp, from which the
 // backward recomputes the probabilities block by block. The block products are
 // register tiles on GCC vector extensions (AVX-512 registers with -march=native).
+// attention_bf16.cpp is the same with bfloat16 products; attention_blocks.h what both
+// share.
 #include "model/layers.h"
 
 #include <algorithm>
