@@ -6,15 +6,19 @@
 // no (T,T) matrix is stored; the forward keeps each query's log-sum-exp, from which the
 // backward recomputes the probabilities block by block. The block products are
 // register tiles on GCC vector extensions (AVX-512 registers with -march=native).
+// attention_bf16.cpp is the same with bfloat16 products; attention_blocks.h what both
+// share.
 #include "model/layers.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <omp.h>
 
+#include "model/attention_blocks.h"
 #include "model/fastmath.h"
 
 // Without AVX-512, GCC notes that passing 64-byte vectors changes the ABI: irrelevant for
@@ -25,10 +29,12 @@ namespace model {
 
 namespace {
 
+using namespace attention_blocks;
+
 // One 64-byte SIMD register of T (one AVX-512 register, or several narrower ones), with
 // loads and stores at any address aligned for T.
 template <class T> struct Simd {
-    static constexpr int W = 64 / int(sizeof(T)); // lanes
+    static constexpr int W = kLanes<T>;
     typedef T V __attribute__((vector_size(64)));
     typedef T Unaligned __attribute__((vector_size(64), aligned(sizeof(T))));
 };
@@ -38,16 +44,6 @@ template <class T> Vec<T> load(const T* p) {
 }
 template <class T> void store(T* p, Vec<T> v) {
     *reinterpret_cast<typename Simd<T>::Unaligned*>(p) = v;
-}
-
-// Positions per block: four registers, 64 for float and 32 for double; the width of
-// the score tiles below.
-template <class T> constexpr int kBlock = 4 * Simd<T>::W;
-
-// The head size rounded up to whole registers: packed blocks are zero-padded to it.
-template <class T> int padded(int hs) {
-    constexpr int W = Simd<T>::W;
-    return (hs + W - 1) / W * W;
 }
 
 // Keeps v in a register: without this GCC folds the loads of a tile's shared operands
@@ -118,19 +114,12 @@ void mix_tile(T* O, int ldo, const T* P, int pr, int pk, int n, const T* Y, int 
         for (int v = 0; v < NV; ++v) store(O + size_t(r) * ldo + v * W, acc[r][v]);
 }
 
-// Which terms of a product O += P @ Y the causal mask zeroes in P, for output row r and
-// reduction index k: none (kNone), k > r + off (kAbove) or k < r - off (kBelow). Tiles
-// skip them, about half of the products of a diagonal block.
-enum class Mask { kNone, kAbove, kBelow };
-
 // mix_tile on rows [r, r + R) over the k the mask leaves, with nv = NV in 1..4.
 template <class T, int R>
 void mix_chunk(int nv, T* O, int ldo, const T* P, int pr, int pk, int n, const T* Y, int ldy, int r,
                Mask mask, int off) {
-    int k0 = 0, k1 = n;
-    if (mask == Mask::kAbove) k1 = std::clamp(r + R + off, 0, n);
-    if (mask == Mask::kBelow) k0 = std::clamp(r - off, 0, n);
-    if (k0 >= k1) return;
+    const auto [k0, k1] = unmasked(mask, r, R, n, off);
+    if (k0 == k1) return;
     O += size_t(r) * ldo;
     P += size_t(r) * pr + size_t(k0) * pk;
     Y += size_t(k0) * ldy;
@@ -189,54 +178,13 @@ template <class T> void pack_rows(T* Y, const T* X, int ld, int n, int hs, int h
     }
 }
 
-// One key block of the online softmax for a query block. st (n keys, kBlock queries)
-// holds raw scores q.k; key j is visible to query i if j <= i + off. In place, st
-// becomes p = exp(scale st - m) on visible entries and 0 elsewhere, with m the running
-// max (updated); l (the running sum of p) is rescaled and extended, and alpha =
-// exp(m_old - m) is returned per query for rescaling the output so far.
-template <class T> void softmax_block(T* st, int n, int off, T scale, T* m, T* l, T* alpha) {
-    constexpr int Bk = kBlock<T>;
-    T mx[Bk];
-    std::copy(m, m + Bk, mx);
-    for (int j = 0; j < n; ++j) {
-        T* row = st + size_t(j) * Bk;
-#pragma omp simd
-        for (int i = 0; i < Bk; ++i) {
-            row[i] *= scale;
-            mx[i] = j <= i + off && row[i] > mx[i] ? row[i] : mx[i];
-        }
-    }
-#pragma omp simd
-    for (int i = 0; i < Bk; ++i) {
-        alpha[i] = exp_fast(m[i] - mx[i]); // 0 for the first block (m = -inf)
-        l[i] *= alpha[i];
-        m[i] = mx[i];
-    }
-    for (int j = 0; j < n; ++j) {
-        T* row = st + size_t(j) * Bk;
-#pragma omp simd
-        for (int i = 0; i < Bk; ++i) {
-            const T p = j <= i + off ? exp_fast(row[i] - m[i]) : T(0);
-            row[i] = p;
-            l[i] += p;
-        }
-    }
-}
-
-// A thread's slot of scratch, aligned to 64 bytes (attention_scratch_size has the slack).
-template <class T> T* slot(T* scratch, int Tn, int hs) {
-    T* base = scratch + size_t(omp_get_thread_num()) * attention_scratch_size<T>(Tn, hs);
-    const auto address = reinterpret_cast<uintptr_t>(base);
-    return base + (((address + 63) & ~uintptr_t(63)) - address) / sizeof(T);
-}
-
 } // namespace
 
-// The backward's: 7 (kBlock,hsp) tiles, 2 (kBlock,kBlock) tiles, the head's dq (T,hsp)
-// and D (T); the forward uses less. Plus a register of slack for alignment.
+// Room for the largest layout: the backward's, in float also the bf16 kernels'.
 template <class T> size_t attention_scratch_size(int Tn, int hs) {
-    const size_t Bk = kBlock<T>, hsp = padded<T>(hs), T_up = (Tn + Bk - 1) / Bk * Bk;
-    return 7 * Bk * hsp + 2 * Bk * Bk + T_up * (hsp + 1) + Simd<T>::W;
+    if constexpr (std::is_same_v<T, float>)
+        return std::max(fp_scratch<float>(Tn, hs), bf16_scratch(Tn, hs));
+    return fp_scratch<T>(Tn, hs);
 }
 
 // out (B,T,C), lse (B,NH,T);  qkv (B,T,3C). Threads take (batch, head, query block)
@@ -250,14 +198,15 @@ void attention_forward(T* out, T* lse, T* scratch, int n_slots, const T* qkv, in
     const size_t tile = size_t(Bk) * hsp;
 #pragma omp parallel num_threads(std::max(1, n_slots))
     {
-        T* const qt = slot(scratch, Tn, hs); // (hsp,Bk) the query block, transposed
-        T* const kb = qt + tile;             // (Bk,hsp) a key block
-        T* const vb = kb + tile;             // (Bk,hsp) its values
-        T* const o = vb + tile;              // (Bk,hsp) unnormalised output
-        T* const st = o + tile;              // (Bk,Bk) scores, then probabilities, keys by queries
-        T* const m = st + Bk * Bk;           // (Bk) running max of the scaled scores
-        T* const l = m + Bk;                 // (Bk) running sum of exp(score - m)
-        T* const alpha = l + Bk;             // (Bk)
+        T* const qt = slot(scratch, attention_scratch_size<T>(Tn, hs));
+        // qt (hsp,Bk): the query block, transposed
+        T* const kb = qt + tile;   // (Bk,hsp) a key block
+        T* const vb = kb + tile;   // (Bk,hsp) its values
+        T* const o = vb + tile;    // (Bk,hsp) unnormalised output
+        T* const st = o + tile;    // (Bk,Bk) scores, then probabilities, keys by queries
+        T* const m = st + Bk * Bk; // (Bk) running max of the scaled scores
+        T* const l = m + Bk;       // (Bk) running sum of exp(score - m)
+        T* const alpha = l + Bk;   // (Bk)
 #pragma omp for collapse(3) schedule(dynamic)
         for (int b = 0; b < B; ++b)
             for (int h = 0; h < NH; ++h)
@@ -312,7 +261,8 @@ void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T
     const size_t tile = size_t(Bk) * hsp;
 #pragma omp parallel num_threads(std::max(1, n_slots))
     {
-        T* const kt = slot(scratch, Tn, hs); // (hsp,Bk) the key block, transposed
+        T* const kt = slot(scratch, attention_scratch_size<T>(Tn, hs));
+        // kt (hsp,Bk): the key block, transposed
         T* const vt = kt + tile;             // (hsp,Bk) its values, transposed
         T* const kb = vt + tile;             // (Bk,hsp) the key block
         T* const qb = kb + tile;             // (Bk,hsp) a query block

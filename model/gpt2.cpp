@@ -357,6 +357,9 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pa
     const Activations<T>& a = acts_;
     const StageTimer timer(profile_);
     auto attend = [&](T* atty, T* lse, const T* qkv) {
+        if constexpr (std::is_same_v<T, float>)
+            if (precision() == Precision::bf16)
+                return attention_forward_bf16(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
         attention_forward(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
     };
 
@@ -445,6 +448,10 @@ template <class T> void GPT2<T>::backward() {
     const BackwardScratch<T>& d = a.backward;
     const StageTimer timer(profile_);
     auto attend_backward = [&](T* dqkv, const T* datty, const T* qkv, const T* atty, const T* lse) {
+        if constexpr (std::is_same_v<T, float>)
+            if (precision() == Precision::bf16)
+                return attention_backward_bf16(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B,
+                                               Tn, C, NH);
         attention_backward(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B, Tn, C, NH);
     };
 

@@ -66,6 +66,16 @@ void attention_backward(T* dqkv, T* scratch, int n_slots, const T* dout, const T
 // either direction: blocks, and the dq and D of one head (T = 1024, hs = 64: 420 KB).
 template <class T> size_t attention_scratch_size(int Tn, int hs);
 
+// The same attention with bfloat16 products (model precision bf16): q, k, v, the
+// probabilities, dout and dS are rounded to bfloat16 per block and multiplied with
+// AVX512_BF16 dot products that accumulate in float; softmax, lse and all outputs stay
+// float. Same shapes and scratch (attention_scratch_size<float>); needs cpu_has_bf16().
+void attention_forward_bf16(float* out, float* lse, float* scratch, int n_slots, const float* qkv,
+                            int B, int Tn, int C, int NH);
+void attention_backward_bf16(float* dqkv, float* scratch, int n_slots, const float* dout,
+                             const float* qkv, const float* out, const float* lse, int B, int Tn,
+                             int C, int NH);
+
 // One query position against cached keys and values, for generation (no backward).
 // out (C) = softmax(q k^T / sqrt(hs)) v per head over positions 0..n-1;
 // q (C); kv (n, 2C) holds each position's k | v; scores scratch (n).

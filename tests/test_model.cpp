@@ -2,12 +2,14 @@
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
 
 #include "model/gpt2.h"
 #include "model/gradcheck.h"
+#include "model/precision.h"
 
 using doctest::Approx;
 using namespace model;
@@ -175,6 +177,39 @@ TEST_CASE("float and double agree on loss and gradients") {
         INFO(e.name);
         CHECK(e.rel < 1e-5);
     }
+}
+
+TEST_CASE("in bf16 the model's loss and gradients stay close to fp32") {
+    if (!cpu_has_bf16() || !matmul_has_bf16()) {
+        MESSAGE("skipped: bf16 needs AVX512_BF16 and the oneDNN build");
+        return;
+    }
+    // Two attention blocks of 64 positions, the second partial.
+    const Config config = make_config(2, 2, 32, 64, 80);
+    GPT2<float> m(config);
+    m.init_weights(21);
+    const int B = 2, Tn = 80;
+    const auto tokens = iota_tokens(size_t(B) * Tn, 64, 3),
+               targets = iota_tokens(size_t(B) * Tn, 64, 4);
+    m.reserve(B, Tn, true);
+    auto run = [&](Precision precision) {
+        m.set_precision(precision);
+        m.zero_grad();
+        const double loss = m.forward(tokens.data(), targets.data(), B, Tn);
+        m.backward();
+        return std::pair{loss, std::vector<double>(m.grads(), m.grads() + m.num_params())};
+    };
+    const auto [loss32, grads32] = run(Precision::fp32);
+    const auto [loss16, grads16] = run(Precision::bf16);
+    CHECK(loss16 == Approx(loss32).epsilon(1e-2));
+    CHECK(loss16 != loss32); // the bf16 path ran
+    // Direction of the whole gradient: cosine similarity.
+    const double dot = std::inner_product(grads32.begin(), grads32.end(), grads16.begin(), 0.0);
+    const double n32 = std::inner_product(grads32.begin(), grads32.end(), grads32.begin(), 0.0);
+    const double n16 = std::inner_product(grads16.begin(), grads16.end(), grads16.begin(), 0.0);
+    MESSAGE("loss fp32 ", loss32, " bf16 ", loss16, ", gradient cosine ",
+            dot / std::sqrt(n32 * n16));
+    CHECK(dot / std::sqrt(n32 * n16) > 0.999);
 }
 
 TEST_CASE("generation with the key/value cache gives the full forward pass's logits") {
