@@ -4,6 +4,7 @@
 
 #include <cstddef>
 
+#include "model/bf16.h"
 #include "model/config.h"
 #include "model/layers.h"
 #include "model/recompute.h"
@@ -27,6 +28,11 @@ template <class T> struct LayerActivations {
     T* fch;       // (N,4C)
     T* fch_gelu;  // (N,4C)
     T* residual3; // (N,C) block output: residual2 + MLP branch
+    // In bf16 precision the linear layers' inputs are kept in bf16, rounded once, in
+    // these instead, and ln1, ln2 and fch_gelu are null (float models only).
+    bf16* ln1_bf16;      // (N,C)
+    bf16* ln2_bf16;      // (N,C)
+    bf16* fch_gelu_bf16; // (N,4C)
 };
 
 // Gradients the backward pass passes between layers; each buffer is reused by every
@@ -43,30 +49,33 @@ template <class T> struct BackwardScratch {
 // Carved from one allocation sized for at most (max_batch, max_seq) at reserve() time.
 // Per-layer buffers stack L slices: ln1 is (L,B,T,C), lse is (L,B,NH,T), and so on;
 // with Recompute (model/recompute.h), fch_gelu and ln1 = ln2 are one slice that all
-// layers share.
+// layers share. The bf16 buffers come from a second allocation of bf16.
 template <class T> struct Activations {
-    T* encoded;   // (B,T,C)
-    T* ln1;       // (L,B,T,C)
-    T* ln1_mean;  // (L,B,T)
-    T* ln1_rstd;  // (L,B,T)
-    T* qkv;       // (L,B,T,3C)
-    T* atty;      // (L,B,T,C)
-    T* lse;       // (L,B,NH,T)
-    T* residual2; // (L,B,T,C)
-    T* ln2;       // (L,B,T,C)
-    T* ln2_mean;  // (L,B,T)
-    T* ln2_rstd;  // (L,B,T)
-    T* fch;       // (L,B,T,4C)
-    T* fch_gelu;  // (L,B,T,4C)
-    T* residual3; // (L,B,T,C)
-    T* lnf;       // (B,T,C)
-    T* lnf_mean;  // (B,T)
-    T* lnf_rstd;  // (B,T)
-    T* logits;    // (rows,Vp): all B*T rows' logits, then probs after the loss; or, reserved
-                  // for training, one chunk of rows of the fused classifier
-    T* losses;    // (B,T)
-    T* proj;      // (B,T,C) scratch: attention and MLP projections before the residual add
-    T* attn;      // (slots, attention_scratch_size(T,hs)) attention's per-thread blocks
+    T* encoded;          // (B,T,C)
+    T* ln1;              // (L,B,T,C)
+    T* ln1_mean;         // (L,B,T)
+    T* ln1_rstd;         // (L,B,T)
+    T* qkv;              // (L,B,T,3C)
+    T* atty;             // (L,B,T,C)
+    T* lse;              // (L,B,NH,T)
+    T* residual2;        // (L,B,T,C)
+    T* ln2;              // (L,B,T,C)
+    T* ln2_mean;         // (L,B,T)
+    T* ln2_rstd;         // (L,B,T)
+    T* fch;              // (L,B,T,4C)
+    T* fch_gelu;         // (L,B,T,4C)
+    T* residual3;        // (L,B,T,C)
+    bf16* ln1_bf16;      // (L,B,T,C) in bf16 precision, instead of ln1, ln2, fch_gelu
+    bf16* ln2_bf16;      // (L,B,T,C)
+    bf16* fch_gelu_bf16; // (L,B,T,4C)
+    T* lnf;              // (B,T,C)
+    T* lnf_mean;         // (B,T)
+    T* lnf_rstd;         // (B,T)
+    T* logits;           // (rows,Vp): all B*T rows' logits, then probs after the loss; or, reserved
+                         // for training, one chunk of rows of the fused classifier
+    T* losses;           // (B,T)
+    T* proj;             // (B,T,C) scratch: attention and MLP projections before the residual add
+    T* attn;             // (slots, attention_scratch_size(T,hs)) attention's per-thread blocks
     BackwardScratch<T> backward; // null unless reserved for training
     // Elements in one layer's slice of a stacked buffer: (B,T), (B,T,C), (B,NH,T).
     size_t bt = 0, btc = 0, bht = 0;
@@ -76,8 +85,9 @@ template <class T> struct Activations {
     // Layer l's slice of every stacked buffer.
     LayerActivations<T> layer(int l) const {
         const size_t lbt = size_t(l) * bt, lbtc = size_t(l) * btc;
+        auto at = [](auto* base, size_t offset) { return base ? base + offset : nullptr; };
         return {.residual = l == 0 ? encoded : residual3 + lbtc - btc,
-                .ln1 = ln1 + l * ln_step,
+                .ln1 = at(ln1, l * ln_step),
                 .ln1_mean = ln1_mean + lbt,
                 .ln1_rstd = ln1_rstd + lbt,
                 .qkv = qkv + lbtc * 3,
@@ -85,41 +95,57 @@ template <class T> struct Activations {
                 .lse = lse + size_t(l) * bht,
                 .proj = proj,
                 .residual2 = residual2 + lbtc,
-                .ln2 = ln2 + l * ln_step,
+                .ln2 = at(ln2, l * ln_step),
                 .ln2_mean = ln2_mean + lbt,
                 .ln2_rstd = ln2_rstd + lbt,
                 .fch = fch + lbtc * 4,
-                .fch_gelu = fch_gelu + l * gelu_step,
-                .residual3 = residual3 + lbtc};
+                .fch_gelu = at(fch_gelu, l * gelu_step),
+                .residual3 = residual3 + lbtc,
+                .ln1_bf16 = at(ln1_bf16, l * ln_step),
+                .ln2_bf16 = at(ln2_bf16, l * ln_step),
+                .fch_gelu_bf16 = at(fch_gelu_bf16, l * gelu_step)};
     }
 };
 
-// The one list of activation buffers and their sizes. take(n) hands out n elements
-// (or, for sizing, just counts them); backward scratch is only taken for training, the
-// attention's scratch (slots threads) always. logit_rows: the rows of the logits buffer
-// (B*T, or a training model's chunk).
-template <class T, class Take>
+// The one list of activation buffers and their sizes. take(n) hands out n elements of T
+// (or, for sizing, just counts them), take_bf16(n) n of bf16; backward scratch is only
+// taken for training, the attention's scratch (slots threads) always. logit_rows: the
+// rows of the logits buffer (B*T, or a training model's chunk). bf16_inputs: keep the
+// linear layers' inputs in bf16 (bf16 precision).
+template <class T, class Take, class TakeBf16>
 void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
-                        size_t slots, Recompute recompute, size_t logit_rows, Take&& take) {
+                        size_t slots, Recompute recompute, size_t logit_rows, bool bf16_inputs,
+                        Take&& take, TakeBf16&& take_bf16) {
     const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
     a.bt = BT;
     a.btc = BT * C;
     a.bht = B * NH * Tn;
     a.ln_step = recompute == Recompute::all ? 0 : a.btc;
     a.gelu_step = recompute == Recompute::off ? 4 * a.btc : 0;
+    const size_t ln_size = a.ln_step ? L * a.btc : a.btc;
+    const size_t gelu_size = a.gelu_step ? L * a.btc * 4 : a.btc * 4;
+    auto take_input = [&](size_t n, T*& f, bf16*& h) { // a linear layer's input
+        f = bf16_inputs ? nullptr : take(n);
+        h = bf16_inputs ? take_bf16(n) : nullptr;
+    };
     a.encoded = take(BT * C);
-    a.ln1 = take(a.ln_step ? L * a.btc : a.btc);
+    take_input(ln_size, a.ln1, a.ln1_bf16);
     a.ln1_mean = take(L * a.bt);
     a.ln1_rstd = take(L * a.bt);
     a.qkv = take(L * a.btc * 3);
     a.atty = take(L * a.btc);
     a.lse = take(L * a.bht);
     a.residual2 = take(L * a.btc);
-    a.ln2 = a.ln_step ? take(L * a.btc) : a.ln1;
+    if (a.ln_step) {
+        take_input(ln_size, a.ln2, a.ln2_bf16);
+    } else { // one buffer for both
+        a.ln2 = a.ln1;
+        a.ln2_bf16 = a.ln1_bf16;
+    }
     a.ln2_mean = take(L * a.bt);
     a.ln2_rstd = take(L * a.bt);
     a.fch = take(L * a.btc * 4);
-    a.fch_gelu = take(a.gelu_step ? L * a.btc * 4 : a.btc * 4);
+    take_input(gelu_size, a.fch_gelu, a.fch_gelu_bf16);
     a.residual3 = take(L * a.btc);
     a.lnf = take(BT * C);
     a.lnf_mean = take(BT);
@@ -173,7 +199,10 @@ template <class T> struct StepActivations {
                 .ln2_rstd = rstd,
                 .fch = fch,
                 .fch_gelu = fch_gelu,
-                .residual3 = x};
+                .residual3 = x,
+                .ln1_bf16 = nullptr, // float inputs: a step rounds them in its products
+                .ln2_bf16 = nullptr,
+                .fch_gelu_bf16 = nullptr};
     }
 };
 

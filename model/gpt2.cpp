@@ -128,7 +128,7 @@ template <class T> void GPT2<T>::set_precision(Precision precision) {
         throw base::SettingError("precision", "bf16 runs float models only");
     check_precision_supported(precision);
     mm_.set_precision(precision);
-    if (cap_batch_) prepare_matmuls(cap_batch_ * cap_seq_, cap_training_);
+    if (cap_batch_) reserve(cap_batch_, cap_seq_, cap_training_); // activations in bf16 or not
 }
 
 template <class T> void GPT2<T>::allocate_grads() {
@@ -156,24 +156,20 @@ template <class T> void GPT2<T>::set_classifier_rows(int rows) {
 
 namespace {
 
-// The elements an assign_*activations list takes: runs it with a take() that only counts.
-template <class T, class Assign> size_t count_elements(Assign&& assign) {
-    size_t total = 0;
-    assign([&](size_t n) -> T* {
+// take()s for the assign_*activations lists: one that only counts the elements taken,
+// one that hands out consecutive slices of memory (null for empty ones); no allocation.
+template <class U> auto counter(size_t& total) {
+    return [&total](size_t n) -> U* {
         total += n;
         return nullptr;
-    });
-    return total;
+    };
 }
-
-// Runs an assign_*activations list with a take() that hands out consecutive slices of
-// memory (null for empty ones); no allocation.
-template <class T, class Assign> void carve_from(T* memory, Assign&& assign) {
-    assign([&](size_t n) {
-        T* p = n ? memory : nullptr;
+template <class U> auto carver(U* memory) {
+    return [memory](size_t n) mutable {
+        U* p = n ? memory : nullptr;
         memory += n;
         return p;
-    });
+    };
 }
 
 } // namespace
@@ -190,12 +186,14 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
     attn_slots_ = omp_get_max_threads();
     const size_t BT = size_t(max_batch) * max_seq;
     Activations<T> sizing{};
-    const size_t total = count_elements<T>([&](auto&& take) {
-        assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_,
-                           recompute_, logit_rows(BT, for_training), take);
-    });
+    size_t total = 0, total_bf16 = 0;
+    assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_, recompute_,
+                       logit_rows(BT, for_training), bf16_inputs(), counter<T>(total),
+                       counter<bf16>(total_bf16));
     act_memory_.assign(total, T(0));
     act_memory_.shrink_to_fit();
+    act_bf16_.assign(total_bf16, bf16{});
+    act_bf16_.shrink_to_fit();
     tokens_.assign(BT, 0);
     targets_.assign(BT, -1);
     predictions_.assign(BT, 0);
@@ -235,16 +233,23 @@ template <class T> size_t GPT2<T>::logit_rows(size_t BT, bool training) const {
 
 // Points the activation fields into act_memory_ for this (B, T).
 template <class T> void GPT2<T>::carve(int B, int Tn) {
-    carve_from(act_memory_.data(), [&](auto&& take) {
-        assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, recompute_,
-                           logit_rows(size_t(B) * Tn, cap_training_), take);
-    });
+    assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, recompute_,
+                       logit_rows(size_t(B) * Tn, cap_training_), bf16_inputs(),
+                       carver(act_memory_.data()), carver(act_bf16_.data()));
 }
 
 namespace {
 
 template <class T> void fill_zero(T* x, size_t n) {
     std::fill(x, x + n, T(0));
+}
+
+// use(x) on a linear layer's input as LayerActivations keeps it: x = h when it is kept
+// in bf16 (bf16 precision), else f.
+template <class T, class Use> void kept_input(T* f, bf16* h, Use&& use) {
+    if constexpr (std::is_same_v<T, float>)
+        if (h) return use(h);
+    use(f);
 }
 
 // One transformer block on N rows, through p's weights and a's buffers:
@@ -257,17 +262,23 @@ template <class T, class Attend>
 void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, int N, int C,
                    Matmul<T>& mm, Attend&& attend, const StageTimer& timer) {
     const size_t NC = size_t(N) * C;
-    TIMED(kNorm,
-          layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.residual, p.ln1_w, p.ln1_b, N, C));
-    TIMED(kMatmul, mm.forward(a.qkv, a.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C));
+    kept_input(a.ln1, a.ln1_bf16, [&](auto* ln1) {
+        TIMED(kNorm,
+              layernorm_forward(ln1, a.ln1_mean, a.ln1_rstd, a.residual, p.ln1_w, p.ln1_b, N, C));
+        TIMED(kMatmul, mm.forward(a.qkv, ln1, p.qkv_w, p.qkv_b, N, C, 3 * C));
+    });
     TIMED(kAttention, attend(a.atty, a.lse, a.qkv));
     TIMED(kMatmul, mm.forward(a.proj, a.atty, p.attproj_w, p.attproj_b, N, C, C));
     TIMED(kPointwise, residual_forward(a.residual2, a.residual, a.proj, NC));
-    TIMED(kNorm,
-          layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2_w, p.ln2_b, N, C));
-    TIMED(kMatmul, mm.forward(a.fch, a.ln2, p.fc_w, p.fc_b, N, C, 4 * C));
-    TIMED(kPointwise, gelu_forward(a.fch_gelu, a.fch, NC * 4));
-    TIMED(kMatmul, mm.forward(a.proj, a.fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C));
+    kept_input(a.ln2, a.ln2_bf16, [&](auto* ln2) {
+        TIMED(kNorm,
+              layernorm_forward(ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2_w, p.ln2_b, N, C));
+        TIMED(kMatmul, mm.forward(a.fch, ln2, p.fc_w, p.fc_b, N, C, 4 * C));
+    });
+    kept_input(a.fch_gelu, a.fch_gelu_bf16, [&](auto* fch_gelu) {
+        TIMED(kPointwise, gelu_forward(fch_gelu, a.fch, NC * 4));
+        TIMED(kMatmul, mm.forward(a.proj, fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C));
+    });
     TIMED(kPointwise, residual_forward(a.residual3, a.residual2, a.proj, NC));
 }
 
@@ -286,17 +297,21 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
     const size_t NC = size_t(N) * C;
     const bool recompute_ln = recompute == Recompute::all;
     // MLP branch.
-    if (recompute != Recompute::off) TIMED(kPointwise, gelu_forward(a.fch_gelu, a.fch, NC * 4));
-    TIMED(kPointwise, fill_zero(d.dfch_gelu, NC * 4));
-    TIMED(kMatmul, mm.backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, a.fch_gelu,
-                               p.fcproj_w, N, 4 * C, C));
+    kept_input(a.fch_gelu, a.fch_gelu_bf16, [&](auto* fch_gelu) {
+        if (recompute != Recompute::off) TIMED(kPointwise, gelu_forward(fch_gelu, a.fch, NC * 4));
+        TIMED(kPointwise, fill_zero(d.dfch_gelu, NC * 4));
+        TIMED(kMatmul, mm.backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, fch_gelu,
+                                   p.fcproj_w, N, 4 * C, C));
+    });
     TIMED(kPointwise, fill_zero(d.dfch, NC * 4));
     TIMED(kPointwise, gelu_backward(d.dfch, a.fch, d.dfch_gelu, NC * 4));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
-    if (recompute_ln)
-        TIMED(kNorm, layernorm_recompute(a.ln2, a.residual2, p.ln2_w, p.ln2_b, a.ln2_mean,
-                                         a.ln2_rstd, N, C));
-    TIMED(kMatmul, mm.backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, a.ln2, p.fc_w, N, C, 4 * C));
+    kept_input(a.ln2, a.ln2_bf16, [&](auto* ln2) {
+        if (recompute_ln)
+            TIMED(kNorm, layernorm_recompute(ln2, a.residual2, p.ln2_w, p.ln2_b, a.ln2_mean,
+                                             a.ln2_rstd, N, C));
+        TIMED(kMatmul, mm.backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, ln2, p.fc_w, N, C, 4 * C));
+    });
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln2_w, g.ln2_b, d.dbt_c, a.residual2, p.ln2_w,
                                     a.ln2_mean, a.ln2_rstd, N, C));
     // Attention branch.
@@ -306,10 +321,12 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
     TIMED(kPointwise, fill_zero(d.dqkv, NC * 3));
     TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, a.qkv, a.atty, a.lse));
     TIMED(kPointwise, fill_zero(d.dbt_c, NC));
-    if (recompute_ln)
-        TIMED(kNorm, layernorm_recompute(a.ln1, a.residual, p.ln1_w, p.ln1_b, a.ln1_mean,
-                                         a.ln1_rstd, N, C));
-    TIMED(kMatmul, mm.backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, a.ln1, p.qkv_w, N, C, 3 * C));
+    kept_input(a.ln1, a.ln1_bf16, [&](auto* ln1) {
+        if (recompute_ln)
+            TIMED(kNorm, layernorm_recompute(ln1, a.residual, p.ln1_w, p.ln1_b, a.ln1_mean,
+                                             a.ln1_rstd, N, C));
+        TIMED(kMatmul, mm.backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, ln1, p.qkv_w, N, C, 3 * C));
+    });
     TIMED(kNorm, layernorm_backward(d.dresidual, g.ln1_w, g.ln1_b, d.dbt_c, a.residual, p.ln1_w,
                                     a.ln1_mean, a.ln1_rstd, N, C));
 }
@@ -476,9 +493,10 @@ template <class T> void GPT2<T>::start_generation(int max_positions) {
         throw std::invalid_argument("generation needs 1.." + std::to_string(c.max_seq) +
                                     " positions, not " + std::to_string(max_positions));
     kv_positions_ = max_positions;
-    auto assign = [&](auto&& take) { assign_step_activations(step_acts_, c, max_positions, take); };
-    step_memory_.assign(count_elements<T>(assign), T(0));
-    carve_from(step_memory_.data(), assign);
+    size_t total = 0;
+    assign_step_activations(step_acts_, c, max_positions, counter<T>(total));
+    step_memory_.assign(total, T(0));
+    assign_step_activations(step_acts_, c, max_positions, carver(step_memory_.data()));
     prepare_matmuls(1, false);
 }
 

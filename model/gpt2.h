@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 #include <vector>
 
 #include "model/activations.h"
@@ -133,10 +134,13 @@ private:
     void prepare_matmuls(int N, bool training);
     size_t logit_rows(size_t BT, bool training) const; // rows of the logits buffer
     double classify(int N, bool training);
+    // Whether the linear layers' inputs are kept in bf16: bf16 precision.
+    bool bf16_inputs() const { return std::is_same_v<T, float> && precision() == Precision::bf16; }
 
     ParamLayout layout_;
     std::vector<T> params_, grads_;
     std::vector<T> act_memory_;
+    std::vector<bf16> act_bf16_; // the activations kept in bf16 (bf16 precision)
     Activations<T> acts_{};
     int cap_batch_ = 0, cap_seq_ = 0;
     int attn_slots_ = 0; // attention's scratch slots: the threads it may use

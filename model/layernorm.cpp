@@ -10,16 +10,16 @@ namespace {
 
 // One row's output from its statistics; the one expression of it, so that
 // layernorm_recompute gives what layernorm_forward wrote, bit for bit.
-template <class T>
-inline void normalize_row(T* out, const T* x, const T* weight, const T* bias, T m, T s, int C) {
-    for (int c = 0; c < C; ++c) out[c] = (x[c] - m) * s * weight[c] + bias[c];
+template <class T, class Out>
+inline void normalize_row(Out* out, const T* x, const T* weight, const T* bias, T m, T s, int C) {
+    for (int c = 0; c < C; ++c) out[c] = store_as<Out>((x[c] - m) * s * weight[c] + bias[c]);
 }
 
 } // namespace
 
 // out (N,C), mean (N), rstd (N);  inp (N,C), weight (C), bias (C)
-template <class T>
-void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
+template <class T, class Out>
+void layernorm_forward(Out* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
                        int N, int C) {
     const T eps = T(1e-5);
 #pragma omp parallel for
@@ -39,8 +39,8 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 }
 
 // out (N,C) from inp (N,C) and the kept mean (N), rstd (N)
-template <class T>
-void layernorm_recompute(T* out, const T* inp, const T* weight, const T* bias, const T* mean,
+template <class T, class Out>
+void layernorm_recompute(Out* out, const T* inp, const T* weight, const T* bias, const T* mean,
                          const T* rstd, int N, int C) {
 #pragma omp parallel for
     for (int n = 0; n < N; ++n)
@@ -94,13 +94,16 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
     }
 }
 
-#define INSTANTIATE(T)                                                                             \
-    template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);        \
-    template void layernorm_recompute<T>(T*, const T*, const T*, const T*, const T*, const T*,     \
-                                         int, int);                                                \
-    template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,        \
-                                        const T*, int, int);
-INSTANTIATE(float)
-INSTANTIATE(double)
+#define INSTANTIATE_OUT(T, Out)                                                                    \
+    template void layernorm_forward<T, Out>(Out*, T*, T*, const T*, const T*, const T*, int, int); \
+    template void layernorm_recompute<T, Out>(Out*, const T*, const T*, const T*, const T*,        \
+                                              const T*, int, int);
+INSTANTIATE_OUT(float, float)
+INSTANTIATE_OUT(double, double)
+INSTANTIATE_OUT(float, bf16)
+template void layernorm_backward<float>(float*, float*, float*, const float*, const float*,
+                                        const float*, const float*, const float*, int, int);
+template void layernorm_backward<double>(double*, double*, double*, const double*, const double*,
+                                         const double*, const double*, const double*, int, int);
 
 } // namespace model

@@ -11,6 +11,8 @@
 
 #include <cstddef>
 
+#include "model/bf16.h"
+
 namespace model {
 
 // Token + position embedding.
@@ -22,9 +24,10 @@ template <class T>
 void encoder_backward(T* dwte, T* dwpe, const T* dout, const int* tokens, int B, int Tn, int C);
 
 // LayerNorm over the last axis, eps 1e-5, biased variance.
-// out (N,C), mean (N), rstd (N) = 1/sqrt(var + eps); inp (N,C), weight (C), bias (C)
-template <class T>
-void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
+// out (N,C), mean (N), rstd (N) = 1/sqrt(var + eps); inp (N,C), weight (C), bias (C).
+// Out = T, or bf16 for float (out rounded once, as a bf16 product's input).
+template <class T, class Out>
+void layernorm_forward(Out* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
                        int N, int C);
 // dinp (N,C), dweight (C), dbias (C) += from dout (N,C) and the forward's mean, rstd
 template <class T>
@@ -32,8 +35,8 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
                         const T* mean, const T* rstd, int N, int C);
 // The forward's out (N,C) again, from inp and the mean and rstd it kept: bit for bit
 // what layernorm_forward wrote.
-template <class T>
-void layernorm_recompute(T* out, const T* inp, const T* weight, const T* bias, const T* mean,
+template <class T, class Out>
+void layernorm_recompute(Out* out, const T* inp, const T* weight, const T* bias, const T* mean,
                          const T* rstd, int N, int C);
 
 // Linear layer. out (N,OC) = inp (N,C) @ weight^T + bias;  weight (OC,C), bias (OC) or null
@@ -83,8 +86,9 @@ template <class T>
 void attention_step(T* out, T* scores, const T* q, const T* kv, int n, int C, int NH);
 
 // GELU, tanh approximation (as GPT-2):
-// out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));  out, inp (n)
-template <class T> void gelu_forward(T* out, const T* inp, size_t n);
+// out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));  out, inp (n).
+// Out = T, or bf16 for float (out rounded once, as a bf16 product's input).
+template <class T, class Out> void gelu_forward(Out* out, const T* inp, size_t n);
 // dinp (n) += gelu'(inp) * dout
 template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n);
 

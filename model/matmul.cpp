@@ -71,6 +71,13 @@ INSTANTIATE(double)
                              const T* weight, int N, int C, int OC) {                              \
         matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);                        \
     }                                                                                              \
+    template <> void Matmul<T>::forward(T*, const bf16*, const T*, const T*, int, int, int) {      \
+        throw std::logic_error("Matmul: bf16 inputs need precision bf16 on oneDNN");               \
+    }                                                                                              \
+    template <>                                                                                    \
+    void Matmul<T>::backward(T*, T*, T*, const T*, const bf16*, const T*, int, int, int) {         \
+        throw std::logic_error("Matmul: bf16 inputs need precision bf16 on oneDNN");               \
+    }                                                                                              \
     template <> void Matmul<T>::prepare(int, int, int, bool, bool, const T*) {}                    \
     template <> void Matmul<T>::weights_changed() {}
 CBLAS_MATMUL(double)

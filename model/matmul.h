@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "model/bf16.h"
 #include "model/precision.h"
 
 namespace model {
@@ -24,6 +25,12 @@ public:
     // dinp (N,C) += dout (N,OC) @ weight;  dweight (OC,C) += dout^T @ inp;
     // dbias (OC) += the column sums of dout (skipped if null).
     void backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                  int N, int C, int OC);
+    // The same two in bf16 precision (float only) with inp already in bf16: rounded once
+    // where it was made (layernorm_forward, gelu_forward) and kept for backward, rather
+    // than rounded again by every product that reads it.
+    void forward(T* out, const bf16* inp, const T* weight, const T* bias, int N, int C, int OC);
+    void backward(T* dinp, T* dweight, T* dbias, const T* dout, const bf16* inp, const T* weight,
                   int N, int C, int OC);
     // Prepares a shape's products before their first use: the forward one (with a bias
     // or without), and with `training` the two backward ones too; given the weight

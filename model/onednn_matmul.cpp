@@ -2,7 +2,6 @@
 
 #include <oneapi/dnnl/dnnl_version.h>
 
-#include <bit>
 #include <stdexcept>
 #include <string>
 
@@ -88,14 +87,7 @@ Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vecto
     return p;
 }
 
-// Round to nearest even, as the hardware's conversions do; NaN stays NaN.
-inline uint16_t to_bf16(float x) {
-    const uint32_t bits = std::bit_cast<uint32_t>(x);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40u);
-    return uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
-
-void grow(std::vector<uint16_t>& v, size_t n) {
+void grow(std::vector<bf16>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
@@ -119,22 +111,20 @@ Impl::Prepared& Impl::get(const Key& key) {
 Impl::WeightCopy& Impl::copy_of(const float* weight, size_t n) {
     for (WeightCopy& c : copies)
         if (c.source == weight) return c;
-    return copies.emplace_back(WeightCopy{weight, std::vector<uint16_t>(n), false});
+    return copies.emplace_back(WeightCopy{weight, std::vector<bf16>(n), false});
 }
 
 const void* Impl::weight_copy(const float* weight, size_t n) {
     WeightCopy& c = copy_of(weight, n);
-    if (!c.fresh) round(c.data, weight, n);
+    if (!c.fresh) to_bf16(c.data.data(), weight, n);
     c.fresh = true;
     return c.data.data();
 }
 
-const uint16_t* Impl::round(std::vector<uint16_t>& into, const float* x, size_t n) {
+const bf16* Impl::round(std::vector<bf16>& into, const float* x, size_t n) {
     if (into.size() < n) throw std::logic_error("Matmul: bf16 product used before prepare");
-    uint16_t* out = into.data();
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; ++i) out[i] = to_bf16(x[i]);
-    return out;
+    to_bf16(into.data(), x, n);
+    return into.data();
 }
 
 void Impl::run(const Key& key, const void* src, const void* weights, const float* bias,
@@ -150,43 +140,56 @@ void Impl::run(const Key& key, const void* src, const void* weights, const float
 }
 
 template <>
+void Matmul<float>::forward(float* out, const bf16* inp, const float* weight, const float* bias,
+                            int N, int C, int OC) {
+    if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 input in fp32");
+    const Impl::Key key = impl_->forward_key(N, C, OC, bias);
+    const void* w = impl_->weight_copy(weight, size_t(OC) * C);
+    impl_->run(key, inp, w, bias, out);
+}
+
+template <>
+void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                             const bf16* inp, const float* weight, int N, int C, int OC) {
+    if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 input in fp32");
+    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, true};
+    const Impl::Key weight_grad{Impl::Product::weight_grad, N, C, OC, true};
+    impl_->get(weight_grad); // prepared: room for the rounded dout
+    const void* w = impl_->weight_copy(weight, size_t(OC) * C);
+    const bf16* d = impl_->round(impl_->rounded_a, dout, size_t(N) * OC);
+    impl_->run(input_grad, d, w, nullptr, dinp);
+    impl_->run(weight_grad, d, inp, nullptr, dweight);
+    if (dbias) bias_backward(dbias, dout, N, OC);
+}
+
+template <>
 void Matmul<float>::forward(float* out, const float* inp, const float* weight, const float* bias,
                             int N, int C, int OC) {
-    const Impl::Product kind = bias ? Impl::Product::forward_bias : Impl::Product::forward;
-    const bool bf16 = precision_ == Precision::bf16;
-    const Impl::Key key{kind, N, C, OC, bf16};
-    if (!bf16) return impl_->run(key, inp, weight, bias, out);
-    impl_->get(key); // prepared: room for the rounded input
-    const void* w = impl_->weight_copy(weight, size_t(OC) * C);
-    impl_->run(key, impl_->round(impl_->rounded_a, inp, size_t(N) * C), w, bias, out);
+    if (precision_ == Precision::bf16) {
+        impl_->get(impl_->forward_key(N, C, OC, bias)); // prepared: room for the rounded input
+        return forward(out, impl_->round(impl_->rounded_a, inp, size_t(N) * C), weight, bias, N, C,
+                       OC);
+    }
+    impl_->run(impl_->forward_key(N, C, OC, bias, false), inp, weight, bias, out);
 }
 
 template <>
 void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const float* dout,
                              const float* inp, const float* weight, int N, int C, int OC) {
-    const bool bf16 = precision_ == Precision::bf16;
-    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
-    const Impl::Key weight_grad{Impl::Product::weight_grad, N, C, OC, bf16};
-    if (!bf16) {
-        impl_->run(input_grad, dout, weight, nullptr, dinp);
-        impl_->run(weight_grad, dout, inp, nullptr, dweight);
-    } else {
-        impl_->get(weight_grad); // prepared: room for both rounded operands
-        const void* w = impl_->weight_copy(weight, size_t(OC) * C);
-        const uint16_t* d = impl_->round(impl_->rounded_a, dout, size_t(N) * OC);
-        impl_->run(input_grad, d, w, nullptr, dinp);
-        impl_->run(weight_grad, d, impl_->round(impl_->rounded_b, inp, size_t(N) * C), nullptr,
-                   dweight);
+    if (precision_ == Precision::bf16) {
+        impl_->get({Impl::Product::weight_grad, N, C, OC, true}); // prepared: room for inp
+        return backward(dinp, dweight, dbias, dout,
+                        impl_->round(impl_->rounded_b, inp, size_t(N) * C), weight, N, C, OC);
     }
+    impl_->run({Impl::Product::input_grad, N, C, OC, false}, dout, weight, nullptr, dinp);
+    impl_->run({Impl::Product::weight_grad, N, C, OC, false}, dout, inp, nullptr, dweight);
     if (dbias) bias_backward(dbias, dout, N, OC);
 }
 
 template <>
 void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, const float* weight) {
     const bool bf16 = precision_ == Precision::bf16;
-    const Impl::Key forward{bias ? Impl::Product::forward_bias : Impl::Product::forward, N, C, OC,
-                            bf16};
-    impl_->get(forward);
+    impl_->get(impl_->forward_key(N, C, OC, bias, bf16));
     if (bf16 && weight) impl_->copy_of(weight, size_t(OC) * C);
     if (!training) return;
     impl_->get({Impl::Product::input_grad, N, C, OC, bf16});

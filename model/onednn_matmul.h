@@ -10,7 +10,6 @@
 
 #include <dnnl.hpp>
 
-#include <cstdint>
 #include <map>
 #include <vector>
 
@@ -39,10 +38,13 @@ template <> struct Matmul<float>::Impl {
     // A weight tensor's bf16 copy (OC,C), remade at first use after weights_changed().
     struct WeightCopy {
         const float* source;
-        std::vector<uint16_t> data;
+        std::vector<bf16> data;
         bool fresh = false;
     };
 
+    static Key forward_key(int N, int C, int OC, bool bias, bool bf16 = true) {
+        return {bias ? Product::forward_bias : Product::forward, N, C, OC, bf16};
+    }
     Prepared& get(const Key& key); // prepares the product on first use
     // The bf16 copy of `weight` (n elements): copy_of finds or makes its buffer,
     // weight_copy also brings its values up to date.
@@ -50,14 +52,14 @@ template <> struct Matmul<float>::Impl {
     const void* weight_copy(const float* weight, size_t n);
     void run(const Key& key, const void* src, const void* weights, const float* bias, float* dst);
     // Rounds n floats to bf16 into `into` (grown at preparation, not here).
-    const uint16_t* round(std::vector<uint16_t>& into, const float* x, size_t n);
+    const bf16* round(std::vector<bf16>& into, const float* x, size_t n);
 
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
     std::map<Key, Prepared> prepared;
-    std::vector<char> scratch;                  // shared by every product, sized for the largest
-    std::vector<WeightCopy> copies;             // bf16 weight copies, a few per weight tensor
-    std::vector<uint16_t> rounded_a, rounded_b; // bf16 activations: src, and inp in backward
+    std::vector<char> scratch;              // shared by every product, sized for the largest
+    std::vector<WeightCopy> copies;         // bf16 weight copies, a few per weight tensor
+    std::vector<bf16> rounded_a, rounded_b; // bf16 activations: src, and inp in backward
 };
 
 } // namespace model

@@ -9,12 +9,12 @@
 namespace model {
 
 // out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-template <class T> void gelu_forward(T* out, const T* inp, size_t n) {
+template <class T, class Out> void gelu_forward(Out* out, const T* inp, size_t n) {
     const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
         const T x = inp[i];
-        out[i] = T(0.5) * x * (T(1) + tanh_fast(s * (x + T(0.044715) * x * x * x)));
+        out[i] = store_as<Out>(T(0.5) * x * (T(1) + tanh_fast(s * (x + T(0.044715) * x * x * x))));
     }
 }
 
@@ -48,11 +48,17 @@ template <class T> void residual_backward(T* da, T* db, const T* dout, size_t n)
 }
 
 #define INSTANTIATE(T)                                                                             \
-    template void gelu_forward<T>(T*, const T*, size_t);                                           \
+    template void gelu_forward<T, T>(T*, const T*, size_t);                                        \
     template void gelu_backward<T>(T*, const T*, const T*, size_t);                                \
     template void residual_forward<T>(T*, const T*, const T*, size_t);                             \
     template void residual_backward<T>(T*, T*, const T*, size_t);
 INSTANTIATE(float)
 INSTANTIATE(double)
+template void gelu_forward<float, bf16>(bf16*, const float*, size_t);
+
+void to_bf16(bf16* out, const float* x, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; ++i) out[i] = to_bf16(x[i]);
+}
 
 } // namespace model

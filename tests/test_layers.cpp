@@ -216,6 +216,92 @@ TEST_CASE("bf16 products equal the exact products of bf16-rounded inputs, accumu
     }
 }
 
+TEST_CASE("to_bf16 rounds to nearest even, as the independent nearest_bf16 does") {
+    auto bits = [](float x) { return to_bf16(x).bits; };
+    CHECK(bits(1.0f) == 0x3f80);
+    CHECK(bits(0x1.01p0f) == 0x3f80);   // a tie: down to the even 0x3f80
+    CHECK(bits(0x1.03p0f) == 0x3f82);   // a tie: up to the even 0x3f82
+    CHECK(bits(0x1.0101p0f) == 0x3f81); // just past the tie
+    CHECK(bits(-2.0f) == 0xc000);
+    CHECK(bits(0x1.fffffep127f) == 0x7f80); // rounds up to infinity, as IEEE does
+    CHECK(bits(INFINITY) == 0x7f80);
+    CHECK(std::isnan(to_float(to_bf16(NAN))));
+    CHECK(std::isnan(to_float(to_bf16(std::bit_cast<float>(0x7f800001u))))); // not infinity
+    CHECK(to_float(to_bf16(0.15625f)) == 0.15625f);                          // exact in bf16
+    std::mt19937 rng(5);
+    std::vector<float> x(1000);
+    for (float& v : x) v = std::bit_cast<float>(uint32_t(rng())); // every kind of float
+    std::vector<bf16> y(x.size());
+    to_bf16(y.data(), x.data(), x.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+        CAPTURE(x[i]);
+        if (std::isnan(x[i])) {
+            CHECK(std::isnan(to_float(y[i])));
+        } else {
+            CHECK(to_float(y[i]) == nearest_bf16(x[i]));
+        }
+    }
+}
+
+TEST_CASE("layernorm and gelu with bf16 outputs write their float results, rounded once") {
+    const int N = 5, C = 37;
+    std::mt19937 rng(6);
+    std::uniform_real_distribution<float> u(-2, 2);
+    std::vector<float> x(N * C), w(C), b(C);
+    for (auto* v : {&x, &w, &b})
+        for (float& e : *v) e = u(rng);
+    std::vector<float> out(N * C), mean(N), rstd(N), mean_h(N), rstd_h(N);
+    std::vector<bf16> out_h(N * C), again_h(N * C);
+    layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C);
+    layernorm_forward(out_h.data(), mean_h.data(), rstd_h.data(), x.data(), w.data(), b.data(), N,
+                      C);
+    layernorm_recompute(again_h.data(), x.data(), w.data(), b.data(), mean.data(), rstd.data(), N,
+                        C);
+    CHECK(mean_h == mean);
+    CHECK(rstd_h == rstd);
+    for (int i = 0; i < N * C; ++i) {
+        CHECK(out_h[i].bits == to_bf16(out[i]).bits);
+        CHECK(again_h[i].bits == to_bf16(out[i]).bits);
+    }
+    std::vector<float> g(N * C);
+    std::vector<bf16> g_h(N * C);
+    gelu_forward(g.data(), x.data(), g.size());
+    gelu_forward(g_h.data(), x.data(), g.size());
+    for (int i = 0; i < N * C; ++i) CHECK(g_h[i].bits == to_bf16(g[i]).bits);
+}
+
+TEST_CASE("bf16 products on inputs kept in bf16 equal those on float inputs, bit for bit") {
+    if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
+    const int N = 19, C = 40, OC = 72;
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1, 1);
+    auto random = [&](size_t n) {
+        std::vector<float> v(n);
+        for (float& e : v) e = u(rng);
+        return v;
+    };
+    const auto x = random(size_t(N) * C), w = random(size_t(OC) * C), bias = random(OC),
+               g = random(size_t(N) * OC);
+    std::vector<bf16> xh(x.size());
+    to_bf16(xh.data(), x.data(), x.size());
+    Matmul<float> mm;
+    mm.set_precision(Precision::bf16);
+    mm.prepare(N, C, OC, true, true, w.data());
+    std::vector<float> y(size_t(N) * OC), yh = y, gx(x.size(), 0.5f), gxh = gx, gw(w.size(), 0.25f),
+                                          gwh = gw, gb(OC, 0.0f), gbh = gb;
+    mm.forward(y.data(), x.data(), w.data(), bias.data(), N, C, OC);
+    mm.forward(yh.data(), xh.data(), w.data(), bias.data(), N, C, OC);
+    mm.backward(gx.data(), gw.data(), gb.data(), g.data(), x.data(), w.data(), N, C, OC);
+    mm.backward(gxh.data(), gwh.data(), gbh.data(), g.data(), xh.data(), w.data(), N, C, OC);
+    CHECK(yh == y);
+    CHECK(gxh == gx);
+    CHECK(gwh == gw);
+    CHECK(gbh == gb);
+    Matmul<float> fp32; // inputs in bf16 belong to bf16 precision only
+    CHECK_THROWS_AS(fp32.forward(y.data(), xh.data(), w.data(), nullptr, N, C, OC),
+                    std::logic_error);
+}
+
 TEST_CASE("attention is causal and mixes values by softmax(q k^T / sqrt(hs))") {
     // B = 1, T = 2, C = 2, one head. Rows of qkv are q | k | v.
     std::vector<double> qkv = {1, 0, 1, 0, 1, 2,  // t = 0

@@ -15,7 +15,10 @@
 
 using namespace model;
 
-TEST_CASE("recompute gelu and all give bit-identical losses and gradients") {
+namespace {
+
+// Losses and gradients of every recompute level against off's, in fp32 or bf16.
+void check_recompute_levels(Precision precision) {
     const Config config = make_config(2, 2, 32, 64, 16);
     std::vector<int> tokens(2 * 16), targets(2 * 16);
     for (size_t i = 0; i < tokens.size(); ++i) {
@@ -27,6 +30,7 @@ TEST_CASE("recompute gelu and all give bit-identical losses and gradients") {
         auto m = std::make_unique<GPT2<float>>(config);
         m->init_weights(8);
         m->set_classifier_rows(12);
+        m->set_precision(precision);
         if (!set_after_reserve) m->set_recompute(recompute);
         m->reserve(2, 16, true);
         if (set_after_reserve) m->set_recompute(recompute);
@@ -49,9 +53,26 @@ TEST_CASE("recompute gelu and all give bit-identical losses and gradients") {
             CHECK(std::equal(off->grads(), off->grads() + off->num_params(), m->grads()));
             // The levels share what they recompute.
             const Activations<float>& a = m->activations();
-            CHECK(a.layer(1).fch_gelu == a.layer(0).fch_gelu);
-            CHECK((a.layer(1).ln1 == a.layer(0).ln2) == (level == Recompute::all));
+            if (precision == Precision::fp32) {
+                CHECK(a.layer(1).fch_gelu == a.layer(0).fch_gelu);
+                CHECK((a.layer(1).ln1 == a.layer(0).ln2) == (level == Recompute::all));
+            } else { // the same buffers, kept in bf16
+                CHECK(a.layer(0).ln1 == nullptr);
+                CHECK(a.layer(1).fch_gelu_bf16 == a.layer(0).fch_gelu_bf16);
+                CHECK((a.layer(1).ln1_bf16 == a.layer(0).ln2_bf16) == (level == Recompute::all));
+            }
         }
+}
+
+} // namespace
+
+TEST_CASE("recompute gelu and all give bit-identical losses and gradients") {
+    check_recompute_levels(Precision::fp32);
+}
+
+TEST_CASE("in bf16 too, where the kept inputs of the products are bf16") {
+    if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
+    check_recompute_levels(Precision::bf16);
 }
 
 TEST_CASE("gpt2 train --recompute trains to the same losses; checkpoints record the setting") {
