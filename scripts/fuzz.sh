@@ -34,12 +34,14 @@ start=$(date +%s)
 cmake -S . -B "$dir" -DGPT2_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
   "${launcher[@]}" >/dev/null
-cmake --build "$dir" --target fuzz_all -j"$(nproc)"
+cmake --build "$dir" --target "${targets[@]}" -j"$(nproc)"
 echo "fuzz: built in $(($(date +%s) - start)) s; ${#targets[@]} targets x ${seconds} s"
 
 # The targets read GPT-2's tokenizer from datasets/ (scripts/get_data.sh gpt2-tokenizer).
 export GPT2_TOKENIZER_DIR="${GPT2_TOKENIZER_DIR:-$PWD/datasets/gpt2-tokenizer}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+# Symbolized stack traces in reports (llvm-14, installed by scripts/setup.sh --test).
+[ -x /usr/lib/llvm-14/bin/llvm-symbolizer ] && export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 failed=()
 summary=()
