@@ -115,7 +115,7 @@ void write_shard(const std::string& path, const uint16_t* tokens, size_t n_token
         std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(tmp.c_str(), "wb"), &std::fclose);
         if (!f) fail(path, "cannot create " + tmp + " (" + errno_text() + ")");
         if (std::fwrite(header, 1, kShardHeaderBytes, f.get()) != kShardHeaderBytes ||
-            std::fwrite(tokens, sizeof(uint16_t), n_tokens, f.get()) != n_tokens ||
+            (n_tokens && std::fwrite(tokens, sizeof(uint16_t), n_tokens, f.get()) != n_tokens) ||
             std::fclose(f.release()) != 0)
             fail(path, "write failed (" + errno_text() + ")");
     });

@@ -122,6 +122,10 @@ void read_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>&
     Id type(H5Dget_type(dset), H5Tclose);
     const H5T_class_t cls = H5Tget_class(type);
     if (cls != H5T_FLOAT && cls != H5T_INTEGER) fail(path, "tensor '" + name + "' is not numeric");
+    // A corrupt type size would have HDF5 allocate (and clear) size x elements bytes.
+    if (const size_t size = H5Tget_size(type); size == 0 || size > 8)
+        fail(path, "tensor '" + name + "' has " + std::to_string(size) +
+                       "-byte elements, not a number of at most 8 bytes");
     if (H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
         fail(path, "cannot read tensor '" + name + "'");
 }

@@ -18,8 +18,12 @@ packages=(
 )
 # The tests also read our HDF5 files with h5py, compare the model with PyTorch and the
 # tokenizer with a Python transcription of OpenAI's encoder (which needs regex).
-# CI also checks the formatting with clang-format.
-test_packages=(python3-h5py python3-torch python3-regex clang-format)
+# CI also checks the formatting with clang-format, runs the tests under ASan and UBSan
+# (GCC's, scripts/sanitize.sh) and fuzzes the parsers with Clang's libFuzzer, whose
+# runtime is in libclang-rt-14-dev; llvm-14 has the symbolizer for its reports
+# (scripts/fuzz.sh).
+test_packages=(python3-h5py python3-torch python3-regex clang-format
+  clang libclang-rt-14-dev llvm-14)
 
 want=("${packages[@]}")
 for arg in "$@"; do

@@ -129,8 +129,10 @@ TEST_CASE("AdamW over two slices equals one AdamW over the whole buffer, bitwise
             hi.step(split.data(), grads.data(), 0.01f);
         }
         CHECK(std::memcmp(whole.data(), split.data(), n * sizeof(float)) == 0);
-        CHECK(std::memcmp(all.m().data(), lo.m().data(), k * sizeof(float)) == 0);
-        CHECK(std::memcmp(all.v().data() + k, hi.v().data(), (n - k) * sizeof(float)) == 0);
+        // An empty slice's moments may have no storage: memcmp with null is undefined.
+        CHECK((k == 0 || std::memcmp(all.m().data(), lo.m().data(), k * sizeof(float)) == 0));
+        CHECK((k == n ||
+               std::memcmp(all.v().data() + k, hi.v().data(), (n - k) * sizeof(float)) == 0));
     }
     CHECK_THROWS_AS(AdamW(layout, config, 10, 5), std::invalid_argument);
 }
