@@ -222,7 +222,7 @@ TEST_CASE("a non-finite loss stops the run naming the step, and checkpoints are 
     REQUIRE(run_gpt2(train_args(w, "run") + " --steps 1").status == 0);
     const std::string good = read_bytes(w / "run/ckpt_00000001.h5");
 
-    // A model whose weights hold a NaN.
+    // A model whose weights hold a NaN, started over in the same folder.
     const auto config = model::make_config(2, 2, 32, 50257, 32);
     model::GPT2<float> m(config);
     m.init_weights(1);
@@ -230,7 +230,7 @@ TEST_CASE("a non-finite loss stops the run naming the step, and checkpoints are 
     model::write_llmc(w / "nan.bin", config, m.params());
     const Run r =
         run_gpt2("train --model " + (w / "nan.bin") + " --train-data '" + (w / "train_*.bin") +
-                 "' --batch 2 --seq 16 --steps 3 --out " + (w / "run"));
+                 "' --batch 2 --seq 16 --steps 3 --overwrite --out " + (w / "run"));
     INFO(r.out);
     CHECK(r.status == 1);
     CHECK(r.out.find("step 1: the loss is nan") != std::string::npos);

@@ -29,8 +29,8 @@ base::FileLock lock_folder(const std::string& dir) {
     try {
         return base::FileLock(lock);
     } catch (const base::FileError& e) {
-        throw base::FileError(dir, "in use by another training run (" + lock + " " + e.problem() +
-                                       ")");
+        throw base::FileError(dir,
+                              "in use by another training run (" + lock + " " + e.problem() + ")");
     }
 }
 
@@ -72,7 +72,8 @@ void truncate_log(const std::string& path, int64_t step) {
         std::ofstream out(tmp, std::ios::binary);
         out << text;
         out.close();
-        if (!out) throw base::FileError(path, "write failed (" + tmp + ": " + base::errno_text() + ")");
+        if (!out)
+            throw base::FileError(path, "write failed (" + tmp + ": " + base::errno_text() + ")");
     });
 }
 
@@ -83,7 +84,8 @@ std::string set_aside_log(const std::string& path) {
         const std::string aside = path + "." + std::to_string(i);
         if (fs::exists(aside, ec)) continue;
         fs::rename(path, aside, ec);
-        if (ec) throw base::FileError(path, "cannot rename it to " + aside + " (" + ec.message() + ")");
+        if (ec)
+            throw base::FileError(path, "cannot rename it to " + aside + " (" + ec.message() + ")");
         return aside;
     }
 }
