@@ -95,6 +95,10 @@ void close_file(Id& file, const std::string& path) {
 }
 
 Quiet::Quiet() {
+    // HDF5 1.10 crashes at exit (in H5F__close_cb, from its atexit handler) for a file
+    // whose close failed, as on a full disk. Every file we open is closed by its Id, so
+    // the library needs no handler: this turns it off, if it is still the first call.
+    H5dont_atexit();
     H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }

@@ -37,6 +37,7 @@ private:
 };
 
 // HDF5 prints its whole error stack to stderr by default; we report one line instead.
+// Every use of HDF5 starts with one (the first also turns off HDF5's exit handler).
 class Quiet {
 public:
     Quiet();
