@@ -191,7 +191,7 @@ std::string latest_checkpoint(const std::string& dir) {
 }
 
 Checkpoint load_latest_valid(const std::string& dir, std::string& path,
-                             std::vector<std::string>& skipped) {
+                             std::vector<base::FileError>& skipped) {
     const auto paths = list_checkpoints(dir);
     if (paths.empty()) throw base::FileError(dir, "no checkpoint (ckpt_*.h5) to resume from");
     for (const std::string& p : paths) {
@@ -200,19 +200,22 @@ Checkpoint load_latest_valid(const std::string& dir, std::string& path,
             path = p;
             return c;
         } catch (const base::FileError& e) {
-            skipped.push_back(e.what());
+            skipped.push_back(e);
         }
     }
     throw base::FileError(dir, "no checkpoint verifies (" + std::to_string(paths.size()) +
-                                   " tried; newest: " + skipped.front() + ")");
+                                   " tried; newest: " + skipped.front().what() + ")");
 }
 
-void prune_checkpoints(const std::string& dir, int keep, const std::string& run_id, int64_t step) {
+void prune_checkpoints(const std::string& dir, int keep, const std::string& run_id, int64_t step,
+                       const std::vector<std::string>& damaged) {
     if (keep <= 0 || run_id.empty()) return;
     std::vector<std::string> ours; // newest first
     const auto found = checkpoints_in(dir);
     for (auto it = found.rbegin(); it != found.rend(); ++it)
-        if (it->first <= step && checkpoint_run_id(it->second) == run_id)
+        if (it->first <= step &&
+            std::find(damaged.begin(), damaged.end(), it->second) == damaged.end() &&
+            checkpoint_run_id(it->second) == run_id)
             ours.push_back(it->second);
     for (size_t i = size_t(keep); i < ours.size(); ++i) {
         std::error_code ec;

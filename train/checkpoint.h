@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "data/loader.h"
 #include "model/config.h"
 #include "optim/optim.h"
@@ -69,14 +70,16 @@ std::string checkpoint_path(const std::string& dir, int64_t step);
 std::vector<std::string> list_checkpoints(const std::string& dir);
 std::string latest_checkpoint(const std::string& dir);
 
-// The newest checkpoint in DIR that loads and verifies; `skipped` gets "PATH: why" for
+// The newest checkpoint in DIR that loads and verifies; `skipped` gets the FileError of
 // each newer one that does not. FileError when none verifies (or there is none).
 Checkpoint load_latest_valid(const std::string& dir, std::string& path,
-                             std::vector<std::string>& skipped);
+                             std::vector<base::FileError>& skipped);
 
 // Deletes run `run_id`'s checkpoints in DIR older than the newest `keep` of them at or
-// below `step` (keep <= 0 keeps all). Other runs' checkpoints, and this run's past
-// `step` (left by a branch that was resumed from an earlier one), are never touched.
-void prune_checkpoints(const std::string& dir, int keep, const std::string& run_id, int64_t step);
+// below `step` (keep <= 0 keeps all). Other runs' checkpoints, this run's past `step`
+// (left by a branch that was resumed from an earlier one) and those in `damaged` (found
+// not to verify) are neither counted nor touched.
+void prune_checkpoints(const std::string& dir, int keep, const std::string& run_id, int64_t step,
+                       const std::vector<std::string>& damaged = {});
 
 } // namespace train

@@ -83,7 +83,7 @@ struct Trainer::Start {
     std::vector<float> params;
     std::optional<Checkpoint> checkpoint;
     std::string from;
-    std::vector<std::string> skipped; // newer checkpoints that did not verify, and why
+    std::vector<base::FileError> skipped; // newer checkpoints that did not verify, and why
 };
 
 Trainer::Start Trainer::load_start(const TrainOptions& o) {
@@ -134,6 +134,7 @@ Trainer::Trainer(const TrainOptions& options, Communicator& comm, std::vector<Me
             set_aside_log(log);
         }
         if (run_id_.empty()) run_id_ = new_run_id();
+        for (const base::FileError& e : start.skipped) damaged_.push_back(e.path());
     });
     model::Config config = start.config;
     static_assert(std::is_trivially_copyable_v<model::Config>, "broadcast as bytes");
@@ -145,7 +146,8 @@ Trainer::Trainer(const TrainOptions& options, Communicator& comm, std::vector<Me
         sinks_.push_back(log_.get());
     }
     report([&](MetricsSink& s) {
-        for (const std::string& why : start.skipped) s.on_warning("skipped checkpoint " + why);
+        for (const base::FileError& e : start.skipped)
+            s.on_warning("skipped checkpoint " + std::string(e.what()));
     });
     if (comm_.any(start.checkpoint.has_value()))
         resume(start.checkpoint ? &*start.checkpoint : nullptr);
@@ -401,7 +403,7 @@ std::string Trainer::save() {
         save_checkpoint(path, gpt_->config(), std::as_const(*gpt_).params(),
                         {m, v, dp_->adam().t(), dp_->adam().config()}, step_,
                         train_loader_->state(), to_json(o_), run_id_);
-        prune_checkpoints(o_.out, o_.keep, run_id_, step_);
+        prune_checkpoints(o_.out, o_.keep, run_id_, step_, damaged_);
         report([&](MetricsSink& s) { s.on_message("checkpoint " + path); });
     });
     return path;

@@ -81,6 +81,7 @@ private:
     std::vector<MetricsSink*> sinks_; // empty except on the root
     std::unique_ptr<RunDir> run_dir_; // the root's lock on OUT
     std::string run_id_;
+    std::vector<std::string> damaged_; // checkpoints of OUT that resume found damaged
     std::unique_ptr<JsonlSink> log_;
     std::unique_ptr<model::GPT2<float>> gpt_;
     std::unique_ptr<DataParallel> dp_;
