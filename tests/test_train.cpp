@@ -402,7 +402,7 @@ TEST_CASE("a folder holding another run's checkpoints is refused, and --overwrit
 }
 
 TEST_CASE("resume skips a checkpoint with a damaged byte, says so, and takes the newest that "
-          "verifies; log.jsonl holds each step once") {
+          "verifies, and log.jsonl holds each step once") {
     Workdir w;
     make_shards(w);
     REQUIRE(run_gpt2(train_args(w, "run") + " --steps 4 --checkpoint-every 2 --keep 0").status ==
