@@ -120,12 +120,18 @@ Tokenizer::Tokenizer(const std::string& dir) : regex_(std::make_unique<Regex>())
         throw base::FileError(encoder_path, "expected an object of token -> id");
     tokens_.resize(encoder.size());
     std::unordered_map<std::string, int> id_of;
+    std::vector<std::string> key_of(encoder.size()); // to name both tokens of a repeated id
     for (const auto& [key, value] : encoder.items()) {
         if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
             value.get<int64_t>() >= int64_t(encoder.size()))
             throw base::FileError(encoder_path, "id of '" + key + "' is not in 0.." +
                                                     std::to_string(encoder.size() - 1));
         const int id = value.get<int>();
+        // N tokens with ids in 0..N-1 and none repeated: every id has its token.
+        if (!key_of[id].empty())
+            throw base::FileError(encoder_path, "id " + std::to_string(id) + " is given to both '" +
+                                                    key_of[id] + "' and '" + key + "'");
+        key_of[id] = key;
         tokens_[id] = key == kEndOfTextString ? key : unmap_bytes(key, cp2b, encoder_path);
         if (!id_of.emplace(tokens_[id], id).second)
             throw base::FileError(encoder_path, "two ids for token '" + key + "'");
@@ -164,6 +170,16 @@ Tokenizer::Tokenizer(const std::string& dir) : regex_(std::make_unique<Regex>())
         merge_result_.push_back(m->second);
     }
     if (merge_result_.empty()) throw base::FileError(merges_path, "no merges");
+    // Every token beyond the 256 bytes and <|endoftext|> is made by a merge (GPT-2 has
+    // 50000 merges for 50257 tokens); tokens no merge makes mean lost merge lines.
+    std::vector<bool> made(tokens_.size(), false);
+    for (int b : byte_token_) made[size_t(b)] = true;
+    made[kEndOfText] = true;
+    for (int id : merge_result_) made[size_t(id)] = true;
+    if (const auto unmade = std::count(made.begin(), made.end(), false); unmade > 0)
+        throw base::FileError(merges_path, "truncated or incomplete: " + std::to_string(unmade) +
+                                               " tokens of encoder.json are made by no merge (" +
+                                               std::to_string(merge_result_.size()) + " merges)");
 }
 
 Tokenizer::~Tokenizer() = default;

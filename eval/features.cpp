@@ -53,8 +53,7 @@ void write_hidden_states(const std::string& path, model::GPT2<float>& model,
 
     base::write_atomically(path, [&](const std::string& tmp) {
         h5::Quiet quiet;
-        h5::Id f(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-        if (!f.ok()) throw base::FileError(path, "cannot create");
+        h5::Id f = h5::create_file(tmp, path);
         write_tokens(f, ids, path);
         const hsize_t n = hsize_t(T), C = hsize_t(c.n_embd), L = hsize_t(c.n_layer);
         h5::write_floats(f, "last_hidden_state", {n, C}, model.activations().lnf, path);
@@ -62,6 +61,7 @@ void write_hidden_states(const std::string& path, model::GPT2<float>& model,
             h5::write_floats(f, "hidden_states", {L + 1, n, C},
                              all_hidden_states(model, size_t(T)).data(), path);
         h5::write_attr(f, "model", model_name, path);
+        h5::close_file(f, path); // checked: a full disk fails here
     });
 }
 

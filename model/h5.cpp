@@ -18,11 +18,14 @@ void write_scalar(hid_t loc, const char* name, hid_t file_type, hid_t mem_type, 
     Id space(H5Screate(H5S_SCALAR), H5Sclose);
     Id attr(H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
     if (!attr.ok() || H5Awrite(attr, mem_type, value) < 0)
-        fail(path, std::string("cannot write attribute '") + name + "'");
+        fail(path, std::string("cannot write attribute '") + name + "' (" + error_text() + ")");
 }
 
 Id open_attr(hid_t loc, const char* name, const std::string& path) {
-    if (H5Aexists(loc, name) <= 0) fail(path, std::string("missing attribute '") + name + "'");
+    const htri_t exists = H5Aexists(loc, name);
+    if (exists < 0)
+        fail(path, std::string("cannot read attribute '") + name + "' (" + error_text() + ")");
+    if (exists == 0) fail(path, std::string("missing attribute '") + name + "'");
     return Id(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose);
 }
 
@@ -41,9 +44,61 @@ T read_scalar(hid_t loc, const char* name, hid_t mem_type, bool integer_only, co
     return value;
 }
 
+herr_t collect_error(unsigned, const H5E_error2_t* e, void* out) {
+    if (e->desc) static_cast<std::vector<std::string>*>(out)->push_back(e->desc);
+    return 0;
+}
+
+// The chunk shape of a dataset: whole rows, about kChunkElements floats a chunk (HDF5
+// keeps a chunk under 4 GiB; checksums are per chunk).
+constexpr hsize_t kChunkElements = hsize_t(1) << 22;
+
+std::vector<hsize_t> chunk_shape(const std::vector<hsize_t>& dims) {
+    std::vector<hsize_t> chunk = dims;
+    hsize_t row = 1;
+    for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+    chunk[0] = std::clamp<hsize_t>(kChunkElements / std::max<hsize_t>(row, 1), 1, dims[0]);
+    return chunk;
+}
+
 } // namespace
 
+std::string error_text() {
+    std::vector<std::string> stack; // innermost first
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect_error, &stack);
+    for (const std::string& d : stack)
+        if (d.find("checksum") != std::string::npos)
+            return "checksum mismatch: the data are damaged";
+    // The file drivers quote the system's reason: "..., error message = 'No space left on
+    // device', ...".
+    for (const std::string& d : stack) {
+        const std::string key = "error message = '";
+        const size_t at = d.find(key);
+        if (at == std::string::npos) continue;
+        const size_t end = d.find('\'', at + key.size());
+        return d.substr(at + key.size(), end == std::string::npos ? end : end - at - key.size());
+    }
+    return stack.empty() ? "unknown HDF5 error" : stack.front();
+}
+
+Id create_file(const std::string& tmp, const std::string& path) {
+    Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V18);
+    Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose);
+    if (!file.ok()) fail(path, "cannot create " + tmp + " (" + error_text() + ")");
+    return file;
+}
+
+void close_file(Id& file, const std::string& path) {
+    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || !file.close())
+        fail(path, "write failed (" + error_text() + ")");
+}
+
 Quiet::Quiet() {
+    // HDF5 1.10 crashes at exit (in H5F__close_cb, from its atexit handler) for a file
+    // whose close failed, as on a full disk. Every file we open is closed by its Id, so
+    // the library needs no handler: this turns it off, if it is still the first call.
+    H5dont_atexit();
     H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
 }
@@ -100,18 +155,27 @@ std::string read_string(hid_t loc, const char* name, const std::string& path) {
 void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
                   const float* data, const std::string& path) {
     Id space(H5Screate_simple(int(dims.size()), dims.data(), nullptr), H5Sclose);
-    Id dset(
-        H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-        H5Dclose);
+    Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    hsize_t n = 1;
+    for (hsize_t d : dims) n *= d;
+    if (n > 0 && !dims.empty()) {
+        const std::vector<hsize_t> chunk = chunk_shape(dims);
+        if (H5Pset_chunk(dcpl, int(chunk.size()), chunk.data()) < 0 || H5Pset_fletcher32(dcpl) < 0)
+            fail(path, "cannot set up tensor '" + name + "' (" + error_text() + ")");
+    }
+    Id dset(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+            H5Dclose);
     if (!dset.ok() || H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-        fail(path, "cannot write tensor '" + name + "'");
+        fail(path, "cannot write tensor '" + name + "' (" + error_text() + ")");
 }
 
 void read_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, float* dst,
                  const std::string& path) {
-    if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0) fail(path, "missing tensor '" + name + "'");
+    const htri_t exists = H5Lexists(loc, name.c_str(), H5P_DEFAULT);
+    if (exists < 0) fail(path, "cannot read tensor '" + name + "' (" + error_text() + ")");
+    if (exists == 0) fail(path, "missing tensor '" + name + "'");
     Id dset(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
-    if (!dset.ok()) fail(path, "'" + name + "' is not a dataset");
+    if (!dset.ok()) fail(path, "'" + name + "' is not a dataset (" + error_text() + ")");
     Id space(H5Dget_space(dset), H5Sclose);
     const int rank = H5Sget_simple_extent_ndims(space);
     std::vector<hsize_t> found(std::max(rank, 0));
@@ -127,7 +191,7 @@ void read_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>&
         fail(path, "tensor '" + name + "' has " + std::to_string(size) +
                        "-byte elements, not a number of at most 8 bytes");
     if (H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
-        fail(path, "cannot read tensor '" + name + "'");
+        fail(path, "cannot read tensor '" + name + "' (" + error_text() + ")");
 }
 
 std::string shape_text(const std::vector<hsize_t>& dims) {

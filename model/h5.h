@@ -21,8 +21,15 @@ public:
     }
     Id(const Id&) = delete;
     Id& operator=(const Id&) = delete;
+    Id(Id&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
     operator hid_t() const { return id_; }
     bool ok() const { return id_ >= 0; }
+    // Closes now; false if HDF5 reports a failure (the id is given up either way).
+    bool close() {
+        const hid_t id = id_;
+        id_ = -1;
+        return id < 0 || close_(id) >= 0;
+    }
 
 private:
     hid_t id_;
@@ -30,6 +37,7 @@ private:
 };
 
 // HDF5 prints its whole error stack to stderr by default; we report one line instead.
+// Every use of HDF5 starts with one (the first also turns off HDF5's exit handler).
 class Quiet {
 public:
     Quiet();
@@ -42,6 +50,18 @@ private:
     void* data_ = nullptr;
 };
 
+// What HDF5's error stack says went wrong, as one phrase: the innermost message and
+// the system's reason when there is one ("write failed (No space left on device)").
+std::string error_text();
+
+// A new file at `tmp` for writing `path` (the name in errors), in the HDF5 1.8 format,
+// whose object headers carry checksums. close_file closes it, checking the close, where
+// HDF5 writes most of the file; FileError on failure. On an error in between, close the
+// datasets and groups first (their Ids go out of scope), then the file: a file left open
+// with unwritten data would be flushed again when the library shuts down at exit.
+Id create_file(const std::string& tmp, const std::string& path);
+void close_file(Id& file, const std::string& path);
+
 // Scalar attributes on a file, group or dataset (integers as int64, text as UTF-8).
 void write_attr(hid_t loc, const char* name, int64_t value, const std::string& path);
 void write_attr(hid_t loc, const char* name, double value, const std::string& path);
@@ -50,7 +70,9 @@ int64_t read_int(hid_t loc, const char* name, const std::string& path);
 double read_double(hid_t loc, const char* name, const std::string& path);
 std::string read_string(hid_t loc, const char* name, const std::string& path);
 
-// float32 datasets; reading checks the shape and converts any numeric type to float.
+// float32 datasets, chunked with HDF5's Fletcher-32 checksum, which every read (ours,
+// h5py's) verifies; reading checks the shape, converts any numeric type to float and
+// reports a checksum mismatch as a damaged tensor.
 void write_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
                   const float* data, const std::string& path);
 void read_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims, float* dst,

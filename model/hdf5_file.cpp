@@ -2,6 +2,7 @@
 
 #include <climits>
 #include <cstdio>
+#include <set>
 #include <vector>
 
 #include "base/error.h"
@@ -19,6 +20,11 @@ using base::FileError;
 std::vector<hsize_t> hf_shape(const TensorInfo& t) {
     if (t.hf_transposed) return {hsize_t(t.shape[1]), hsize_t(t.shape[0])};
     return {t.shape.begin(), t.shape.end()};
+}
+
+herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* out) {
+    static_cast<std::vector<std::string>*>(out)->push_back(name);
+    return 0;
 }
 
 } // namespace
@@ -50,6 +56,20 @@ ModelFile read_hdf5(const std::string& path) {
     check_file_config(path, c);
 
     const ParamLayout layout(c);
+    // Every dataset at the root must be a tensor of this config: a file whose n_layer is
+    // smaller than its blocks (or that holds anything else) does not describe itself.
+    std::set<std::string> expected;
+    for (const TensorInfo& t : layout.tensors()) expected.insert(t.name);
+    std::vector<std::string> names;
+    H5Literate(file, H5_INDEX_NAME, H5_ITER_NATIVE, nullptr, collect_name, &names);
+    for (const std::string& name : names) {
+        h5::Id object(H5Oopen(file, name.c_str(), H5P_DEFAULT), H5Oclose);
+        if (!object.ok())
+            throw FileError(path, "cannot read '" + name + "' (" + h5::error_text() + ")");
+        if (H5Iget_type(object) == H5I_DATASET && !expected.contains(name))
+            throw FileError(path, "tensor '" + name + "' is not a parameter of the config " +
+                                      c.describe() + " in its attributes");
+    }
     m.params.resize(layout.total());
     std::vector<float> hf;
     for (const TensorInfo& t : layout.tensors()) {
@@ -70,8 +90,7 @@ void write_hdf5(const std::string& path, const Config& config, const float* para
     const ParamLayout layout(config);
     h5::Quiet quiet;
     base::write_atomically(path, [&](const std::string& tmp) {
-        h5::Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-        if (!file.ok()) throw FileError(path, "cannot create HDF5 file " + tmp);
+        h5::Id file = h5::create_file(tmp, path);
         std::vector<float> hf;
         for (const TensorInfo& t : layout.tensors()) {
             const float* src = params + t.offset;
@@ -91,7 +110,7 @@ void write_hdf5(const std::string& path, const Config& config, const float* para
         h5::write_attr(file, "n_positions", int64_t(config.max_seq), path);
         h5::write_attr(file, "format", std::string(format), path);
         if (extra) extra(file);
-        if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) throw FileError(path, "write failed");
+        h5::close_file(file, path);
     });
 }
 

@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <stdexcept>
+#include <tuple>
 #include <unordered_set>
 #include <vector>
 
@@ -157,6 +159,7 @@ public:
             throw base::FileError(path, "header is not a JSON object");
         data_start_ = sizeof n + n;
         data_size_ = size - data_start_;
+        check_layout();
     }
 
     const json& header() const { return header_; }
@@ -205,6 +208,52 @@ public:
     }
 
 private:
+    // As the format requires: each tensor's data_offsets span shape x dtype bytes, and
+    // the tensors, ordered by offset, cover the data exactly, without overlap or gaps.
+    void check_layout() const {
+        static const std::map<std::string, uint64_t> kItemBytes = {
+            {"F64", 8}, {"F32", 4}, {"F16", 2},  {"BF16", 2},    {"I64", 8},
+            {"I32", 4}, {"I16", 2}, {"I8", 1},   {"U64", 8},     {"U32", 4},
+            {"U16", 2}, {"U8", 1},  {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+        std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;
+        for (const auto& [name, e] : header_.items()) {
+            if (name == "__metadata__") continue;
+            const std::string what = "tensor '" + name + "'";
+            if (!e.is_object()) throw base::FileError(path_, what + " is not a JSON object");
+            const auto dtype = e.find("dtype");
+            const auto item = dtype != e.end() && dtype->is_string()
+                                  ? kItemBytes.find(dtype->get<std::string>())
+                                  : kItemBytes.end();
+            if (item == kItemBytes.end())
+                throw base::FileError(path_, what + " has an unknown dtype " +
+                                                 (dtype != e.end() ? dtype->dump() : "(none)"));
+            const Shape offsets = uints(e, "data_offsets", what);
+            const uint64_t bytes = elements(uints(e, "shape", what)) * item->second;
+            if (offsets.size() != 2 || offsets[0] > offsets[1] || offsets[1] - offsets[0] != bytes)
+                throw base::FileError(path_, what + " has data_offsets " + shape_text(offsets) +
+                                                 ", expected a span of " + std::to_string(bytes) +
+                                                 " bytes for its dtype and shape");
+            spans.emplace_back(offsets[0], offsets[1], name);
+        }
+        std::sort(spans.begin(), spans.end());
+        uint64_t at = 0;
+        std::string previous = "the header";
+        for (const auto& [begin, end, name] : spans) {
+            if (begin != at)
+                throw base::FileError(
+                    path_, "tensor '" + name + "' starts at data byte " + std::to_string(begin) +
+                               ", but " + previous + " ends at " + std::to_string(at) +
+                               (begin < at ? " (overlapping tensors)" : " (a gap)"));
+            at = end;
+            previous = "tensor '" + name + "'";
+        }
+        if (at != data_size_)
+            throw base::FileError(path_,
+                                  std::string(at > data_size_ ? "truncated" : "trailing bytes") +
+                                      ": the tensors end at data byte " + std::to_string(at) +
+                                      ", the data are " + std::to_string(data_size_) + " bytes");
+    }
+
     // An array of non-negative integers.
     Shape uints(const json& e, const char* key, const std::string& what) const {
         const auto it = e.find(key);

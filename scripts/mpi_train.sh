@@ -30,8 +30,26 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # the thread count to every rank. As root (containers), OpenMPI wants to be told.
 extra=()
 [[ $(id -u) == 0 ]] && extra+=(--allow-run-as-root)
+# Ctrl-C or SIGTERM on this script stops the run cleanly: it sends SIGUSR1 to mpirun,
+# which forwards it to every rank; the ranks finish the step, rank 0 writes a
+# checkpoint, and all exit 0. (SIGINT or SIGTERM sent to mpirun itself makes OpenMPI
+# kill the ranks odls_base_sigkill_timeout seconds later, 1 by default, raised here.)
+# mpirun runs in its own process group (set -m), so a terminal's Ctrl-C reaches only
+# this script.
+set -m
 set -x
-exec mpirun "${extra[@]}" --hostfile "$hostfile" -np $((nodes * ranks_per_node)) \
+mpirun "${extra[@]}" --hostfile "$hostfile" -np $((nodes * ranks_per_node)) \
   --map-by "ppr:${ranks_per_node}:node:PE=${threads}" --bind-to core \
+  --mca odls_base_sigkill_timeout 120 \
   -x OMP_NUM_THREADS="$threads" \
-  "$root/build/gpt2" train "$@"
+  "$root/build/gpt2" train "$@" &
+set +x
+pid=$!
+trap 'kill -USR1 "$pid" 2>/dev/null || true' INT TERM
+# wait returns early when a trapped signal arrives; go on waiting until mpirun is gone.
+# (kill -0 still finds mpirun once it has exited, until wait has collected its status.)
+while :; do
+  if wait "$pid"; then status=0; else status=$?; fi
+  kill -0 "$pid" 2>/dev/null || break
+done
+exit "$status"

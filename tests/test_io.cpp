@@ -2,6 +2,7 @@
 
 #include "helpers.h"
 #include <hdf5.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <bit>
@@ -380,4 +381,67 @@ TEST_CASE("HDF5 model file with float64 tensors is read as float") {
         for (size_t i = 0; i < t.size; ++i) params[t.offset + i] = float(values[i]);
     }
     CHECK(model::read_hdf5(tmp / "m.h5").params == params);
+}
+
+TEST_CASE("HDF5 model file whose n_layer disagrees with its tensors is rejected") {
+    TempDir tmp;
+    {
+        Hdf5Edit h5(tmp / "m.h5");
+        REQUIRE(H5Adelete(h5.file, "n_layer") >= 0);
+        const int64_t one = 1;
+        const hid_t space = H5Screate(H5S_SCALAR);
+        const hid_t attr =
+            H5Acreate2(h5.file, "n_layer", H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+        REQUIRE(H5Awrite(attr, H5T_NATIVE_INT64, &one) >= 0);
+        H5Aclose(attr);
+        H5Sclose(space);
+    }
+    check_rejected(tmp / "m.h5", "is not a parameter of the config L1 NH2 C16");
+}
+
+TEST_CASE("HDF5 model file with one damaged byte of tensor data fails its checksum") {
+    TempDir tmp;
+    const model::Config c = small_config();
+    const std::vector<float> p = pattern(c);
+    model::write_hdf5(tmp / "m.h5", c, p.data());
+    // The bytes of one value of wte, found in the file, then changed in one bit.
+    std::string bytes = read_bytes(tmp / "m.h5");
+    const float probe[2] = {p[100], p[101]};
+    const size_t at = bytes.find(std::string(reinterpret_cast<const char*>(probe), sizeof probe));
+    REQUIRE(at != std::string::npos);
+    bytes[at] = char(bytes[at] ^ 0x01);
+    write_raw(tmp / "m.h5", bytes);
+    check_rejected(tmp / "m.h5", "cannot read tensor 'wte.weight' (checksum mismatch");
+}
+
+TEST_CASE("a model file written on a full disk is one error, and the old file stays, with no "
+          "temporary") {
+    // A file size limit makes writes fail as a full disk does (EFBIG instead of ENOSPC),
+    // also at HDF5's close, which once crashed the program at exit.
+    TempDir tmp;
+    const model::Config c = small_config();
+    model::write_llmc(tmp / "in.bin", c, pattern(c).data());
+    const uintmax_t size = fs::file_size(tmp / "in.bin");
+    for (const char* name : {"out.h5", "out.bin", "out.safetensors"})
+        for (uintmax_t limit : {size / 4, size - 2048}) {
+            CAPTURE(name);
+            CAPTURE(limit);
+            write_raw(tmp / name, "old");
+            const std::string cmd = "sh -c 'trap \"\" XFSZ; ulimit -f " +
+                                    std::to_string(limit / 1024) + "; exec " + GPT2_BINARY +
+                                    " convert " + (tmp / "in.bin") + " " + (tmp / name) + "' 2>&1";
+            FILE* pipe = popen(cmd.c_str(), "r");
+            REQUIRE(pipe);
+            std::string out;
+            char buf[4096];
+            while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+            const int status = pclose(pipe);
+            INFO(out);
+            CHECK(WIFEXITED(status));
+            CHECK(WEXITSTATUS(status) == 1);
+            CHECK(testing::count_lines(out) == 1);
+            CHECK(out.rfind("gpt2: error: " + (tmp / name) + ": ", 0) == 0);
+            CHECK(read_bytes(tmp / name) == "old");
+            CHECK(!fs::exists(tmp / (std::string(name) + ".tmp")));
+        }
 }

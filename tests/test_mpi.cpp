@@ -4,14 +4,17 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "data/shard.h"
 #include "helpers.h"
@@ -298,4 +301,88 @@ TEST_CASE("one process: DataParallel's step is the plain clipped AdamW step, bit
         CHECK(got == doctest::Approx(norm).epsilon(1e-12));
         CHECK(std::equal(m.params(), m.params() + m.num_params(), reference.params()));
     }
+}
+
+namespace {
+
+// Starts `cmd` (a shell command) with stdout and stderr to a pipe; once `seen` appears in
+// its output, calls signal(child pid). Returns its exit status (-1 if killed) and output.
+Run signalled_run(const std::string& cmd, const std::string& seen,
+                  const std::function<void(pid_t)>& signal) {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    close(fds[1]);
+    std::string out;
+    char buf[4096];
+    bool signalled = false;
+    for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) {
+        out.append(buf, size_t(n));
+        if (!signalled && out.find(seen) != std::string::npos) {
+            signal(pid);
+            signalled = true;
+        }
+    }
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(signalled);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string mpirun_command(int np, const std::string& args) {
+    return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+           "OMP_NUM_THREADS=1 " MPIEXEC " --oversubscribe --bind-to none -np " +
+           std::to_string(np) + " " GPT2_BINARY " " + args;
+}
+
+} // namespace
+
+TEST_CASE("mpirun: SIGUSR1 to mpirun stops every rank at the same step with rank 0's checkpoint, "
+          "exit 0") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    // mpirun forwards SIGUSR1 to every rank (SIGTERM it would follow with SIGKILL).
+    const Run r = signalled_run(
+        mpirun_command(2, kTrain + data_args(w) + " --batch 2 --steps 100000 --out " + (w / "run")),
+        "step 2/", [](pid_t pid) { kill(pid, SIGUSR1); });
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("stopped by signal after step") != std::string::npos);
+    const std::string latest = train::latest_checkpoint(w / "run");
+    REQUIRE(!latest.empty());
+    CHECK(train::load_checkpoint(latest).step >= 2);
+}
+
+TEST_CASE("mpirun: SIGTERM to one rank alone stops every rank at the same step with a checkpoint, "
+          "exit 0") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    // The newest rank that mpirun started (rank 0 or 1): the ranks agree at the step's end.
+    const Run r = signalled_run(
+        mpirun_command(2, kTrain + data_args(w) + " --batch 2 --steps 100000 --out " + (w / "run")),
+        "step 2/", [](pid_t mpirun_pid) {
+            const std::string find = "pgrep -n -x gpt2 -P " + std::to_string(mpirun_pid);
+            FILE* p = popen(find.c_str(), "r");
+            REQUIRE(p);
+            int rank_pid = 0;
+            const bool found = std::fscanf(p, "%d", &rank_pid) == 1;
+            pclose(p);
+            REQUIRE(found);
+            kill(pid_t(rank_pid), SIGTERM);
+        });
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("stopped by signal after step") != std::string::npos);
+    const std::string latest = train::latest_checkpoint(w / "run");
+    REQUIRE(!latest.empty());
+    CHECK(train::load_checkpoint(latest).step >= 2);
 }

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "model/io.h"
 #include "model/layout.h"
 #include "model/safetensors.h"
@@ -392,5 +394,46 @@ TEST_CASE("safetensors files that are damaged or unsupported are rejected naming
         write_folder(dir, tensors,
                      R"({"n_layer": 1, "n_head": 1, "vocab_size": 3, "n_positions": 2})");
         check_rejected(path, cfg, "missing 'n_embd'");
+    }
+}
+
+TEST_CASE("safetensors whose tensors overlap, leave a gap or disagree with dtype x shape are "
+          "rejected naming the file") {
+    Workdir dir;
+    const model::Config c = tiny_config();
+    const std::string good = safetensors_bytes(hf_tensors(c, pattern(c)));
+    uint64_t n = 0;
+    std::memcpy(&n, good.data(), sizeof n);
+    const auto header = nlohmann::json::parse(good.substr(8, n));
+    const std::string path = dir / "model.safetensors";
+    write_text(dir / "config.json", config_json(c));
+    // The good file with `name`'s data_offsets moved by `shift` bytes, or its shape set.
+    auto edited = [&](const std::string& name, int64_t shift, const nlohmann::json& shape) {
+        nlohmann::json h = header;
+        auto& offsets = h[name]["data_offsets"];
+        offsets = {offsets[0].get<int64_t>() + shift, offsets[1].get<int64_t>() + shift};
+        if (!shape.is_null()) h[name]["shape"] = shape;
+        const std::string text = h.dump();
+        write_text(path, raw(std::vector<uint64_t>{text.size()}) + text + good.substr(8 + n));
+    };
+    edited("wte.weight", 0, nullptr);
+    CHECK(model::read_model(path).config == c);
+
+    // Tensors in name order: h.0.attn.c_attn.bias comes first in the data.
+    SUBCASE("overlapping") {
+        edited("h.0.attn.c_attn.weight", -4, nullptr);
+        check_rejected(path, path, "(overlapping tensors)");
+    }
+    SUBCASE("a gap") {
+        edited("wte.weight", 4, nullptr);
+        check_rejected(path, path, "(a gap)");
+    }
+    SUBCASE("out of bounds") {
+        edited("wte.weight", int64_t(good.size()), nullptr);
+        check_rejected(path, path, "starts at data byte");
+    }
+    SUBCASE("shape x dtype is not the byte length") {
+        edited("wpe.weight", 0, {2, 1});
+        check_rejected(path, path, "expected a span of 8 bytes");
     }
 }

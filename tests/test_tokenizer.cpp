@@ -1,5 +1,7 @@
 // The GPT-2 tokenizer: ids as the reference GPT-2 tokenizer gives them (expected ids
 // from scripts/reference_tokenizer.py, OpenAI's algorithm with Python's regex module).
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -7,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include "data/tokenizer.h"
+#include "helpers.h"
 
 using data::Tokenizer;
 
@@ -360,4 +363,39 @@ TEST_CASE("invalid UTF-8 is replaced per maximal subpart, as Python decodes it")
 TEST_CASE("a missing or malformed tokenizer folder is a one-line error naming the file") {
     CHECK_THROWS_WITH_AS(Tokenizer("/nonexistent"), doctest::Contains("/nonexistent/encoder.json"),
                          std::runtime_error);
+}
+
+TEST_CASE("a tokenizer with a repeated id or a truncated vocab.bpe is refused naming the file") {
+    testing::Workdir w;
+    const std::string dir = std::string(TOKENIZER_DIR);
+    std::string encoder = testing::read_bytes(dir + "/encoder.json");
+    const std::string merges = testing::read_bytes(dir + "/vocab.bpe");
+    auto write = [&](const std::string& name, const std::string& bytes) {
+        std::ofstream(w / name, std::ios::binary) << bytes;
+    };
+    write("vocab.bpe", merges);
+
+    SUBCASE("two tokens with one id") {
+        // '"!": 0' becomes '"!": 1', the id of '"'.
+        const size_t at = encoder.find("\"!\": 0,");
+        REQUIRE(at != std::string::npos);
+        encoder.replace(at, 7, "\"!\": 1,");
+        write("encoder.json", encoder);
+        CHECK_THROWS_WITH_AS(Tokenizer(w.dir.string()),
+                             doctest::Contains("encoder.json: id 1 is given to both"),
+                             std::runtime_error);
+    }
+    SUBCASE("vocab.bpe cut at a line") {
+        write("encoder.json", encoder);
+        write("vocab.bpe", merges.substr(0, merges.rfind('\n', merges.size() - 2) + 1));
+        CHECK_THROWS_WITH_AS(Tokenizer(w.dir.string()),
+                             doctest::Contains("vocab.bpe: truncated or incomplete: 1 tokens"),
+                             std::runtime_error);
+    }
+    SUBCASE("vocab.bpe cut inside a line") {
+        write("encoder.json", encoder);
+        write("vocab.bpe", merges.substr(0, merges.size() - 3));
+        CHECK_THROWS_WITH_AS(Tokenizer(w.dir.string()), doctest::Contains("vocab.bpe"),
+                             std::runtime_error);
+    }
 }

@@ -4,12 +4,14 @@
 #include <csignal>
 #include <cstdio>
 #include <limits>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -222,7 +224,7 @@ TEST_CASE("a non-finite loss stops the run naming the step, and checkpoints are 
     REQUIRE(run_gpt2(train_args(w, "run") + " --steps 1").status == 0);
     const std::string good = read_bytes(w / "run/ckpt_00000001.h5");
 
-    // A model whose weights hold a NaN.
+    // A model whose weights hold a NaN, started over in the same folder.
     const auto config = model::make_config(2, 2, 32, 50257, 32);
     model::GPT2<float> m(config);
     m.init_weights(1);
@@ -230,7 +232,7 @@ TEST_CASE("a non-finite loss stops the run naming the step, and checkpoints are 
     model::write_llmc(w / "nan.bin", config, m.params());
     const Run r =
         run_gpt2("train --model " + (w / "nan.bin") + " --train-data '" + (w / "train_*.bin") +
-                 "' --batch 2 --seq 16 --steps 3 --out " + (w / "run"));
+                 "' --batch 2 --seq 16 --steps 3 --overwrite --out " + (w / "run"));
     INFO(r.out);
     CHECK(r.status == 1);
     CHECK(r.out.find("step 1: the loss is nan") != std::string::npos);
@@ -332,4 +334,205 @@ TEST_CASE("a fp32 checkpoint resumes in bf16, and a bf16 one in fp32") {
     const auto back = losses_of(train_in_process(o));
     check_close(back, {full[5]});
     CHECK(saved_precision(w / "back/ckpt_00000006.h5") == model::Precision::fp32);
+}
+
+namespace {
+
+// Flips one bit of the byte at `offset` of a file.
+void flip_byte(const std::string& path, std::streamoff offset) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(offset);
+    char c = 0;
+    f.get(c);
+    f.seekp(offset);
+    f.put(char(c ^ 0x10));
+}
+
+// The steps of a log.jsonl, in order.
+std::vector<double> logged_steps(const std::string& log) {
+    return logged(log, "step");
+}
+
+} // namespace
+
+TEST_CASE("a second run on a locked run folder fails in one line naming the holder's pid") {
+    Workdir w;
+    make_shards(w);
+    std::filesystem::create_directories(w / "run");
+    base::FileLock held(w / "run/.lock");
+    const Run r = run_gpt2(train_args(w, "run") + " --steps 1");
+    INFO(r.out);
+    CHECK(r.status == 1);
+    CHECK(count_lines(r.out) == 1);
+    CHECK(r.out.find("in use by another training run") != std::string::npos);
+    CHECK(r.out.find("pid " + std::to_string(getpid())) != std::string::npos);
+    CHECK(train::latest_checkpoint(w / "run").empty());
+}
+
+TEST_CASE("a folder holding another run's checkpoints is refused, and --overwrite prunes only the "
+          "new run's") {
+    Workdir w;
+    make_shards(w);
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 4 --checkpoint-every 1 --keep 2").status ==
+            0);
+    const std::string old3 = read_bytes(w / "run/ckpt_00000003.h5");
+    const std::string old4 = read_bytes(w / "run/ckpt_00000004.h5");
+
+    const Run refused = run_gpt2(train_args(w, "run") + " --steps 2 --checkpoint-every 1 --keep 1");
+    INFO(refused.out);
+    CHECK(refused.status == 1);
+    CHECK(count_lines(refused.out) == 1);
+    CHECK(refused.out.find("holds another run's checkpoints (newest ckpt_00000004.h5)") !=
+          std::string::npos);
+
+    // A new run with --overwrite keeps its own newest checkpoint and the old run's.
+    const Run r =
+        run_gpt2(train_args(w, "run") + " --steps 2 --checkpoint-every 1 --keep 1 --overwrite");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(!std::filesystem::exists(w / "run/ckpt_00000001.h5"));
+    CHECK(train::load_checkpoint(w / "run/ckpt_00000002.h5").step == 2);
+    CHECK(read_bytes(w / "run/ckpt_00000003.h5") == old3);
+    CHECK(read_bytes(w / "run/ckpt_00000004.h5") == old4);
+    CHECK(train::checkpoint_run_id(w / "run/ckpt_00000002.h5") !=
+          train::checkpoint_run_id(w / "run/ckpt_00000004.h5"));
+    // The old run's log is set aside, not appended to.
+    CHECK(logged_steps(w / "run/log.jsonl") == std::vector<double>{0, 1, 2});
+    CHECK(logged_steps(w / "run/log.jsonl.1") == std::vector<double>{0, 1, 2, 3, 4});
+}
+
+TEST_CASE("resume skips a checkpoint with a damaged byte, says so, and takes the newest that "
+          "verifies, and log.jsonl holds each step once") {
+    Workdir w;
+    make_shards(w);
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 4 --checkpoint-every 2 --keep 0").status ==
+            0);
+    // The middle of the file is tensor data (wte, or the moments).
+    const std::string newest = w / "run/ckpt_00000004.h5";
+    flip_byte(newest, std::streamoff(std::filesystem::file_size(newest) / 2));
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(newest), doctest::Contains("checksum mismatch"),
+                         base::FileError);
+
+    const Run r = run_gpt2(train_args(w, "run") + " --steps 5 --resume " + (w / "run"));
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("warning: skipped checkpoint " + newest) != std::string::npos);
+    CHECK(r.out.find("from " + (w / "run/ckpt_00000002.h5") + " (step 2)") != std::string::npos);
+    CHECK(logged_steps(w / "run/log.jsonl") == std::vector<double>{0, 1, 2, 3, 4, 5});
+
+    // None verifies: one error naming the folder.
+    flip_byte(w / "run/ckpt_00000002.h5",
+              std::streamoff(std::filesystem::file_size(w / "run/ckpt_00000002.h5") / 2));
+    flip_byte(w / "run/ckpt_00000005.h5",
+              std::streamoff(std::filesystem::file_size(w / "run/ckpt_00000005.h5") / 2));
+    const Run none = run_gpt2(train_args(w, "run") + " --steps 6 --resume " + (w / "run"));
+    INFO(none.out);
+    CHECK(none.status == 1);
+    CHECK(none.out.find("gpt2: error: " + (w / "run") + ": no checkpoint verifies") !=
+          std::string::npos);
+}
+
+TEST_CASE("a checkpoint whose /training values cannot be is refused on load") {
+    Workdir w;
+    const auto config = model::make_config(1, 1, 8, 64, 8);
+    model::GPT2<float> m(config);
+    m.init_weights(1);
+    const size_t n = m.num_params();
+    std::vector<float> mom(n, 0.0f);
+    const std::string args = train::to_json(train::TrainOptions{});
+    auto save = [&](const std::string& name, int64_t step, int64_t t, float v0 = 0.0f) {
+        mom[0] = v0;
+        train::save_checkpoint(w / name, config, m.params(), {mom, mom, t, {}}, step, {}, args,
+                               train::new_run_id());
+        return w / name;
+    };
+    CHECK(train::load_checkpoint(save("ok.h5", 3, 3)).step == 3);
+    CHECK_THROWS_WITH_AS(
+        train::load_checkpoint(save("big.h5", 1'000'000'000'000, 1'000'000'000'000)),
+        doctest::Contains("step 1000000000000"), base::FileError);
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(save("t0.h5", 3, 0)),
+                         doctest::Contains("AdamW's t is 0 at step 3"), base::FileError);
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(save("neg.h5", 3, 3, -1.0f)),
+                         doctest::Contains("second moment"), base::FileError);
+}
+
+TEST_CASE("a killed run's temporaries and cut-off log line are cleaned when it resumes") {
+    Workdir w;
+    make_shards(w);
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 4 --checkpoint-every 2 --keep 0").status ==
+            0);
+    // As a kill -9 leaves it: step 4's checkpoint half written, a log line cut short.
+    std::filesystem::rename(w / "run/ckpt_00000004.h5", w / "run/ckpt_00000004.h5.tmp");
+    { std::ofstream(w / "run/log.jsonl", std::ios::app) << "{\"step\":5,\"lo"; }
+    const Run r = run_gpt2(train_args(w, "run") + " --steps 5 --resume " + (w / "run"));
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(!std::filesystem::exists(w / "run/ckpt_00000004.h5.tmp"));
+    CHECK(logged_steps(w / "run/log.jsonl") == std::vector<double>{0, 1, 2, 3, 4, 5});
+}
+
+namespace {
+
+// The records of a log.jsonl without their timings, which differ from run to run.
+std::vector<nlohmann::json> untimed_records(const std::string& log) {
+    std::ifstream in(log);
+    std::vector<nlohmann::json> records;
+    for (std::string line; std::getline(in, line);) {
+        auto j = nlohmann::json::parse(line);
+        j.erase("ms");
+        j.erase("tok_per_s");
+        records.push_back(j);
+    }
+    return records;
+}
+
+} // namespace
+
+TEST_CASE("a run killed with SIGKILL at random moments and resumed each time ends with the "
+          "weights and log of an uninterrupted run") {
+    Workdir w;
+    make_shards(w);
+    const std::string tail = " --steps 8 --checkpoint-every 1 --keep 2";
+    REQUIRE(run_gpt2(train_args(w, "full") + tail).status == 0);
+
+    const unsigned seed = std::random_device{}();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int> ms(300, 2500);
+    int kills = 0;
+    for (int attempt = 0; attempt < 12; ++attempt) {
+        const bool resume = !train::latest_checkpoint(w / "cut").empty();
+        const std::string cmd = std::string("exec ") + GPT2_BINARY + " " + train_args(w, "cut") +
+                                tail + (resume ? " --resume " + (w / "cut") : "") +
+                                " >/dev/null 2>&1";
+        const pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        const bool last = kills == 5;
+        if (!last) {
+            usleep(useconds_t(ms(rng)) * 1000);
+            if (kill(pid, SIGKILL) == 0) ++kills;
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        CAPTURE(attempt);
+        // Ended by the kill, or finished before it.
+        CHECK(((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) ||
+               (WIFEXITED(status) && WEXITSTATUS(status) == 0)));
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+            std::filesystem::exists(w / "cut/ckpt_00000008.h5"))
+            break;
+    }
+    const auto a = train::load_checkpoint(w / "full/ckpt_00000008.h5");
+    const auto b = train::load_checkpoint(w / "cut/ckpt_00000008.h5");
+    CHECK(a.params == b.params);
+    CHECK(a.m == b.m);
+    CHECK(a.v == b.v);
+    CHECK(a.loader == b.loader);
+    CHECK(untimed_records(w / "cut/log.jsonl") == untimed_records(w / "full/log.jsonl"));
+    for (const auto& entry : std::filesystem::directory_iterator(w / "cut"))
+        CHECK(!entry.path().string().ends_with(".tmp"));
 }

@@ -7,9 +7,15 @@
 //   /optimizer  attrs            t, beta1, beta2, eps, weight_decay
 //   /training   attrs            step (optimizer steps done), loader_epoch,
 //                                loader_window (data::LoaderState; the same for any
-//                                number of ranks), args (the training options as JSON)
+//                                number of ranks), args (the training options as JSON),
+//                                run_id (the run that wrote it; a resumed run keeps it)
 // Checkpoints written before loader_window existed (single-process runs) hold
-// loader_batch instead, which for one rank is the same number.
+// loader_batch instead, which for one rank is the same number; older ones have no
+// run_id.
+//
+// Integrity: every tensor is stored with HDF5's Fletcher-32 checksum and the object
+// headers (attributes) with HDF5's metadata checksums, so one damaged byte fails the
+// load; every /optimizer and /training value is checked for sense.
 // Randomness needs no saved state: shuffling derives from (seed, epoch) and samples
 // from (seed, step).
 #pragma once
@@ -19,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "data/loader.h"
 #include "model/config.h"
 #include "optim/optim.h"
@@ -32,6 +39,7 @@ struct Checkpoint {
     int64_t step = 0;
     data::LoaderState loader;
     std::string args_json;
+    std::string run_id; // "" in checkpoints older than run ids
 };
 
 // AdamW's state over the whole flat buffer (gathered from the ranks under ZeRO-1).
@@ -44,13 +52,34 @@ struct OptimizerState {
 // Written to PATH.tmp, flushed and renamed: a crash never damages an existing PATH.
 void save_checkpoint(const std::string& path, const model::Config& config, const float* params,
                      const OptimizerState& optimizer, int64_t step, const data::LoaderState& loader,
-                     const std::string& args_json);
+                     const std::string& args_json, const std::string& run_id = "");
+// Reads and verifies a checkpoint: checksums, and values that cannot be (a step past
+// kMaxStep, Adam's t other than the step, a negative second moment, a NaN weight) are a
+// base::FileError naming the file.
 Checkpoint load_checkpoint(const std::string& path);
+constexpr int64_t kMaxStep = 1'000'000'000;
 
-// DIR/ckpt_NNNNNNNN.h5 for a step; the newest such file in DIR ("" if none); deletes all
-// but the newest `keep` (keep <= 0 keeps all).
+// A new run's id: 16 random hex digits.
+std::string new_run_id();
+// The run id a checkpoint records ("" if none, or if it cannot be read).
+std::string checkpoint_run_id(const std::string& path);
+
+// DIR/ckpt_NNNNNNNN.h5 for a step; the checkpoints in DIR, highest step first; the
+// newest ("" if none).
 std::string checkpoint_path(const std::string& dir, int64_t step);
+std::vector<std::string> list_checkpoints(const std::string& dir);
 std::string latest_checkpoint(const std::string& dir);
-void prune_checkpoints(const std::string& dir, int keep);
+
+// The newest checkpoint in DIR that loads and verifies; `skipped` gets the FileError of
+// each newer one that does not. FileError when none verifies (or there is none).
+Checkpoint load_latest_valid(const std::string& dir, std::string& path,
+                             std::vector<base::FileError>& skipped);
+
+// Deletes run `run_id`'s checkpoints in DIR older than the newest `keep` of them at or
+// below `step` (keep <= 0 keeps all). Other runs' checkpoints, this run's past `step`
+// (left by a branch that was resumed from an earlier one) and those in `damaged` (found
+// not to verify) are neither counted nor touched.
+void prune_checkpoints(const std::string& dir, int keep, const std::string& run_id, int64_t step,
+                       const std::vector<std::string>& damaged = {});
 
 } // namespace train

@@ -29,6 +29,12 @@ void ConsoleSink::on_message(const std::string& text) {
     std::fflush(out_);
 }
 
+void ConsoleSink::on_warning(const std::string& text) {
+    std::fflush(out_);
+    std::fprintf(stderr, "warning: %s\n", text.c_str());
+    std::fflush(stderr);
+}
+
 void ConsoleSink::on_step(const StepMetrics& m) {
     std::fprintf(
         out_, "step %lld/%lld | loss %.6f | lr %.4e | norm %.4f | %.1f ms | %.0f tok/s | eta %s\n",

@@ -33,6 +33,9 @@ class MetricsSink {
 public:
     virtual ~MetricsSink() = default;
     virtual void on_message(const std::string& text) { (void)text; }
+    // Something the user should know that does not stop the run (a damaged checkpoint
+    // skipped on resume).
+    virtual void on_warning(const std::string& text) { on_message("warning: " + text); }
     virtual void on_step(const StepMetrics& m) { (void)m; }
     virtual void on_validation(int64_t step, double loss) { (void)step, (void)loss; }
     virtual void on_evaluation(int64_t step, const eval::Evaluation& e) { (void)step, (void)e; }
@@ -44,6 +47,7 @@ class ConsoleSink final : public MetricsSink {
 public:
     explicit ConsoleSink(std::FILE* out = stdout) : out_(out) {}
     void on_message(const std::string& text) override;
+    void on_warning(const std::string& text) override; // on standard error
     void on_step(const StepMetrics& m) override;
     void on_validation(int64_t step, double loss) override;
     void on_evaluation(int64_t step, const eval::Evaluation& e) override;

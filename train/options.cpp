@@ -39,7 +39,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
     val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
     eval_every, evals, datasets, eval_max_tokens, eval_max_examples, out, log_file, resume,
-    checkpoint_every, keep, zero, overlap, precision, recompute)
+    checkpoint_every, keep, overwrite, zero, overlap, precision, recompute)
 
 std::string to_json(const TrainOptions& o) {
     return json(o).dump();

@@ -44,9 +44,12 @@ struct TrainOptions {
     int eval_every = 0;
     std::string evals, datasets = "datasets";
     size_t eval_max_tokens = 16384, eval_max_examples = 500;
-    // Output: the run folder (checkpoints, log.jsonl), or a checkpoint to resume from.
+    // Output: the run folder (checkpoints, log.jsonl), or a checkpoint to resume from
+    // (a file, or a folder's newest checkpoint that verifies). A new run refuses a
+    // folder holding checkpoints unless `overwrite`.
     std::string out = "runs/train", log_file, resume;
     int checkpoint_every = 0, keep = 2;
+    bool overwrite = false;
     // Data parallelism (under mpirun): ZeRO stage 0 or 1, and overlapping the gradient
     // reduction with the backward pass (stage 0 only).
     int zero = 0;

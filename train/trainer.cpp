@@ -18,37 +18,42 @@ using clock = std::chrono::steady_clock;
 
 namespace {
 
-// Set by SIGINT/SIGTERM/SIGUSR1 (the one mpirun forwards to every rank), read by the
-// loop between steps. A signal handler can reach nothing else, hence this one piece of
-// global state.
-volatile std::sig_atomic_t g_stop_requested = 0;
+// The signal that asked the run to stop (0: none), read by the loop between steps. A
+// signal handler can reach nothing else, hence this one piece of global state.
+volatile std::sig_atomic_t g_stop_signal = 0;
 
 extern "C" void request_stop(int sig) {
-    g_stop_requested = 1;
-    std::signal(sig, SIG_DFL); // a second Ctrl-C stops at once
+    // A second Ctrl-C stops at once. Any other repeat only asks again: under mpirun a
+    // rank may get the terminal's SIGINT and then mpirun's SIGTERM for the same Ctrl-C.
+    if (sig == SIGINT && g_stop_signal == SIGINT) {
+        std::signal(SIGINT, SIG_DFL);
+        std::raise(SIGINT);
+        return;
+    }
+    g_stop_signal = sig;
 }
 
-// Restores the previous handlers when training returns or throws.
-class StopOnSignal {
+} // namespace
+
+// Catches the stop signals for the Trainer's lifetime and restores the previous handlers.
+class Trainer::SignalGuard {
 public:
-    StopOnSignal() {
-        g_stop_requested = 0;
-        old_int_ = std::signal(SIGINT, request_stop);
-        old_term_ = std::signal(SIGTERM, request_stop);
-        old_usr1_ = std::signal(SIGUSR1, request_stop);
+    SignalGuard() {
+        g_stop_signal = 0;
+        for (size_t i = 0; i < std::size(kSignals); ++i)
+            old_[i] = std::signal(kSignals[i], request_stop);
     }
-    ~StopOnSignal() {
-        std::signal(SIGINT, old_int_);
-        std::signal(SIGTERM, old_term_);
-        std::signal(SIGUSR1, old_usr1_);
+    ~SignalGuard() {
+        for (size_t i = 0; i < std::size(kSignals); ++i) std::signal(kSignals[i], old_[i]);
     }
-    bool requested() const { return g_stop_requested != 0; }
+    bool requested() const { return g_stop_signal != 0; }
 
 private:
-    void (*old_int_)(int);
-    void (*old_term_)(int);
-    void (*old_usr1_)(int);
+    static constexpr int kSignals[] = {SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+    void (*old_[std::size(kSignals)])(int);
 };
+
+namespace {
 
 double seconds_since(clock::time_point t0) {
     return std::chrono::duration<double>(clock::now() - t0).count();
@@ -78,16 +83,15 @@ struct Trainer::Start {
     std::vector<float> params;
     std::optional<Checkpoint> checkpoint;
     std::string from;
+    std::vector<base::FileError> skipped; // newer checkpoints that did not verify, and why
 };
 
 Trainer::Start Trainer::load_start(const TrainOptions& o) {
     Start s;
     if (!o.resume.empty()) {
-        const std::string path =
-            fs::is_directory(o.resume) ? latest_checkpoint(o.resume) : o.resume;
-        if (path.empty())
-            throw base::FileError(o.resume, "no checkpoint (ckpt_*.h5) to resume from");
-        Checkpoint c = load_checkpoint(path);
+        std::string path = o.resume;
+        Checkpoint c = fs::is_directory(o.resume) ? load_latest_valid(o.resume, path, s.skipped)
+                                                  : load_checkpoint(o.resume);
         check_same_run(o, train_options_from_json(c.args_json), path);
         s.config = c.config;
         s.from = path + " (step " + std::to_string(c.step) + ")";
@@ -111,12 +115,26 @@ Trainer::Start Trainer::load_start(const TrainOptions& o) {
 }
 
 Trainer::Trainer(const TrainOptions& options, Communicator& comm, std::vector<MetricsSink*> sinks)
-    : o_(options), comm_(comm), root_(comm.is_root()) {
-    // The root reads the starting point; every rank learns its config.
+    : o_(options), signals_(std::make_unique<SignalGuard>()), comm_(comm), root_(comm.is_root()) {
+    // The root locks the run folder and reads the starting point; every rank learns its
+    // config.
     Start start;
     agreed(comm_, [&] {
         o_.validate();
-        if (root_) start = load_start(o_);
+        if (!root_) return;
+        run_dir_ = std::make_unique<RunDir>(o_.out, !o_.resume.empty(), o_.overwrite);
+        start = load_start(o_);
+        // A resumed run continues its run (and its log, from the checkpoint's step on).
+        const std::string log =
+            o_.log_file.empty() ? (fs::path(o_.out) / "log.jsonl").string() : o_.log_file;
+        if (start.checkpoint) {
+            run_id_ = start.checkpoint->run_id;
+            truncate_log(log, start.checkpoint->step);
+        } else {
+            set_aside_log(log);
+        }
+        if (run_id_.empty()) run_id_ = new_run_id();
+        for (const base::FileError& e : start.skipped) damaged_.push_back(e.path());
     });
     model::Config config = start.config;
     static_assert(std::is_trivially_copyable_v<model::Config>, "broadcast as bytes");
@@ -127,6 +145,10 @@ Trainer::Trainer(const TrainOptions& options, Communicator& comm, std::vector<Me
         sinks_ = std::move(sinks);
         sinks_.push_back(log_.get());
     }
+    report([&](MetricsSink& s) {
+        for (const base::FileError& e : start.skipped)
+            s.on_warning("skipped checkpoint " + std::string(e.what()));
+    });
     if (comm_.any(start.checkpoint.has_value()))
         resume(start.checkpoint ? &*start.checkpoint : nullptr);
     else
@@ -254,7 +276,14 @@ void Trainer::run() {
         validate();
         end_step();
     }
-    StopOnSignal stop;
+    const SignalGuard& stop = *signals_;
+    // A stop asked for while the run was set up: nothing new to save.
+    if (comm_.any(stop.requested())) {
+        report([&](MetricsSink& s) {
+            s.on_message("stopped by signal before step " + std::to_string(step_ + 1));
+        });
+        return;
+    }
     while (step_ < plan_.steps) {
         step();
         const bool last = step_ == plan_.steps;
@@ -373,8 +402,8 @@ std::string Trainer::save() {
         path = checkpoint_path(o_.out, step_);
         save_checkpoint(path, gpt_->config(), std::as_const(*gpt_).params(),
                         {m, v, dp_->adam().t(), dp_->adam().config()}, step_,
-                        train_loader_->state(), to_json(o_));
-        prune_checkpoints(o_.out, o_.keep);
+                        train_loader_->state(), to_json(o_), run_id_);
+        prune_checkpoints(o_.out, o_.keep, run_id_, step_, damaged_);
         report([&](MetricsSink& s) { s.on_message("checkpoint " + path); });
     });
     return path;

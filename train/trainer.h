@@ -20,6 +20,7 @@
 #include "train/metrics.h"
 #include "train/options.h"
 #include "train/parallel.h"
+#include "train/run_dir.h"
 
 namespace train {
 
@@ -30,16 +31,19 @@ public:
     // optimizer, schedule, evaluators and run folder are set up. Everything that can be
     // checked before training is checked here, and a failure on any rank throws on all
     // (JobError). On the root the Trainer reports to `sinks` and to OUT/log.jsonl (or
-    // options.log_file); other ranks report nothing.
+    // options.log_file); other ranks report nothing. The root holds OUT's lock
+    // (train/run_dir.h) for the Trainer's lifetime. From construction on, SIGINT,
+    // SIGTERM, SIGUSR1 and SIGUSR2 only ask the run to stop (see run()).
     Trainer(const TrainOptions& options, Communicator& comm, std::vector<MetricsSink*> sinks = {});
     ~Trainer();
     Trainer(const Trainer&) = delete;
     Trainer& operator=(const Trainer&) = delete;
 
     // Trains to the last step, with validation, evaluators, samples and checkpoints as
-    // the options say. SIGINT, SIGTERM or SIGUSR1 finish the step, write a checkpoint
-    // and return. Throws on a non-finite loss or gradient norm before any checkpoint is
-    // written over.
+    // the options say. SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 (on any rank: the ranks agree
+    // at every step's end) finish the step, write a checkpoint and return; a second
+    // SIGINT ends the process at once. Throws on a non-finite loss or gradient norm
+    // before any checkpoint is written over.
     void run();
 
     // The parts of run(), each reporting what it measured.
@@ -55,6 +59,7 @@ public:
 
 private:
     struct Start;
+    class SignalGuard;
     struct Plan {
         int grad_accum = 1, steps = 0;
     };
@@ -70,9 +75,13 @@ private:
     template <class F> void report(F&& f);
 
     TrainOptions o_;
+    std::unique_ptr<SignalGuard> signals_;
     Communicator& comm_;
     const bool root_;                 // rank 0 alone reports and writes files
     std::vector<MetricsSink*> sinks_; // empty except on the root
+    std::unique_ptr<RunDir> run_dir_; // the root's lock on OUT
+    std::string run_id_;
+    std::vector<std::string> damaged_; // checkpoints of OUT that resume found damaged
     std::unique_ptr<JsonlSink> log_;
     std::unique_ptr<model::GPT2<float>> gpt_;
     std::unique_ptr<DataParallel> dp_;

@@ -146,7 +146,12 @@ void add_output_options(CLI::App& cmd, TrainOptions& o) {
         ->capture_default_str()
         ->group("Output");
     cmd.add_option("--resume", o.resume,
-                   "Continue from a checkpoint file, or the newest in a folder")
+                   "Continue from a checkpoint file, or from the newest checkpoint in a folder "
+                   "that verifies (skipping damaged ones)")
+        ->group("Output");
+    cmd.add_flag("--overwrite", o.overwrite,
+                 "Start a new run in an --out folder that holds another run's checkpoints "
+                 "(they are kept; same-step ones are replaced; --keep prunes only this run's)")
         ->group("Output");
 }
 
