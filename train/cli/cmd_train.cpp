@@ -110,7 +110,7 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
         ->group(g);
     cmd.add_option("--eval", o.evals,
                    "Evaluators to run during training, comma-separated: ppl:wikitext2, ppl:ptb, "
-                   "ppl:FILE (lm-eval protocol), lambada[:FILE]")
+                   "ppl:FILE (lm-eval protocol), lambada[:FILE], hellaswag[:FILE]")
         ->group(g);
     cmd.add_option("--eval-every", o.eval_every, "Run --eval every N steps (and at the end)")
         ->capture_default_str()
@@ -120,7 +120,7 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--eval-max-examples", o.eval_max_examples,
-                   "LAMBADA passages per evaluation (0 = all)")
+                   "LAMBADA passages or HellaSwag examples per evaluation (0 = all)")
         ->capture_default_str()
         ->group(g);
     o.datasets = default_datasets_dir();
