@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "model/layout.h"
 #include "optim/optim.h"
+#include "train/options.h"
 
 using doctest::Approx;
 using namespace optim;
@@ -224,6 +225,11 @@ TEST_CASE("linear schedule decays from lr after warmup to lr * final_fraction at
     CHECK(Schedule{Schedule::Kind::linear, 1.0, 0, 1, 0.2}.at(0) == Approx(0.2)); // one step
     CHECK(Schedule{Schedule::Kind::linear, 1.0, 4, 3, 0.2}.at(3) == Approx(1.0)); // warmup
     CHECK(Schedule{Schedule::Kind::linear, 1.0, 4, 3, 0.2}.at(4) == Approx(0.2));
+
+    train::TrainOptions o; // checkpoints keep the schedule by name
+    o.lr_schedule = Schedule::Kind::linear;
+    CHECK(train::to_json(o).find("\"lr_schedule\":\"linear\"") != std::string::npos);
+    CHECK(train::train_options_from_json(train::to_json(o)).lr_schedule == Schedule::Kind::linear);
 }
 
 TEST_CASE("schedule names parse and bad settings are rejected naming the setting") {
