@@ -165,9 +165,11 @@ std::vector<HellaswagExample> read_hellaswag(const std::string& path, data::Toke
         try {
             doc = nlohmann::json::parse(line);
         } catch (const nlohmann::json::parse_error& e) {
-            // e.what() is "[json.exception.parse_error.101] parse error at ...": keep the end.
+            // e.what() is "[json.exception.parse_error.101] parse error at line 1, column
+            // 5: ...": the line is ours to give, the column and the rest are kept.
             const std::string what = e.what();
-            fail("not JSON (" + what.substr(what.find(']') + 2) + ")");
+            const size_t column = what.find("column");
+            fail("not JSON (" + what.substr(column == std::string::npos ? 0 : column) + ")");
         }
         if (!doc.is_object()) fail("not a JSON object");
 

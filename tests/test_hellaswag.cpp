@@ -263,7 +263,7 @@ TEST_CASE("read_hellaswag names the file and line of bad input") {
         std::string text, message;
     };
     for (const auto& [text, message] :
-         std::vector<Bad>{{good + "{\"ctx\": \n", "bad.jsonl:2: not JSON ("},
+         std::vector<Bad>{{good + "{\"ctx\": \n", "bad.jsonl:2: not JSON (column 9: syntax error"},
                           {good + "\n" + "[1, 2]\n", "bad.jsonl:3: not a JSON object"},
                           {no_ctx_b.dump() + "\n", "bad.jsonl:1: no field 'ctx_b'"},
                           {good + three.dump(), "bad.jsonl:2: has 3 endings, expected 4"},
@@ -324,12 +324,24 @@ TEST_CASE("gpt2 eval hellaswag prints acc and acc_norm as JSON, one line per exa
     CHECK(llmc.status == 0);
     CHECK(llmc.out.find("2 examples, variant llmc | acc ") != std::string::npos);
 
-    const testing::Run bad = testing::run_gpt2(
-        base + write(w, "bad.jsonl", docs()[0].dump() + "\n" + "{\"label\": 1}\n"));
-    CHECK(bad.status == 1);
-    CHECK(testing::count_lines(bad.out) == 1);
-    CHECK(bad.out.find("gpt2: error: " + (w / "bad.jsonl") + ":2: no field 'endings'") !=
-          std::string::npos);
+    json three = docs()[0], label9 = docs()[0];
+    three["endings"].erase(0);
+    label9["label"] = "9";
+    struct Bad {
+        std::string text, message;
+    };
+    for (const auto& [text, message] :
+         std::vector<Bad>{{"{\"label\": 1}\n", ":2: no field 'endings'"},
+                          {"not json\n", ":2: not JSON ("},
+                          {three.dump() + "\n", ":2: has 3 endings, expected 4"},
+                          {label9.dump() + "\n", ":2: label 9 is out of range 0..3"}}) {
+        const testing::Run bad =
+            testing::run_gpt2(base + write(w, "bad.jsonl", docs()[0].dump() + "\n" + text));
+        INFO(bad.out);
+        CHECK(bad.status == 1);
+        CHECK(testing::count_lines(bad.out) == 1);
+        CHECK(bad.out.find("gpt2: error: " + (w / "bad.jsonl") + message) != std::string::npos);
+    }
 }
 
 TEST_CASE("--eval hellaswag[:FILE] runs the harness's scoring on the first examples") {
