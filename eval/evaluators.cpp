@@ -6,6 +6,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "eval/hellaswag.h"
 #include "eval/lambada.h"
 #include "eval/perplexity.h"
 
@@ -39,9 +40,14 @@ EvaluatorSpec parse_spec(const std::string& item, const std::string& datasets_di
         s.kind = EvaluatorSpec::Kind::lambada;
         s.name = "lambada";
         s.path = arg.empty() ? under(datasets_dir, "lambada/lambada_test.jsonl") : arg;
+    } else if (kind == "hellaswag") {
+        s.kind = EvaluatorSpec::Kind::hellaswag;
+        s.name = "hellaswag";
+        s.path = arg.empty() ? under(datasets_dir, "hellaswag/hellaswag_val.jsonl") : arg;
     } else {
-        throw base::SettingError("evals", "unknown evaluator '" + item +
-                                              "' (ppl:NAME|FILE, lambada[:FILE])");
+        throw base::SettingError("evals",
+                                 "unknown evaluator '" + item +
+                                     "' (ppl:NAME|FILE, lambada[:FILE], hellaswag[:FILE])");
     }
     return s;
 }
@@ -98,6 +104,28 @@ private:
     std::vector<LambadaExample> examples_;
 };
 
+// HellaSwag acc and acc_norm (lm-evaluation-harness's scoring) on the file's first
+// max_examples examples.
+class HellaswagEvaluator final : public Evaluator {
+public:
+    HellaswagEvaluator(const EvaluatorSpec& spec, data::Tokenizer& tokenizer,
+                       const EvaluatorLimits& limits)
+        : spec_(spec), examples_(read_hellaswag(spec.path, tokenizer, HellaswagVariant::harness,
+                                                limits.max_examples)) {}
+
+    Evaluation run(model::GPT2<float>& model) override {
+        const auto r = evaluate_hellaswag(model, examples_);
+        return {
+            spec_.name,
+            {{"acc", r.acc()}, {"acc_norm", r.acc_norm()}},
+            format("acc %.4f acc_norm %.4f over %zu examples", r.acc(), r.acc_norm(), r.examples)};
+    }
+
+private:
+    EvaluatorSpec spec_;
+    std::vector<HellaswagExample> examples_;
+};
+
 } // namespace
 
 std::vector<EvaluatorSpec> parse_evaluator_specs(const std::string& list,
@@ -116,8 +144,10 @@ std::vector<std::unique_ptr<Evaluator>> make_evaluators(const std::vector<Evalua
     for (const EvaluatorSpec& s : specs) {
         if (s.kind == EvaluatorSpec::Kind::perplexity)
             out.push_back(std::make_unique<PerplexityEvaluator>(s, tokenizer, limits));
-        else
+        else if (s.kind == EvaluatorSpec::Kind::lambada)
             out.push_back(std::make_unique<LambadaEvaluator>(s, tokenizer, limits));
+        else
+            out.push_back(std::make_unique<HellaswagEvaluator>(s, tokenizer, limits));
     }
     return out;
 }

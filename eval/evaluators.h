@@ -1,8 +1,8 @@
 // Evaluators that run on a model's current weights, chosen by spec strings, as
 // `gpt2 train --eval` uses them: "ppl:wikitext2", "ppl:ptb", "ppl:FILE" (lm-eval
-// protocol), "lambada", "lambada:FILE". Named data sets are found under a datasets
-// folder that the caller gives (scripts/get_data.sh's layout), never the working
-// directory.
+// protocol), "lambada", "lambada:FILE", "hellaswag", "hellaswag:FILE". Named data sets
+// are found under a datasets folder that the caller gives (scripts/get_data.sh's layout),
+// never the working directory.
 #pragma once
 
 #include <cstddef>
@@ -16,15 +16,17 @@
 namespace eval {
 
 struct EvaluatorSpec {
-    enum class Kind { perplexity, lambada };
+    enum class Kind { perplexity, lambada, hellaswag };
     Kind kind = Kind::perplexity;
-    std::string name; // in metric names: "wikitext2", "ptb", a file's stem, "lambada"
+    std::string name; // in metric names: "wikitext2", "ptb", a file's stem, "lambada",
+                      // "hellaswag"
     std::string path; // the data file, resolved
 };
 
 // Parses a comma-separated list of specs; named sets resolve to
 //   wikitext2 -> DATASETS/wikitext2/wiki.test.raw, ptb -> DATASETS/ptb/ptb.test.txt,
-//   lambada -> DATASETS/lambada/lambada_test.jsonl.
+//   lambada -> DATASETS/lambada/lambada_test.jsonl,
+//   hellaswag -> DATASETS/hellaswag/hellaswag_val.jsonl (scored as the harness does).
 // Throws base::SettingError("evals", ...) for a spec it does not know.
 std::vector<EvaluatorSpec> parse_evaluator_specs(const std::string& list,
                                                  const std::string& datasets_dir);
@@ -32,11 +34,11 @@ std::vector<EvaluatorSpec> parse_evaluator_specs(const std::string& list,
 // How much of each data set one evaluation reads, so that it stays short during training.
 struct EvaluatorLimits {
     size_t max_tokens = 16384; // perplexity: tokens scored (0 = all)
-    size_t max_examples = 500; // LAMBADA: passages (0 = all)
+    size_t max_examples = 500; // LAMBADA passages, HellaSwag examples (0 = all)
 };
 
 struct Metric {
-    std::string name; // "ppl_token", "ppl_word", "acc", "ppl"
+    std::string name; // "ppl_token", "ppl_word", "acc", "ppl", "acc_norm"
     double value = 0;
 };
 

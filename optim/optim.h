@@ -90,8 +90,11 @@ double clip_grad_norm(float* grads, size_t n, double max_norm);
 //   wsd       warmup-stable-decay: lr until d = max(warmup, total - round(decay_fraction*total)),
 //             then linear over the k = total - d last steps, s = d+i giving
 //             lr - (lr - lr_min)*(i+1)/k, so lr_min at s = total-1 and beyond
+//   linear    lr - (lr - lr_min)*(s-warmup)/(total-1-warmup): lr at s = warmup, lr_min at
+//             the last step s = total-1 and beyond. HF's get_linear_schedule_with_warmup
+//             decays to 0, reached one step after the last (at s = total)
 struct Schedule {
-    enum class Kind { constant, cosine, wsd };
+    enum class Kind { constant, cosine, wsd, linear };
     Kind kind = Kind::cosine;
     double lr = 0.0;
     int warmup = 0;
@@ -103,7 +106,7 @@ struct Schedule {
     // Throws base::SettingError naming the field (lr, warmup, total, final_fraction,
     // decay_fraction) that is out of range.
     void validate() const;
-    // "constant", "cosine" or "wsd"; throws base::SettingError listing them.
+    // "constant", "cosine", "wsd" or "linear"; throws base::SettingError listing them.
     static Kind parse(const std::string& name);
     static const char* name(Kind kind);
     // e.g. "cosine lr 0.0006 warmup 700 steps 19073 final x0.1"

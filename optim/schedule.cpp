@@ -26,6 +26,9 @@ double Schedule::at(int step) const {
         if (step < d) return lr;
         return lr - (lr - lr_min) * (step - d + 1) / (total - d);
     }
+    case Kind::linear: // total - 1 - warmup > step - warmup >= 0 below
+        if (step >= total - 1) return lr_min;
+        return lr - (lr - lr_min) * (step - warmup) / (total - 1 - warmup);
     }
     return lr;
 }
@@ -47,10 +50,10 @@ void Schedule::validate() const {
 }
 
 Schedule::Kind Schedule::parse(const std::string& s) {
-    for (Kind k : {Kind::constant, Kind::cosine, Kind::wsd})
+    for (Kind k : {Kind::constant, Kind::cosine, Kind::wsd, Kind::linear})
         if (s == name(k)) return k;
-    throw base::SettingError("kind",
-                             "unknown schedule '" + s + "' (expected constant, cosine or wsd)");
+    throw base::SettingError("kind", "unknown schedule '" + s +
+                                         "' (expected constant, cosine, wsd or linear)");
 }
 
 const char* Schedule::name(Kind kind) {
@@ -61,6 +64,8 @@ const char* Schedule::name(Kind kind) {
         return "cosine";
     case Kind::wsd:
         return "wsd";
+    case Kind::linear:
+        return "linear";
     }
     return "?";
 }

@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  echo "usage: $0 NAME...   (NAME: gpt2-tokenizer tinyshakespeare wikitext2 ptb lambada all)" >&2
+  echo "usage: $0 NAME...   (NAME: gpt2-tokenizer tinyshakespeare wikitext2 ptb lambada all, or hellaswag)" >&2
+  echo "       all leaves out hellaswag, which is fetched only when named" >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
@@ -12,11 +13,12 @@ usage() {
 shared=../shared/data
 openai=https://openaipublic.blob.core.windows.net/gpt-2
 
-# fetch DEST SHARED_PATH URL SHA256: copy or download DEST, then check its sha256.
+# fetch DEST SHARED_PATH URL SHA256: copy or download DEST, then check its sha256
+# (SHA256 "" when none is pinned: the file is kept and its sha256 printed).
 fetch() {
   local dest=$1 shared_path=$2 url=$3 sha=$4
   mkdir -p "$(dirname "$dest")"
-  if [ -f "$dest" ] && echo "$sha  $dest" | sha256sum --check --status; then
+  if [ -f "$dest" ] && { [ -z "$sha" ] || echo "$sha  $dest" | sha256sum --check --status; }; then
     echo "get_data: $dest is present"
     return
   fi
@@ -25,6 +27,11 @@ fetch() {
   else
     echo "get_data: downloading $url"
     curl --fail --location --silent --show-error --retry 3 -o "$dest.tmp" "$url"
+  fi
+  if [ -z "$sha" ]; then
+    mv "$dest.tmp" "$dest"
+    echo "get_data: $dest ($(stat -c %s "$dest") bytes, sha256 $(sha256sum "$dest" | cut -d' ' -f1), not pinned)"
+    return
   fi
   if ! echo "$sha  $dest.tmp" | sha256sum --check --status; then
     rm -f "$dest.tmp"
@@ -84,6 +91,10 @@ get() {
     lambada)
       fetch datasets/lambada/lambada_test.jsonl lambada/lambada_test.jsonl "$openai/data/lambada_test.jsonl" \
         4aa8d02cd17c719165fc8a7887fddd641f43fcafa4b1c806ca8abc31fabdb226 ;;
+    hellaswag)
+      # The official validation split (10,042 examples), as llm.c and the harness use it.
+      fetch datasets/hellaswag/hellaswag_val.jsonl hellaswag/hellaswag_val.jsonl \
+        https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl "" ;;
     all) for n in gpt2-tokenizer tinyshakespeare wikitext2 ptb lambada; do get "$n"; done ;;
     *) usage ;;
   esac

@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "model/layout.h"
 #include "optim/optim.h"
+#include "train/options.h"
 
 using doctest::Approx;
 using namespace optim;
@@ -206,11 +207,41 @@ TEST_CASE("wsd schedule is stable and then decays linearly over the last steps")
     CHECK(s.at(99) == Approx(0.1));
 }
 
+TEST_CASE("linear schedule decays from lr after warmup to lr * final_fraction at the last step") {
+    Schedule s{Schedule::Kind::linear, 1.0, 10, 110, 0.1}; // decay over steps 10..109
+    CHECK(s.at(0) == Approx(0.1));
+    CHECK(s.at(9) == Approx(1.0));
+    CHECK(s.at(10) == 1.0);
+    CHECK(s.at(11) == Approx(1.0 - 0.9 / 99));
+    CHECK(s.at(43) == Approx(0.7)); // 1 - 0.9 * 33/99
+    CHECK(s.at(76) == Approx(0.4));
+    CHECK(s.at(109) == Approx(0.1));
+    CHECK(s.at(500) == Approx(0.1));
+
+    s = {Schedule::Kind::linear, 2.0, 0, 5}; // final fraction 0, as HF's, no warmup
+    CHECK(s.at(0) == 2.0);
+    CHECK(s.at(1) == Approx(1.5));
+    CHECK(s.at(2) == Approx(1.0));
+    CHECK(s.at(3) == Approx(0.5));
+    CHECK(s.at(4) == 0.0);
+    CHECK(Schedule{Schedule::Kind::linear, 1.0, 0, 1, 0.2}.at(0) == Approx(0.2)); // one step
+    CHECK(Schedule{Schedule::Kind::linear, 1.0, 4, 3, 0.2}.at(3) == Approx(1.0)); // warmup
+    CHECK(Schedule{Schedule::Kind::linear, 1.0, 4, 3, 0.2}.at(4) == Approx(0.2));
+
+    train::TrainOptions o; // checkpoints keep the schedule by name
+    o.lr_schedule = Schedule::Kind::linear;
+    CHECK(train::to_json(o).find("\"lr_schedule\":\"linear\"") != std::string::npos);
+    CHECK(train::train_options_from_json(train::to_json(o)).lr_schedule == Schedule::Kind::linear);
+}
+
 TEST_CASE("schedule names parse and bad settings are rejected naming the setting") {
     CHECK(Schedule::parse("constant") == Schedule::Kind::constant);
     CHECK(Schedule::parse("cosine") == Schedule::Kind::cosine);
     CHECK(Schedule::parse("wsd") == Schedule::Kind::wsd);
-    CHECK_THROWS_WITH_AS(Schedule::parse("linear"), doctest::Contains("constant, cosine or wsd"),
+    CHECK(Schedule::parse("linear") == Schedule::Kind::linear);
+    CHECK(Schedule::name(Schedule::Kind::linear) == std::string("linear"));
+    CHECK_THROWS_WITH_AS(Schedule::parse("cos"),
+                         doctest::Contains("constant, cosine, wsd or linear"),
                          std::invalid_argument);
 
     const Schedule good{Schedule::Kind::wsd, 6e-4, 700, 19073, 0.1, 0.2};

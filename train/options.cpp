@@ -15,7 +15,8 @@ namespace optim {
 // As the --lr-schedule names, in checkpoints.
 NLOHMANN_JSON_SERIALIZE_ENUM(Schedule::Kind, {{Schedule::Kind::constant, "constant"},
                                               {Schedule::Kind::cosine, "cosine"},
-                                              {Schedule::Kind::wsd, "wsd"}})
+                                              {Schedule::Kind::wsd, "wsd"},
+                                              {Schedule::Kind::linear, "linear"}})
 
 } // namespace optim
 

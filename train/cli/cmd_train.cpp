@@ -46,9 +46,15 @@ void add_schedule_options(CLI::App& cmd, TrainOptions& o) {
         ->group("Schedule");
     cmd.add_option("--lr", o.lr, "Peak learning rate")->capture_default_str()->group("Schedule");
     add_choice(cmd, "--lr-schedule", o.lr_schedule,
-               {{"constant", Kind::constant}, {"cosine", Kind::cosine}, {"wsd", Kind::wsd}},
+               {{"constant", Kind::constant},
+                {"cosine", Kind::cosine},
+                {"wsd", Kind::wsd},
+                {"linear", Kind::linear}},
                "constant | cosine (warmup, then cosine to lr x final fraction) | wsd (warmup, "
-               "stable, then linear decay over the last --decay-fraction of steps)")
+               "stable, then linear decay over the last --decay-fraction of steps) | linear "
+               "(warmup, then linear to lr x final fraction at the last step; with the default "
+               "final fraction 0 this is HF's get_linear_schedule_with_warmup, except that HF "
+               "reaches 0 one step after the last)")
         ->group("Schedule");
     cmd.add_option("--warmup", o.warmup, "Linear warmup steps: lr x (step+1)/warmup")
         ->capture_default_str()
@@ -110,7 +116,7 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
         ->group(g);
     cmd.add_option("--eval", o.evals,
                    "Evaluators to run during training, comma-separated: ppl:wikitext2, ppl:ptb, "
-                   "ppl:FILE (lm-eval protocol), lambada[:FILE]")
+                   "ppl:FILE (lm-eval protocol), lambada[:FILE], hellaswag[:FILE]")
         ->group(g);
     cmd.add_option("--eval-every", o.eval_every, "Run --eval every N steps (and at the end)")
         ->capture_default_str()
@@ -120,7 +126,7 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--eval-max-examples", o.eval_max_examples,
-                   "LAMBADA passages per evaluation (0 = all)")
+                   "LAMBADA passages or HellaSwag examples per evaluation (0 = all)")
         ->capture_default_str()
         ->group(g);
     o.datasets = default_datasets_dir();

@@ -1,4 +1,4 @@
-// gpt2 eval ppl / lambada / cbt: zero-shot evaluations of a model file on text.
+// gpt2 eval ppl / lambada / cbt / hellaswag: zero-shot evaluations of a model file on text.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +9,7 @@
 #include "base/file.h"
 #include "data/tokenizer.h"
 #include "eval/cbt.h"
+#include "eval/hellaswag.h"
 #include "eval/lambada.h"
 #include "eval/perplexity.h"
 #include "model/io.h"
@@ -182,6 +183,48 @@ void run_cbt(const EvalCbtOptions& o) {
                 progress.seconds());
 }
 
+struct EvalHellaswagOptions {
+    ExampleEval in;
+    std::string file; // the data as a positional argument, beside --data
+    eval::HellaswagVariant variant = eval::HellaswagVariant::harness;
+};
+
+void run_hellaswag(EvalHellaswagOptions o) {
+    if (!o.file.empty()) o.in.data = o.file;
+    auto gpt = load_model_as(o.in.model, o.in.precision);
+    data::Tokenizer tok(o.in.tokenizer);
+    const auto examples = eval::read_hellaswag(o.in.data, tok, o.variant, o.in.max_examples);
+    Progress progress("hellaswag: examples");
+    const auto r =
+        eval::evaluate_hellaswag(*gpt, examples, [&](size_t d, size_t n) { progress(d, n); });
+    if (!o.in.per_example.empty())
+        write_lines(o.in.per_example, examples.size(), [&](size_t i) {
+            const auto& item = r.items[i];
+            return json{{"index", i},
+                        {"line", examples[i].line},
+                        {"label", examples[i].label},
+                        {"pred", item.pred},
+                        {"pred_norm", item.pred_norm},
+                        {"correct", item.correct},
+                        {"correct_norm", item.correct_norm},
+                        {"loglik", item.loglik},
+                        {"normalized", item.normalized}};
+        });
+    const char* variant = eval::hellaswag_variant_name(o.variant);
+    if (o.in.json) {
+        const json j = {{"examples", r.examples},         {"variant", variant},
+                        {"correct", r.correct},           {"acc", r.acc()},
+                        {"correct_norm", r.correct_norm}, {"acc_norm", r.acc_norm()},
+                        {"seconds", progress.seconds()}};
+        std::printf("%s\n", j.dump().c_str());
+        return;
+    }
+    std::printf("%s: %zu examples, variant %s | acc %.4f (%zu correct) | acc_norm %.4f (%zu "
+                "correct) | %.1f s\n",
+                o.in.data.c_str(), r.examples, variant, r.acc(), r.correct, r.acc_norm(),
+                r.correct_norm, progress.seconds());
+}
+
 void add_ppl(CLI::App& eval) {
     using eval::Protocol;
     auto o = std::make_shared<EvalPplOptions>();
@@ -245,12 +288,33 @@ void add_cbt(CLI::App& eval) {
     cmd->callback([o] { run_cbt(*o); });
 }
 
+void add_hellaswag(CLI::App& eval) {
+    using eval::HellaswagVariant;
+    auto o = std::make_shared<EvalHellaswagOptions>();
+    auto* cmd = eval.add_subcommand(
+        "hellaswag", "HellaSwag accuracy: acc (the ending with the highest log-likelihood) and "
+                     "acc_norm (per character with the harness, per token with llm.c's variant)");
+    o->in.add_to(*cmd, "hellaswag_val.jsonl (the official JSON Lines file)", "example");
+    cmd->get_option("--data")->required(false);
+    auto* file = cmd->add_option("file", o->file, "The data file, as --data");
+    file->excludes("--data");
+    add_choice(*cmd, "--variant", o->variant,
+               {{"harness", HellaswagVariant::harness}, {"llmc", HellaswagVariant::llmc}},
+               "harness (lm-evaluation-harness: cleaned activity label + context, acc_norm per "
+               "character) | llmc (llm.c: raw ctx, acc_norm = lowest mean loss per token)");
+    cmd->callback([o] {
+        if (o->file.empty() && o->in.data.empty()) throw CLI::RequiredError("FILE or --data");
+        run_hellaswag(*o);
+    });
+}
+
 } // namespace
 
 void add_zeroshot(CLI::App& eval) {
     add_ppl(eval);
     add_lambada(eval);
     add_cbt(eval);
+    add_hellaswag(eval);
 }
 
 } // namespace cli
