@@ -182,8 +182,10 @@ std::string number_text(double v) {
     return out.str();
 }
 
-// A validator of numbers in a range; `inside` tells whether a finite value is in it.
-CLI::Validator range_validator(const std::string& range, std::function<bool(double)> inside) {
+// A validator of finite numbers in a range, shown in --help as `shown` and worded in
+// errors as "must be <range>, got <value>"; `inside` tells whether a value is in it.
+CLI::Validator range_validator(const std::string& shown, const std::string& range,
+                               std::function<bool(double)> inside) {
     return CLI::Validator(
         [range, inside](std::string& value) -> std::string {
             const auto v = number_in(value);
@@ -191,7 +193,7 @@ CLI::Validator range_validator(const std::string& range, std::function<bool(doub
             if (std::isfinite(*v) && inside(*v)) return {};
             return "must be " + range + ", got " + value;
         },
-        range);
+        shown);
 }
 
 } // namespace
@@ -261,22 +263,25 @@ CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value) {
 }
 
 CLI::Validator at_least(double low) {
-    return range_validator(">= " + number_text(low), [low](double v) { return v >= low; });
+    return range_validator(">= " + number_text(low), "at least " + number_text(low),
+                           [low](double v) { return v >= low; });
 }
 CLI::Validator above(double low) {
-    return range_validator("> " + number_text(low), [low](double v) { return v > low; });
+    return range_validator("> " + number_text(low),
+                           low == 0 ? "positive" : "greater than " + number_text(low),
+                           [low](double v) { return v > low; });
 }
 CLI::Validator in_range(double low, double high) {
-    return range_validator("in [" + number_text(low) + ", " + number_text(high) + "]",
-                           [=](double v) { return v >= low && v <= high; });
+    const std::string range = "[" + number_text(low) + ", " + number_text(high) + "]";
+    return range_validator(range, "in " + range, [=](double v) { return v >= low && v <= high; });
 }
 CLI::Validator from_below(double low, double high) {
-    return range_validator("in [" + number_text(low) + ", " + number_text(high) + ")",
-                           [=](double v) { return v >= low && v < high; });
+    const std::string range = "[" + number_text(low) + ", " + number_text(high) + ")";
+    return range_validator(range, "in " + range, [=](double v) { return v >= low && v < high; });
 }
 CLI::Validator above_to(double low, double high) {
-    return range_validator("in (" + number_text(low) + ", " + number_text(high) + "]",
-                           [=](double v) { return v > low && v <= high; });
+    const std::string range = "(" + number_text(low) + ", " + number_text(high) + "]";
+    return range_validator(range, "in " + range, [=](double v) { return v > low && v <= high; });
 }
 
 namespace {
