@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -40,6 +41,32 @@ public:
 
 private:
     std::string setting_, problem_;
+};
+
+// A computation would need more memory than the machine has available. what() says
+// what the memory is for and how much is needed and available; setting() is the
+// library's name for the setting that scales it ("batch"), for the program to name.
+class MemoryError : public std::runtime_error {
+public:
+    MemoryError(const std::string& setting, const std::string& what, size_t needed,
+                size_t available)
+        : std::runtime_error(what + " need " + gib(needed) + " of memory, and " + gib(available) +
+                             " is available"),
+          setting_(setting), needed_(needed), available_(available) {}
+
+    const std::string& setting() const noexcept { return setting_; }
+    size_t needed() const noexcept { return needed_; }
+    size_t available() const noexcept { return available_; }
+
+    static std::string gib(size_t bytes) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.2f GiB", double(bytes) / double(1ull << 30));
+        return text;
+    }
+
+private:
+    std::string setting_;
+    size_t needed_, available_;
 };
 
 } // namespace base

@@ -45,7 +45,8 @@ struct Fd {
 } // namespace
 
 Shard::Shard(const std::string& path) : path_(path) {
-    Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    // O_NONBLOCK: a FIFO is refused below instead of blocking the open.
+    Fd file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
     if (file.fd < 0) fail(path, "cannot open (" + errno_text() + ")");
     struct stat st {};
     if (::fstat(file.fd, &st) != 0) fail(path, "cannot stat (" + errno_text() + ")");

@@ -64,6 +64,7 @@ public:
     PerplexityEvaluator(const EvaluatorSpec& spec, data::Tokenizer& tokenizer,
                         const EvaluatorLimits& limits)
         : spec_(spec), tokenizer_(tokenizer), text_(base::read_file(spec.path)) {
+        if (text_.empty()) throw base::FileError(spec.path, "empty: there is no text to score");
         options_.max_tokens = limits.max_tokens;
     }
 
@@ -89,7 +90,15 @@ public:
     LambadaEvaluator(const EvaluatorSpec& spec, data::Tokenizer& tokenizer,
                      const EvaluatorLimits& limits)
         : spec_(spec),
-          examples_(read_lambada(spec.path, tokenizer, LambadaTarget::word, limits.max_examples)) {}
+          examples_(read_lambada(spec.path, tokenizer, LambadaTarget::word, limits.max_examples)) {
+        for (size_t i = 0; i < examples_.size(); ++i)
+            if (limits.max_seq > 0 && examples_[i].target_ids.size() > size_t(limits.max_seq))
+                throw base::FileError(spec.path,
+                                      "passage " + std::to_string(i + 1) + ": its target's " +
+                                          std::to_string(examples_[i].target_ids.size()) +
+                                          " tokens do not fit the model's " +
+                                          std::to_string(limits.max_seq) + " positions");
+    }
 
     Evaluation run(model::GPT2<float>& model) override {
         const auto r = evaluate_lambada(model, examples_);

@@ -35,6 +35,7 @@ std::vector<EvaluatorSpec> parse_evaluator_specs(const std::string& list,
 struct EvaluatorLimits {
     size_t max_tokens = 16384; // perplexity: tokens scored (0 = all)
     size_t max_examples = 500; // LAMBADA passages, HellaSwag examples (0 = all)
+    int max_seq = 0;           // the model's positions, that every target must fit (0 = unchecked)
 };
 
 struct Metric {
@@ -55,7 +56,8 @@ public:
     virtual Evaluation run(model::GPT2<float>& model) = 0;
 };
 
-// Reads each spec's data now (so that a missing or bad file fails before training).
+// Reads each spec's data now (so that a missing, empty or bad file, or a LAMBADA target
+// longer than limits.max_seq, fails before training).
 // The tokenizer must outlive the evaluators.
 std::vector<std::unique_ptr<Evaluator>> make_evaluators(const std::vector<EvaluatorSpec>& specs,
                                                         data::Tokenizer& tokenizer,

@@ -15,6 +15,37 @@ double LambadaResult::ppl() const {
     return examples ? std::exp(nll_sum / examples) : 0;
 }
 
+LambadaExample encode_lambada_word(const std::string& text, data::Tokenizer& tokenizer) {
+    // lambada_openai: context = text.rsplit(" ", 1)[0], target = " " + the last word; a
+    // text without a space is all last word.
+    const size_t space = text.rfind(' ');
+    LambadaExample ex;
+    ex.context = space == std::string::npos ? "" : text.substr(0, space);
+    ex.target = " " + (space == std::string::npos ? text : text.substr(space + 1));
+    if (ex.context.empty()) {
+        // An empty context is scored after <|endoftext|>, the target encoded alone.
+        ex.context_ids = {data::Tokenizer::kEndOfText};
+        ex.target_ids = tokenizer.encode(ex.target);
+        return ex;
+    }
+    // _encode_pair: the context's trailing whitespace moves into the target; the target's
+    // tokens are those of the whole text after the context's.
+    const size_t kept = ex.context.find_last_not_of(" \t\n\r\f\v");
+    const size_t cut = kept == std::string::npos ? 0 : kept + 1;
+    ex.target = ex.context.substr(cut) + ex.target;
+    ex.context.resize(cut);
+    if (ex.context.empty()) {
+        ex.context_ids = {data::Tokenizer::kEndOfText};
+        ex.target_ids = tokenizer.encode(ex.target);
+        return ex;
+    }
+    const std::vector<int> whole = tokenizer.encode(ex.context + ex.target);
+    ex.context_ids = tokenizer.encode(ex.context);
+    if (whole.size() > ex.context_ids.size())
+        ex.target_ids.assign(whole.begin() + long(ex.context_ids.size()), whole.end());
+    return ex;
+}
+
 std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenizer& tokenizer,
                                          LambadaTarget target, size_t max_examples) {
     std::ifstream in(path);
@@ -22,6 +53,7 @@ std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenize
     std::vector<LambadaExample> examples;
     std::string line;
     for (size_t line_no = 1; std::getline(in, line); ++line_no) {
+        if (!line.empty() && line.back() == '\r') line.pop_back(); // CRLF line ends
         if (line.empty()) continue;
         std::string text = line;
         if (line.front() == '{') {
@@ -32,24 +64,21 @@ std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenize
                                                 " is not {\"text\": ...} (" + e.what() + ")");
             }
         }
+        if (text.empty())
+            throw base::FileError(path, "line " + std::to_string(line_no) + " is an empty passage");
         LambadaExample ex;
         if (target == LambadaTarget::word) {
-            const size_t space = text.find_last_of(' ');
-            if (space == std::string::npos || space + 1 == text.size())
+            ex = encode_lambada_word(text, tokenizer);
+            if (ex.target_ids.empty())
                 throw base::FileError(path, "line " + std::to_string(line_no) +
-                                                " has no last word after a space");
-            ex.context = text.substr(0, space);
-            ex.target = text.substr(space);
-            ex.context_ids = tokenizer.encode(ex.context);
-            ex.target_ids = tokenizer.encode(ex.target);
+                                                " has a last word with no tokens of its own");
         } else {
             auto ids = tokenizer.encode(text);
-            if (ids.size() < 2)
-                throw base::FileError(path, "line " + std::to_string(line_no) + " is too short");
             ex.target_ids = {ids.back()};
             ids.pop_back();
-            ex.context_ids = std::move(ids);
-            ex.context = tokenizer.decode(ex.context_ids);
+            // A one-token passage is scored after <|endoftext|>.
+            ex.context_ids = ids.empty() ? std::vector<int>{data::Tokenizer::kEndOfText} : ids;
+            ex.context = tokenizer.decode(ids);
             ex.target = tokenizer.token_bytes(ex.target_ids[0]);
         }
         examples.push_back(std::move(ex));
@@ -73,6 +102,10 @@ LambadaResult evaluate_lambada(model::GPT2<float>& model,
     std::vector<int> inputs, targets;
     for (size_t e = 0; e < examples.size(); ++e) {
         const auto& ex = examples[e];
+        if (ex.context_ids.empty() || ex.target_ids.empty())
+            throw std::invalid_argument("LAMBADA passage " + std::to_string(e + 1) +
+                                        ": needs context and target tokens (an empty context "
+                                        "is <|endoftext|>)");
         // Input: context + target[:-1], cut to the last T tokens; the last |target|
         // positions predict the target tokens.
         inputs = ex.context_ids;

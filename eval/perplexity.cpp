@@ -146,8 +146,17 @@ TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& token
         }
     }
 
+    if (raw.empty()) throw base::FileError(name, "empty: there is no text to score");
+    if (o.context < 0)
+        throw base::SettingError("context", "must be at least 1, got " + std::to_string(o.context));
+    if (o.stride < 0)
+        throw base::SettingError("stride", "must be at least 1, got " + std::to_string(o.stride));
     WindowOptions wo;
     wo.context = o.context > 0 ? o.context : model.config().max_seq;
+    if (o.stride > wo.context)
+        throw base::SettingError("stride", "must be at most the context (" +
+                                               std::to_string(wo.context) + "), got " +
+                                               std::to_string(o.stride));
     const int protocol_stride = o.protocol == Protocol::lm_eval    ? wo.context
                                 : o.protocol == Protocol::megatron ? 32
                                                                    : 512;

@@ -47,6 +47,7 @@ struct TextOptions {
     Protocol protocol = Protocol::lm_eval;
     std::optional<Detokenizer> detokenizer; // none given: by file name (wiki*, ptb*)
     int context = 0, stride = 0, batch = 4; // 0: the model's maximum, the protocol's stride
+                                            // (cut to the context; a stride given is not)
     size_t max_tokens = 0;                  // score only a prefix (0 = all)
 };
 
@@ -63,6 +64,8 @@ struct TextPerplexity {
     double byte_perplexity() const; // exp(nll / bytes)
 };
 
+// Throws base::FileError(file_name) for an empty text, base::SettingError for a
+// context or stride out of range (a stride given must be at most the context).
 TextPerplexity text_perplexity(model::GPT2<float>& model, data::Tokenizer& tokenizer,
                                const std::string& text, const std::string& file_name,
                                const TextOptions& options,

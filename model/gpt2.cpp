@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include "base/error.h"
+#include "base/memory.h"
 #include "model/blas.h"
 #include "model/layers.h"
 #include "model/matmul.h"
@@ -183,13 +184,21 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
                                             std::to_string(max_seq));
     if (awaits_backward_)
         throw std::logic_error("reserve() between a training forward() and its backward()");
-    attn_slots_ = omp_get_max_threads();
     const size_t BT = size_t(max_batch) * max_seq;
+    base::check_memory(reserve_bytes(max_batch, max_seq, for_training), "batch",
+                       std::string(for_training ? "activations and gradients" : "activations") +
+                           " for batch " + std::to_string(max_batch) + " x seq " +
+                           std::to_string(max_seq));
+    attn_slots_ = omp_get_max_threads();
     Activations<T> sizing{};
     size_t total = 0, total_bf16 = 0;
     assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_, recompute_,
                        logit_rows(BT, for_training), bf16_inputs(), counter<T>(total),
                        counter<bf16>(total_bf16));
+    act_memory_.clear();
+    act_memory_.shrink_to_fit(); // the old buffers go before the new ones come
+    act_bf16_.clear();
+    act_bf16_.shrink_to_fit();
     act_memory_.assign(total, T(0));
     act_memory_.shrink_to_fit();
     act_bf16_.assign(total_bf16, bf16{});
@@ -203,6 +212,18 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
     cap_training_ = for_training;
     if (for_training) allocate_grads();
     prepare_matmuls(max_batch * max_seq, for_training);
+}
+
+template <class T>
+size_t GPT2<T>::reserve_bytes(int max_batch, int max_seq, bool for_training) const {
+    const size_t BT = size_t(max_batch) * max_seq;
+    Activations<T> sizing{};
+    size_t total = 0, total_bf16 = 0;
+    assign_activations(sizing, config(), max_batch, max_seq, for_training,
+                       size_t(omp_get_max_threads()), recompute_, logit_rows(BT, for_training),
+                       bf16_inputs(), counter<T>(total), counter<bf16>(total_bf16));
+    const size_t grads = for_training && grads_.empty() ? params_.size() : 0;
+    return (total + grads) * sizeof(T) + total_bf16 * sizeof(bf16) + 3 * BT * sizeof(int);
 }
 
 // Every linear product of a pass on N rows, prepared now rather than in the first pass.

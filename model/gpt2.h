@@ -59,8 +59,12 @@ public:
     // for up to (max_batch, max_seq) with or without the backward scratch, gradients.
     // A model reserved for inference keeps all (B,T,Vp) logits; one reserved for training
     // only classifier_rows() rows of them. Throws base::SettingError ("batch" or "seq")
-    // for a shape the model cannot take.
+    // for a shape the model cannot take, and base::MemoryError ("batch") when what it
+    // would allocate is more than the machine has available; both before allocating.
     void reserve(int max_batch, int max_seq, bool for_training);
+    // The bytes reserve() would allocate: activations, token buffers and (for training,
+    // when not yet allocated) gradients.
+    size_t reserve_bytes(int max_batch, int max_seq, bool for_training) const;
     int reserved_batch() const { return cap_batch_; } // 0 before reserve()
     int reserved_seq() const { return cap_seq_; }
     void allocate_grads();

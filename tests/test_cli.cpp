@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -126,7 +128,7 @@ TEST_CASE("gpt2 gives a one-line error and exit 1 for bad files") {
     SUBCASE("a sequence longer than the model's context") {
         const Run r = run("eval loss --model " + (w / "model.bin") + " --data " +
                           (w / "shard.bin") + " --batch 1 --seq 32");
-        CHECK(r.status == 1);
+        CHECK(r.status == 2); // an option out of range is a usage error
         CHECK(count_lines(r.out) == 1);
     }
 }
@@ -233,20 +235,24 @@ TEST_CASE("gpt2 names the option whose value a library rejects, in one line") {
     const std::string ppl = "eval ppl --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR +
                             " --data " + (w / "text.txt");
     const std::pair<std::string, std::string> cases[] = {
-        {train + " --lr -1", "gpt2: error: --lr: must be at least 0, got -1\n"},
-        {train + " --beta1 2", "gpt2: error: --beta1: must be in [0, 1), got 2\n"},
+        {train + " --lr -1",
+         "gpt2: error: --lr: must be at least 0, got -1 (see 'gpt2 train --help')\n"},
+        {train + " --beta1 2",
+         "gpt2: error: --beta1: must be in [0, 1), got 2 (see 'gpt2 train --help')\n"},
         {train + " --eval nonsense", "gpt2: error: --eval: unknown evaluator 'nonsense'"},
         {train + " --n-layer 0 --n-head -1", "gpt2: error: --n-head: must be at least 0"},
-        {ppl + " --batch 0", "gpt2: error: --batch: must be positive\n"},
+        {ppl + " --batch 0",
+         "gpt2: error: --batch: must be positive, got 0 (see 'gpt2 eval ppl --help')\n"},
         {ppl + " --context 33", "gpt2: error: --context: must be in 1..32"},
     };
     for (const auto& [args, expected] : cases) {
         const Run r = run(args);
         INFO(args);
         INFO(r.out);
-        CHECK(r.status == 1);
+        CHECK(r.status == 2); // a usage error
         CHECK(count_lines(r.out) == 1);
         CHECK(r.out.starts_with(expected));
+        CHECK(r.out.ends_with(" --help')\n"));
     }
 }
 
@@ -280,7 +286,7 @@ TEST_CASE("eval loss, sample and bench run in bf16, or name --precision where bf
     INFO(bf16.out);
     REQUIRE(fp32.status == 0);
     if (!model::matmul_has_bf16() || !model::cpu_has_bf16()) {
-        CHECK(bf16.status == 1);
+        CHECK(bf16.status == 2);
         CHECK(count_lines(bf16.out) == 1);
         CHECK(bf16.out.starts_with("gpt2: error: --precision: bf16 needs"));
         return;
@@ -318,4 +324,280 @@ TEST_CASE("eval loss, sample and bench run in bf16, or name --precision where bf
     CHECK(given.out.find("peak fp32 100 GFLOP/s (given), bf16 200 GFLOP/s (given)\n") !=
           std::string::npos);
     CHECK(given.out.find("time per step (mean): matmul") != std::string::npos);
+}
+
+namespace {
+
+// A run of the program that coreutils' timeout ends after a minute: a hang shows as
+// status 124 instead of a test that never ends.
+Run run_within_a_minute(const std::string& args) {
+    const std::string cmd = "timeout 60 " GPT2_BINARY " " + args + " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    REQUIRE(pipe);
+    std::string out;
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+    const int status = pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// Every failure: one line on standard error, "gpt2: error: ", the status given.
+void check_one_line_error(const Run& r, int status, const std::string& part) {
+    INFO(r.out);
+    CHECK(r.status == status);
+    CHECK(count_lines(r.out) == 1);
+    CHECK(r.out.starts_with("gpt2: error: "));
+    CHECK(r.out.find(part) != std::string::npos);
+    if (status == 2) CHECK(r.out.ends_with(" --help')\n"));
+}
+
+} // namespace
+
+TEST_CASE("command-line parse errors are one line and exit 2 with a hint; --help exits 0") {
+    const std::pair<std::string, std::string> cases[] = {
+        {"train --bogus --train-data x --steps 1",
+         "gpt2: error: --bogus: unknown option (see 'gpt2 train --help')\n"},
+        {"", "gpt2: error: command: a command is needed: train"},
+        {"nosuch", "gpt2: error: nosuch: unknown command"},
+        {"eval", "gpt2: error: eval: a command is needed: loss, grads, ppl, lambada, cbt"},
+        {"eval ppl --model m.bin --data t.txt --batch abc",
+         "gpt2: error: --batch: 'abc' is not an integer (see 'gpt2 eval ppl --help')\n"},
+        {"eval ppl --data t.txt", "gpt2: error: --model: is required"},
+        {"eval ppl --model m.bin --data t.txt --batch", "gpt2: error: --batch: needs a value"},
+        {"train --train-data x --steps 1 --epochs 2",
+         "gpt2: error: --steps: cannot be given with --epochs"},
+        {"train --train-data x --steps 1 --steps 2",
+         "gpt2: error: --steps: is given more than once"},
+        {"convert a.bin", "gpt2: error: output: is required (see 'gpt2 convert --help')\n"},
+        {"convert a.bin b.bin c.bin", "gpt2: error: c.bin: unexpected argument"},
+        {"train --shuffle maybe --train-data x --steps 1", "gpt2: error: --shuffle: maybe"},
+    };
+    for (const auto& [args, expected] : cases) {
+        const Run r = run(args);
+        INFO(args);
+        check_one_line_error(r, 2, expected);
+        CHECK(r.out.starts_with(expected));
+    }
+    const Run help = run("eval ppl --help");
+    CHECK(help.status == 0);
+    CHECK(help.out.find("--context") != std::string::npos);
+}
+
+TEST_CASE("option values out of range are refused before any work, and --help states ranges") {
+    Workdir w;
+    make_gpt2_vocab_model(w / "m.bin", 3);
+    std::ofstream(w / "text.txt") << "Some words to score, and a few more words after them.\n";
+    const std::string train =
+        "train --model d6 --train-data '" + (w / "none_*.bin") + "' --steps 1";
+    const std::string ppl = "eval ppl --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR +
+                            " --data " + (w / "text.txt");
+    const std::string sample =
+        "sample --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR " --max-tokens 4";
+    const std::pair<std::string, std::string> cases[] = {
+        {ppl + " --context 0", "--context: must be at least 1, got 0"},
+        {ppl + " --stride -3", "--stride: must be at least 1, got -3"},
+        {ppl + " --context 16 --stride 40", "--stride: must be at most --context (16), got 40"},
+        {ppl + " --stride 40", "--stride: must be at most the context (32), got 40"},
+        {ppl + " --max-tokens -1", "--max-tokens: must be at least 0, got -1"},
+        {train + " --beta1 2", "--beta1: must be in [0, 1), got 2"},
+        {train + " --beta2 nan", "--beta2: must be in [0, 1), got nan"},
+        {train + " --eps 0", "--eps: must be positive, got 0"},
+        {train + " --weight-decay -0.1", "--weight-decay: must be at least 0, got -0.1"},
+        {train + " --grad-clip -1", "--grad-clip: must be at least 0, got -1"},
+        {train + " --keep -1", "--keep: must be at least 0, got -1"},
+        {train + " --lr -1", "--lr: must be at least 0, got -1"},
+        {train + " --lr nan", "--lr: must be at least 0, got nan"},
+        {"train --model d6 --train-data x --epochs inf", "--epochs: must be positive, got inf"},
+        {train + " --batch 0", "--batch: must be positive, got 0"},
+        {train + " --seq 0", "--seq: must be at least 1, got 0"},
+        {train + " --sample-temperature nan", "--sample-temperature: must be at least 0, got nan"},
+        {train + " --zero 2", "--zero: must be in [0, 1], got 2"},
+        {sample + " --temperature nan", "--temperature: must be at least 0, got nan"},
+        {sample + " --top-p nan", "--top-p: must be in (0, 1], got nan"},
+        {sample + " --top-p 2", "--top-p: must be in (0, 1], got 2"},
+        {sample + " --top-k -1", "--top-k: must be at least 0, got -1"},
+        {"eval loss --model m.bin --data s.bin --batch 0", "--batch: must be positive, got 0"},
+        {"tokenize --input a.txt --output o --shard-tokens 0",
+         "--shard-tokens: must be at least 1, got 0"},
+    };
+    for (const auto& [args, expected] : cases) {
+        INFO(args);
+        check_one_line_error(run(args), 2, "gpt2: error: " + expected + " (see 'gpt2 ");
+    }
+    const Run help = run("train --help");
+    CHECK(help.out.find("--beta1 FLOAT:[0, 1)") != std::string::npos);
+    CHECK(help.out.find("--eps FLOAT:> 0") != std::string::npos);
+    CHECK(help.out.find("--batch INT:> 0") != std::string::npos);
+    CHECK(run("sample --help").out.find("--top-p FLOAT:(0, 1]") != std::string::npos);
+}
+
+TEST_CASE("a FIFO or a folder given as an input file is refused before it is opened") {
+    Workdir w;
+    make_model_and_shard(w, 1000);
+    make_gpt2_vocab_model(w / "m.bin", 3);
+    REQUIRE(mkfifo((w / "fifo.bin").c_str(), 0600) == 0);
+    std::ofstream(w / "text.txt") << "Some words.\n";
+    const std::string tok = " --tokenizer " TOKENIZER_DIR;
+    const std::string cases[] = {
+        "eval ppl --model " + (w / "m.bin") + tok + " --data " + (w / "fifo.bin"),
+        "eval ppl --model " + (w / "fifo.bin") + tok + " --data " + (w / "text.txt"),
+        "info " + (w / "fifo.bin"),
+        "convert " + (w / "fifo.bin") + " " + (w / "out.h5"),
+        "eval loss --model " + (w / "model.bin") + " --data " + (w / "fifo.bin"),
+        "eval lambada --model " + (w / "m.bin") + tok + " --data " + (w / "fifo.bin"),
+        "encode --input " + (w / "fifo.bin") + tok,
+        "tokenize --input " + (w / "fifo.bin") + " --output " + (w / "o") + tok,
+        "train --model " + (w / "model.bin") + " --train-data " + (w / "fifo.bin") +
+            " --steps 1 --batch 1 --seq 8 --out " + (w / "run"),
+    };
+    for (const auto& args : cases) {
+        INFO(args);
+        check_one_line_error(run_within_a_minute(args), 1, "fifo.bin: ");
+    }
+    check_one_line_error(run("info " + w.dir.string()), 1, "is a folder, not a file");
+    check_one_line_error(run("info " + (w / "missing.bin")), 1, "missing.bin: no such file");
+}
+
+TEST_CASE("an output that is one of the inputs is refused, and the input is left as it was") {
+    Workdir w;
+    make_model_and_shard(w, 1000);
+    make_gpt2_vocab_model(w / "m.bin", 3);
+    const std::string model = read_bytes(w / "model.bin"), m = read_bytes(w / "m.bin");
+    const std::string tok = " --tokenizer " TOKENIZER_DIR;
+    fs::create_directories(w / "sub");
+    const std::pair<std::string, std::string> cases[] = {
+        {"convert " + (w / "model.bin") + " " + (w / "model.bin"), "output: "},
+        {"convert " + (w / "model.bin") + " " + (w / "sub/../model.bin"), "output: "},
+        {"eval grads --model " + (w / "model.bin") + " --data " + (w / "shard.bin") +
+             " --batch 2 --seq 8 --out " + (w / "model.bin"),
+         "--out: "},
+        {"eval grads --model " + (w / "model.bin") + " --data " + (w / "shard.bin") +
+             " --batch 2 --seq 8 --out " + (w / "shard.bin"),
+         "--out: "},
+        {"embed --model " + (w / "m.bin") + tok + " --input hello --out " + (w / "m.bin"),
+         "--out: "},
+        {"tokenize --input " + (w / "shard.bin") + " --output " + (w / "shard.bin") + tok,
+         "--output: "},
+    };
+    for (const auto& [args, option] : cases) {
+        INFO(args);
+        check_one_line_error(run(args), 2, "gpt2: error: " + option);
+    }
+    CHECK(read_bytes(w / "model.bin") == model);
+    CHECK(read_bytes(w / "m.bin") == m);
+
+    // Shards of a prefix that would replace an input.
+    std::ofstream(w / "t.txt") << "Some text to tokenize.";
+    REQUIRE(run("tokenize --input " + (w / "t.txt") + " --output " + (w / "out") + tok).status ==
+            0);
+    const std::string shard = read_bytes(w / "out_train_000000.bin");
+    check_one_line_error(
+        run("tokenize --input " + (w / "out_train_000000.bin") + " --output " + (w / "out") + tok),
+        2, "--output: its shards would replace the input");
+    CHECK(read_bytes(w / "out_train_000000.bin") == shard);
+
+    // A safetensors file converted beside another: its config.json is an input.
+    REQUIRE(run("convert " + (w / "model.bin") + " " + (w / "sub/a.safetensors")).status == 0);
+    const std::string config = read_bytes(w / "sub/config.json");
+    check_one_line_error(
+        run("convert " + (w / "sub/a.safetensors") + " " + (w / "sub/b.safetensors")), 2,
+        "config.json is the input");
+    CHECK(read_bytes(w / "sub/config.json") == config);
+    CHECK(!fs::exists(w / "sub/b.safetensors"));
+}
+
+TEST_CASE("embed takes inline text longer than a file name can be") {
+    Workdir w;
+    const auto config = model::make_config(1, 2, 16, 50257, 128); // room for the text
+    model::GPT2<float> m(config);
+    m.init_weights(9);
+    model::write_llmc(w / "m.bin", config, m.params());
+    std::string text;
+    while (text.size() < 400) text += "many words ";
+    const Run r = run("embed --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR +
+                      " --input '" + text + "' --out " + (w / "e.h5"));
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("e.h5: 75 tokens x 16 channels") != std::string::npos); // 37 x 2 + " "
+}
+
+TEST_CASE("eval: an empty text, a one-word LAMBADA line and sample past the context") {
+    Workdir w;
+    make_gpt2_vocab_model(w / "m.bin", 3);
+    const std::string with = " --model " + (w / "m.bin") + " --tokenizer " TOKENIZER_DIR;
+    std::ofstream(w / "empty.txt");
+    check_one_line_error(run("eval ppl" + with + " --data " + (w / "empty.txt")), 1,
+                         "empty.txt: empty: there is no text to score");
+
+    std::ofstream(w / "lambada.txt", std::ios::binary) << "hello\r\nthe cat sat\r\n";
+    const Run lambada = run("eval lambada" + with + " --data " + (w / "lambada.txt") +
+                            " --json --per-example " + (w / "items.jsonl"));
+    INFO(lambada.out);
+    REQUIRE(lambada.status == 0);
+    const std::string items = read_bytes(w / "items.jsonl");
+    CHECK(items.find("\"target\":\" hello\"") != std::string::npos);
+    CHECK(items.find("\"target\":\" sat\"") != std::string::npos);
+    check_one_line_error(run("eval lambada" + with + " --data " + (w / "lambada.txt") +
+                             " --per-example " + (w / "lambada.txt")),
+                         2, "--per-example: ");
+
+    // 32 positions: a one-token prompt leaves room for 32 new tokens.
+    const std::string sample = "sample" + with + " --prompt-ids 5 --ids --max-tokens ";
+    const Run fits = run(sample + "32");
+    INFO(fits.out);
+    CHECK(fits.status == 0);
+    std::istringstream in(fits.out);
+    int count = 0;
+    for (int id; in >> id;) ++count;
+    CHECK(count == 32);
+    check_one_line_error(run(sample + "33"), 2,
+                         "--max-tokens: must be at most 32 after a prompt of 1 tokens");
+}
+
+TEST_CASE("train checks its evaluators, samples and memory before the first step") {
+    Workdir w;
+    make_model_and_shard(w, 5000);
+    std::ofstream(w / "empty.txt");
+    const std::string train = "train --model d6 --n-layer 1 --n-head 2 --n-embd 16 --max-seq 32 "
+                              "--train-data " +
+                              (w / "shard.bin") + " --steps 2 --out " + (w / "run");
+    const std::pair<std::string, std::string> usage[] = {
+        {" --sample-every 1 --sample-tokens 33", "--sample-tokens: must be at most the model's 32"},
+        {" --batch 1 --seq 64", "--seq: must be at most the model's 32 positions"},
+        {" --eval bogus", "--eval: unknown evaluator 'bogus'"},
+    };
+    for (const auto& [args, part] : usage) {
+        INFO(args);
+        const Run r = run(train + args +
+                          (args.find("--seq") != std::string::npos ? "" : " --batch 1 --seq 8"));
+        check_one_line_error(r, 2, part);
+        CHECK(r.out.find("step 1") == std::string::npos);
+    }
+    const std::pair<std::string, std::string> failures[] = {
+        {" --eval ppl:" + (w / "empty.txt"), "empty.txt: empty: there is no text to score"},
+        {" --eval ppl:" + (w / "missing.txt"), "missing.txt: no such file"},
+        {" --eval lambada:" + (w / "empty.txt"), "empty.txt: no passages"},
+        {" --sample-every 1", "none: no such folder"},
+    };
+    for (const auto& [args, part] : failures) {
+        INFO(args);
+        const std::string tokenizer = args == " --sample-every 1" ? (w / "none") : TOKENIZER_DIR;
+        const Run r = run(train + args + " --batch 1 --seq 8 --tokenizer " + tokenizer);
+        check_one_line_error(r, 1, part);
+        CHECK(!fs::exists(w / "run/ckpt_00000002.h5"));
+    }
+    // A model of another vocabulary cannot be sampled as GPT-2 text.
+    const Run vocab = run("train --model " + (w / "model.bin") +
+                          " --tokenizer " TOKENIZER_DIR " --train-data " + (w / "shard.bin") +
+                          " --steps 1 --batch 1 --seq 8 --sample-every 1 --out " + (w / "run2"));
+    check_one_line_error(vocab, 2, "--sample-every: samples are text of GPT-2's 50257 tokens");
+
+    // Far more memory than any machine has: refused with the sizes, before allocating.
+    const Run memory = run(train + " --batch 200000000 --seq 8");
+    check_one_line_error(memory, 1, "--batch: activations, gradients and AdamW moments for batch");
+    CHECK(memory.out.find("GiB is available; lower --batch or --seq, or use --recompute") !=
+          std::string::npos);
+    const Run eval_memory = run("eval loss --model " + (w / "model.bin") + " --data " +
+                                (w / "shard.bin") + " --batch 100000000 --seq 16");
+    check_one_line_error(eval_memory, 1, "--batch: activations for batch 100000000 x seq 16 need");
 }

@@ -81,3 +81,19 @@ TEST_CASE("evaluators report what the evaluations they stand for compute, on cap
                         eval::parse_evaluator_specs("ppl:" + (w / "missing.txt"), ""), tok, {}),
                     base::FileError);
 }
+
+TEST_CASE("evaluators fail when made, before training, for an empty file or a target too long") {
+    Workdir w;
+    data::Tokenizer tok(TOKENIZER_DIR);
+    {
+        std::ofstream(w / "empty.txt");
+        std::ofstream(w / "long.txt") << "a passage whose last word is Quetzalcoatlus\n";
+    }
+    CHECK_THROWS_WITH_AS(
+        eval::make_evaluators(eval::parse_evaluator_specs("ppl:" + (w / "empty.txt"), ""), tok, {}),
+        doctest::Contains("empty.txt: empty: there is no text to score"), base::FileError);
+    const auto lambada = eval::parse_evaluator_specs("lambada:" + (w / "long.txt"), "");
+    CHECK(eval::make_evaluators(lambada, tok, {0, 0, 64}).size() == 1);
+    CHECK_THROWS_WITH_AS(eval::make_evaluators(lambada, tok, {0, 0, 1}),
+                         doctest::Contains("do not fit the model's 1 positions"), base::FileError);
+}

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include "base/error.h"
 #include "data/tokenizer.h"
 #include "eval/lambada.h"
 #include "eval/perplexity.h"
@@ -119,4 +120,89 @@ TEST_CASE(
     o.protocol =
         eval::Protocol::lm_eval; // one document: words = len(re.split(r"\s+", text)) = 12 as well
     CHECK(eval::text_perplexity(m, tok, text, "plain.txt", o).words == 12);
+}
+
+TEST_CASE("LAMBADA lines are encoded as lm-evaluation-harness's _encode_pair for lambada_openai") {
+    data::Tokenizer tok(TOKENIZER_DIR);
+    auto ids = [&](const std::string& text) { return tok.encode(text); };
+    const std::vector<int> eot = {data::Tokenizer::kEndOfText};
+    SUBCASE("an ordinary line: context and ' ' + last word, encoded as the harness does") {
+        const auto ex = eval::encode_lambada_word("the cat sat", tok);
+        CHECK(ex.context == "the cat");
+        CHECK(ex.target == " sat");
+        CHECK(ex.context_ids == ids("the cat"));
+        CHECK(ex.target_ids == ids(" sat"));
+    }
+    SUBCASE("a run of whitespace before the last word: the context's trailing part moves") {
+        const auto ex = eval::encode_lambada_word("the cat \t sat", tok);
+        // rsplit(" ", 1) gives "the cat \t" and "sat"; the harness moves " \t" over.
+        CHECK(ex.context == "the cat");
+        CHECK(ex.target == " \t sat");
+        const auto whole = ids("the cat \t sat");
+        CHECK(ex.context_ids == ids("the cat"));
+        CHECK(ex.target_ids ==
+              std::vector<int>(whole.begin() + long(ex.context_ids.size()), whole.end()));
+    }
+    SUBCASE("one word: an empty context, scored after <|endoftext|>") {
+        const auto ex = eval::encode_lambada_word("hello", tok);
+        CHECK(ex.context.empty());
+        CHECK(ex.target == " hello");
+        CHECK(ex.context_ids == eot);
+        CHECK(ex.target_ids == ids(" hello"));
+    }
+    SUBCASE("a text that starts with its only space: an empty context as well") {
+        const auto ex = eval::encode_lambada_word(" hello", tok);
+        CHECK(ex.context.empty());
+        CHECK(ex.target == " hello");
+        CHECK(ex.context_ids == eot);
+        CHECK(ex.target_ids == ids(" hello"));
+    }
+    SUBCASE("a context of whitespace only moves whole into the target") {
+        const auto ex = eval::encode_lambada_word("  hello", tok);
+        CHECK(ex.context.empty());
+        CHECK(ex.target == "  hello");
+        CHECK(ex.context_ids == eot);
+        CHECK(ex.target_ids == ids("  hello"));
+    }
+}
+
+TEST_CASE("LAMBADA files: one-word lines are scored (no out-of-bounds write), CRLF leaves no \\r") {
+    testing::Workdir w;
+    data::Tokenizer tok(TOKENIZER_DIR);
+    { std::ofstream(w / "crlf.txt", std::ios::binary) << "hello\r\nthe cat sat\r\n\r\n one\r\n"; }
+    const auto ex = eval::read_lambada(w / "crlf.txt", tok, eval::LambadaTarget::word);
+    REQUIRE(ex.size() == 3);
+    CHECK(ex[0].target == " hello");
+    CHECK(ex[1].target == " sat");
+    CHECK(ex[2].target == " one");
+    for (const auto& e : ex) CHECK(e.target.find('\r') == std::string::npos);
+    CHECK(ex[0].context_ids == std::vector<int>{data::Tokenizer::kEndOfText});
+
+    // Scored like any other: the first target token after <|endoftext|>.
+    GPT2<float> m = bigram_model(3);
+    const auto r = eval::evaluate_lambada(m, ex);
+    REQUIRE(r.examples == 3);
+    GPT2<float> ref = bigram_model(3);
+    double nll = 0;
+    int prev = data::Tokenizer::kEndOfText;
+    for (int target : ex[0].target_ids) {
+        nll += ref.forward(&prev, &target, 1, 1);
+        prev = target;
+    }
+    CHECK(r.items[0].nll == doctest::Approx(nll).epsilon(1e-5));
+
+    // The last-token variant scores a one-token passage after <|endoftext|> too.
+    { std::ofstream(w / "one.txt") << "hello\n"; }
+    const auto tokens = eval::read_lambada(w / "one.txt", tok, eval::LambadaTarget::token);
+    REQUIRE(tokens.size() == 1);
+    CHECK(tokens[0].context_ids == std::vector<int>{data::Tokenizer::kEndOfText});
+    CHECK(eval::evaluate_lambada(m, tokens).examples == 1);
+
+    {
+        std::ofstream(w / "empty.jsonl") << R"({"text": ""})"
+                                         << "\n";
+    }
+    CHECK_THROWS_WITH_AS(eval::read_lambada(w / "empty.jsonl", tok, eval::LambadaTarget::word),
+                         doctest::Contains("empty.jsonl: line 1 is an empty passage"),
+                         base::FileError);
 }

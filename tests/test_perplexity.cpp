@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "base/error.h"
+#include "data/tokenizer.h"
 #include "eval/perplexity.h"
 #include "helpers.h"
 #include "model/gpt2.h"
@@ -68,4 +70,21 @@ TEST_CASE("window options are validated") {
     CHECK_THROWS_AS(eval::token_nll(m, tokens, {8, 0, 1, 15}), std::invalid_argument);
     CHECK_THROWS_AS(eval::token_nll(m, tokens, {8, 8, 1, 16}), std::invalid_argument);
     CHECK(eval::token_nll(m, {}, {8, 8, 1, 15}).empty());
+}
+
+TEST_CASE("text perplexity refuses an empty text and a stride longer than the context") {
+    data::Tokenizer tok(TOKENIZER_DIR);
+    GPT2<float> m = bigram_model();
+    eval::TextOptions o;
+    CHECK_THROWS_WITH_AS(eval::text_perplexity(m, tok, "", "empty.txt", o),
+                         "empty.txt: empty: there is no text to score", base::FileError);
+    o.context = 8;
+    o.stride = 9;
+    CHECK_THROWS_WITH_AS(eval::text_perplexity(m, tok, "some text", "t.txt", o),
+                         "stride: must be at most the context (8), got 9", base::SettingError);
+    o.stride = -1;
+    CHECK_THROWS_AS(eval::text_perplexity(m, tok, "some text", "t.txt", o), base::SettingError);
+    o.stride = 0;
+    o.context = -1;
+    CHECK_THROWS_AS(eval::text_perplexity(m, tok, "some text", "t.txt", o), base::SettingError);
 }

@@ -171,7 +171,7 @@ TEST_CASE("resuming with another batch size is refused, naming the option") {
                            "' --batch 4 --seq 16 --steps 2 --out " + (w / "run") + " --resume " +
                            (w / "run"));
     INFO(r.out);
-    CHECK(r.status == 1);
+    CHECK(r.status == 2); // options that disagree are a usage error
     CHECK(count_lines(r.out) == 1);
     CHECK(r.out.find("gpt2: error: --batch: is 4, but ") != std::string::npos);
     CHECK(r.out.find("resuming needs the run's batch, seq, shuffle and seed") != std::string::npos);

@@ -117,4 +117,22 @@ void TrainOptions::validate() const {
     require(zero == 0 || zero == 1, "zero", "must be 0 or 1, got " + std::to_string(zero));
 }
 
+void TrainOptions::validate_for(const model::Config& config) const {
+    require(seq <= config.max_seq, "seq",
+            "must be at most the model's " + std::to_string(config.max_seq) + " positions, got " +
+                std::to_string(seq));
+    constexpr int kGpt2Vocab = 50257; // the tokenizer's
+    require(sample_every == 0 || config.vocab == kGpt2Vocab, "sample_every",
+            "samples are text of GPT-2's " + std::to_string(kGpt2Vocab) +
+                " tokens, but the model's vocabulary has " + std::to_string(config.vocab));
+    require(evals.empty() || config.vocab == kGpt2Vocab, "evals",
+            "evaluators read text as GPT-2's " + std::to_string(kGpt2Vocab) +
+                " tokens, but the model's vocabulary has " + std::to_string(config.vocab));
+    // Samples start from <|endoftext|> alone, so max_seq tokens fit after it.
+    require(sample_every == 0 || sample_tokens <= config.max_seq, "sample_tokens",
+            "must be at most the model's " + std::to_string(config.max_seq) +
+                " positions (a sample starts after <|endoftext|>), got " +
+                std::to_string(sample_tokens));
+}
+
 } // namespace train

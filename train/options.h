@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "model/config.h"
 #include "model/precision.h"
 #include "model/recompute.h"
 #include "optim/optim.h"
@@ -60,6 +61,10 @@ struct TrainOptions {
     // Throws base::SettingError naming the field (as spelled here) that is out of range
     // or disagrees with another.
     void validate() const;
+    // What depends on the model too, checked before anything is allocated: seq within
+    // its positions, samples (sample_tokens within its positions, GPT-2's vocabulary for
+    // the tokenizer) and evaluators (GPT-2's vocabulary). Throws base::SettingError.
+    void validate_for(const model::Config& config) const;
 };
 
 std::string to_json(const TrainOptions& options);

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "base/error.h"
+#include "base/memory.h"
 #include "eval/sample.h"
 #include "model/io.h"
 
@@ -163,9 +164,15 @@ Trainer::~Trainer() = default;
 // the data-parallel optimizer, the loaders, the plan and schedule, and on the root the
 // tokenizer, evaluators and run folder.
 void Trainer::build(const model::Config& config) {
+    o_.validate_for(config); // shapes, samples and evaluators, before allocating
     gpt_ = std::make_unique<model::GPT2<float>>(config);
     gpt_->set_precision(o_.precision); // before reserve, which prepares the products
     gpt_->set_recompute(o_.recompute);
+    base::check_memory(gpt_->reserve_bytes(o_.batch, o_.seq, true) +
+                           2 * gpt_->num_params() * sizeof(float),
+                       "batch",
+                       "activations, gradients and AdamW moments for batch " +
+                           std::to_string(o_.batch) + " x seq " + std::to_string(o_.seq));
     gpt_->reserve(o_.batch, o_.seq, true);
     dp_ = std::make_unique<DataParallel>(
         comm_, *gpt_, optim::AdamWConfig{o_.beta1, o_.beta2, o_.eps, o_.weight_decay},
@@ -190,7 +197,7 @@ void Trainer::build(const model::Config& config) {
     if (!o_.evals.empty()) {
         evaluators_ =
             eval::make_evaluators(eval::parse_evaluator_specs(o_.evals, o_.datasets), *tokenizer_,
-                                  {o_.eval_max_tokens, o_.eval_max_examples});
+                                  {o_.eval_max_tokens, o_.eval_max_examples, config.max_seq});
         eval_model_ = std::make_unique<model::GPT2<float>>(config);
         eval_model_->set_precision(o_.precision);
     }

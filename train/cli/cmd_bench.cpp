@@ -89,18 +89,25 @@ void add_bench(CLI::App& app) {
                  "goes. Under mpirun: per-rank and total tokens/s and the communication time "
                  "per step");
     add_model_option(*cmd, o->model, true);
-    cmd->add_option("--batch", o->batch, "Batch size B")->capture_default_str();
-    cmd->add_option("--seq", o->seq, "Sequence length T")->capture_default_str();
-    cmd->add_option("--steps", o->steps, "Timed steps")->capture_default_str();
-    cmd->add_option("--warmup", o->warmup, "Untimed steps first")->capture_default_str();
+    cmd->add_option("--batch", o->batch, "Batch size B")->check(above(0))->capture_default_str();
+    cmd->add_option("--seq", o->seq, "Sequence length T")
+        ->check(at_least(1))
+        ->capture_default_str();
+    cmd->add_option("--steps", o->steps, "Timed steps")->check(at_least(1))->capture_default_str();
+    cmd->add_option("--warmup", o->warmup, "Untimed steps first")
+        ->check(at_least(0))
+        ->capture_default_str();
     cmd->add_flag("--forward-only", o->forward_only, "Time forward passes only");
     add_precision_option(*cmd, o->precision);
     cmd->add_flag("--json", *json, "Print one JSON object");
     cmd->add_option("--peak-gflops", o->peak_gflops,
-                    "Peak fp32 GFLOP/s (of all ranks) to use instead of measuring it");
+                    "Peak fp32 GFLOP/s (of all ranks) to use instead of measuring it")
+        ->check(above(0));
     cmd->add_option("--peak-gflops-bf16", o->peak_gflops_bf16,
-                    "Peak bf16 GFLOP/s (of all ranks) to use instead of measuring it");
+                    "Peak bf16 GFLOP/s (of all ranks) to use instead of measuring it")
+        ->check(above(0));
     cmd->add_option("--zero", o->parallel.zero, "Under mpirun: ZeRO stage, 0 or 1 (as gpt2 train)")
+        ->check(in_range(0, 1))
         ->capture_default_str();
     add_on_off(*cmd, "--overlap", o->parallel.overlap,
                "under mpirun, overlap the all-reduce with backward");

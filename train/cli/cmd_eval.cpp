@@ -19,11 +19,19 @@ struct ShardBatches {
     int batch = 4, seq = 64;
     model::Precision precision = model::Precision::fp32;
 
+    // The inputs exist and are regular files, before anything is read.
+    void check() const {
+        for (const auto& file : model_inputs(model)) require_file(file);
+        require_file(data);
+    }
+
     void add_to(CLI::App& cmd) {
         add_model_option(cmd, model);
         cmd.add_option("--data", data, "Token shard (llm.c format)")->required();
-        cmd.add_option("--batch", batch, "Batch size B")->capture_default_str();
-        cmd.add_option("--seq", seq, "Sequence length T")->capture_default_str();
+        cmd.add_option("--batch", batch, "Batch size B")->check(above(0))->capture_default_str();
+        cmd.add_option("--seq", seq, "Sequence length T (at most the model's positions)")
+            ->check(at_least(1))
+            ->capture_default_str();
         add_precision_option(cmd, precision);
     }
 };
@@ -39,6 +47,7 @@ struct EvalLossOptions {
 
 void run_loss(const EvalLossOptions& o) {
     o.validate();
+    o.in.check();
     auto gpt = load_model_as(o.in.model, o.in.precision);
     const data::Shard shard(o.in.data);
     const auto r = eval::shard_loss(*gpt, shard, o.in.batch, o.in.seq, o.batches);
@@ -54,6 +63,10 @@ struct EvalGradsOptions {
 
 // Gradient of the mean loss on the shard's first batch, written as a model file.
 void run_grads(const EvalGradsOptions& o) {
+    o.in.check();
+    auto inputs = model_inputs(o.in.model);
+    inputs.push_back(o.in.data);
+    require_not_input(o.out, "out", inputs);
     auto gpt = load_model_as(o.in.model, o.in.precision);
     const int B = o.in.batch, T = o.in.seq;
     gpt->reserve(B, T, true);
@@ -78,6 +91,7 @@ void add_loss(CLI::App& eval) {
                 "batch i reads the B*T+1 tokens starting at i*B*T");
     o->in.add_to(*cmd);
     cmd->add_option("--batches", o->batches, "Batches K to score (0 = every full batch)")
+        ->check(at_least(0))
         ->capture_default_str();
     cmd->callback([o] { run_loss(*o); });
 }

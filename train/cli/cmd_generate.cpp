@@ -41,6 +41,7 @@ private:
 };
 
 void run_sample(SampleCommandOptions o) {
+    if (!o.ids || o.prompt_ids.empty()) require_tokenizer(o.tokenizer);
     auto gpt = load_model_as(o.model, o.precision);
     const int vocab = gpt->config().vocab;
     // Text needs the GPT-2 tokenizer; --prompt-ids with --ids works for any vocabulary.
@@ -57,6 +58,20 @@ void run_sample(SampleCommandOptions o) {
     const int eot = std::min(data::Tokenizer::kEndOfText, vocab - 1);
     if (prompt.empty()) prompt = {eot};
     if (o.stop_at_eot) o.sampling.stop_token = eot;
+    // The prompt and every new token but the last take one of the model's positions.
+    const size_t positions = size_t(gpt->config().max_seq);
+    if (prompt.size() > positions)
+        throw base::SettingError(o.prompt_ids.empty() ? "prompt" : "prompt_ids",
+                                 "its " + std::to_string(prompt.size()) +
+                                     " tokens are more than the model's " +
+                                     std::to_string(positions) + " positions");
+    const size_t room = positions + 1 - prompt.size();
+    if (size_t(o.sampling.max_tokens) > room)
+        throw base::SettingError("max_tokens",
+                                 "must be at most " + std::to_string(room) + " after a prompt of " +
+                                     std::to_string(prompt.size()) + " tokens (the model has " +
+                                     std::to_string(positions) + " positions), got " +
+                                     std::to_string(o.sampling.max_tokens));
 
     const uint64_t seed = o.sampling.seed;
     for (int s = 0; s < o.num_samples; ++s) {
@@ -82,10 +97,23 @@ struct EmbedOptions {
     model::Precision precision = model::Precision::fp32;
 };
 
+// --input names a file when one exists there; otherwise it is the text itself (which
+// may be longer than a file name can be).
+bool names_file(const std::string& input) {
+    std::error_code ec;
+    return std::filesystem::exists(input, ec) && !ec;
+}
+
 void run_embed(const EmbedOptions& o) {
+    const bool is_file = names_file(o.input);
+    if (is_file) require_file(o.input); // not a folder or FIFO
+    auto inputs = model_inputs(o.model);
+    if (is_file) inputs.push_back(o.input);
+    for (const char* name : {"/encoder.json", "/vocab.bpe"}) inputs.push_back(o.tokenizer + name);
+    require_not_input(o.out, "out", inputs);
+    require_tokenizer(o.tokenizer);
     auto gpt = load_model_as(o.model, o.precision);
     data::Tokenizer tok(o.tokenizer);
-    const bool is_file = std::filesystem::is_regular_file(o.input);
     const auto ids = tok.encode(is_file ? read_input(o.input) : o.input);
     eval::write_hidden_states(o.out, *gpt, ids, o.all_layers, o.model);
     const model::Config& c = gpt->config();
@@ -106,16 +134,25 @@ void add_sample(CLI::App& app) {
     cmd->add_option("--prompt-ids", o->prompt_ids, "The prompt as token ids, e.g. \"0 0 0 52\"")
         ->excludes(prompt);
     eval::SampleOptions& s = o->sampling;
-    cmd->add_option("--max-tokens", s.max_tokens, "Tokens to generate")->capture_default_str();
+    cmd->add_option("--max-tokens", s.max_tokens,
+                    "Tokens to generate; the prompt and all of them but the last must fit the "
+                    "model's positions (more is an error)")
+        ->check(at_least(1))
+        ->capture_default_str();
     cmd->add_option("--temperature", s.temperature, "Softmax temperature (0 = greedy)")
+        ->check(at_least(0))
         ->capture_default_str();
     cmd->add_option("--top-k", s.top_k, "Sample among the k most likely tokens (0 = all)")
+        ->check(at_least(0))
         ->capture_default_str();
     cmd->add_option("--top-p", s.top_p, "Nucleus: the smallest set of tokens with this probability")
+        ->check(above_to(0, 1))
         ->capture_default_str();
     cmd->add_option("--seed", s.seed, "Random seed (sample i uses seed + i)")
         ->capture_default_str();
-    cmd->add_option("--num-samples", o->num_samples, "Samples to draw")->capture_default_str();
+    cmd->add_option("--num-samples", o->num_samples, "Samples to draw")
+        ->check(at_least(1))
+        ->capture_default_str();
     cmd->add_flag("--ids", o->ids, "Print token ids instead of text");
     cmd->add_flag("--stop-at-eot", o->stop_at_eot, "Stop a sample at <|endoftext|>");
     add_tokenizer_option(*cmd, o->tokenizer);
@@ -130,7 +167,9 @@ void add_embed(CLI::App& app) {
                  "hidden_states (L+1, T, C) as HF's output_hidden_states");
     add_model_option(*cmd, o->model);
     add_precision_option(*cmd, o->precision);
-    cmd->add_option("--input", o->input, "Text, or a file holding it")->required();
+    cmd->add_option("--input", o->input,
+                    "A file holding the text, or (when no file has that name) the text itself")
+        ->required();
     cmd->add_option("--out", o->out, "HDF5 file to write")->required();
     cmd->add_flag("--all-layers", o->all_layers, "Also write every layer's hidden states");
     add_tokenizer_option(*cmd, o->tokenizer);

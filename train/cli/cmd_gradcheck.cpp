@@ -74,18 +74,28 @@ void add_gradcheck(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "gradcheck", "Check every layer's and the whole model's analytic gradients against "
                      "central finite differences (double precision); exits 1 above --tol");
-    cmd->add_option("--n-layer", o->n_layer, "Layers L")->capture_default_str();
-    cmd->add_option("--n-head", o->n_head, "Attention heads NH")->capture_default_str();
-    cmd->add_option("--n-embd", o->n_embd, "Channels C")->capture_default_str();
+    cmd->add_option("--n-layer", o->n_layer, "Layers L")->check(at_least(1))->capture_default_str();
+    cmd->add_option("--n-head", o->n_head, "Attention heads NH")
+        ->check(at_least(1))
+        ->capture_default_str();
+    cmd->add_option("--n-embd", o->n_embd, "Channels C")->check(at_least(1))->capture_default_str();
     cmd->add_option("--vocab", o->vocab, "Vocabulary size V (padded to a multiple of 128)")
+        ->check(at_least(1))
         ->capture_default_str();
     cmd->add_option("--max-seq", o->max_seq, "Maximum sequence length (positions)")
+        ->check(at_least(1))
         ->capture_default_str();
-    cmd->add_option("--batch", o->batch, "Batch size B")->capture_default_str();
-    cmd->add_option("--seq", o->seq, "Sequence length T")->capture_default_str();
+    cmd->add_option("--batch", o->batch, "Batch size B")->check(above(0))->capture_default_str();
+    cmd->add_option("--seq", o->seq, "Sequence length T")
+        ->check(at_least(1))
+        ->capture_default_str();
     cmd->add_option("--seed", o->seed, "Seed for weights and tokens")->capture_default_str();
-    cmd->add_option("--step", o->h, "Finite-difference step h")->capture_default_str();
-    cmd->add_option("--tol", o->tol, "Largest relative error accepted")->capture_default_str();
+    cmd->add_option("--step", o->h, "Finite-difference step h")
+        ->check(above(0))
+        ->capture_default_str();
+    cmd->add_option("--tol", o->tol, "Largest relative error accepted")
+        ->check(above(0))
+        ->capture_default_str();
     cmd->callback([o] { run(*o); });
 }
 

@@ -16,6 +16,7 @@ std::string with_commas(size_t n) {
 }
 
 void print_info(const std::string& path) {
+    for (const auto& file : model_inputs(path)) require_file(file);
     const auto file = model::read_model(path);
     const model::Config& c = file.config;
     const model::ParamLayout layout(c);
@@ -34,6 +35,10 @@ struct ConvertOptions {
 };
 
 void convert(const ConvertOptions& o) {
+    const auto inputs = model_inputs(o.input);
+    for (const auto& file : inputs) require_file(file);
+    // What writing writes: the file, and a .safetensors file's config.json beside it.
+    for (const auto& written : model_inputs(o.output)) require_not_input(written, "output", inputs);
     const auto file = model::read_model(o.input);
     model::write_model(o.output, file.config, file.params.data());
     std::printf("%s -> %s (%s)\n", o.input.c_str(), o.output.c_str(),

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "base/error.h"
 #include "base/file.h"
 #include "data/shard_writer.h"
 #include "data/tokenizer.h"
@@ -21,6 +22,7 @@ struct EncodeOptions {
 };
 
 void run_encode(const EncodeOptions& o) {
+    require_tokenizer(o.tokenizer);
     data::Tokenizer tok(o.tokenizer);
     const auto ids = tok.encode(read_input(o.input), o.allow_special);
     std::string line;
@@ -29,6 +31,7 @@ void run_encode(const EncodeOptions& o) {
 }
 
 void run_decode(const EncodeOptions& o) {
+    require_tokenizer(o.tokenizer);
     data::Tokenizer tok(o.tokenizer);
     const std::string where = o.input.empty() ? "standard input" : o.input;
     const std::vector<int> ids = parse_token_ids(read_input(o.input), tok.vocab_size(), where);
@@ -68,7 +71,24 @@ private:
     bool printed_ = false;
 };
 
+// Whether writing shards at `output` (a prefix, or one .bin path) could replace `input`.
+bool is_output_of(const std::string& input, const std::string& output) {
+    const fs::path out(output), in(input);
+    if (out.extension() == ".bin") return same_file(input, output);
+    const std::string name = in.filename().string(), prefix = out.filename().string() + "_";
+    const fs::path dir = out.parent_path().empty() ? "." : out.parent_path();
+    const fs::path in_dir = in.parent_path().empty() ? "." : in.parent_path();
+    return same_file(dir.string(), in_dir.string()) && name.starts_with(prefix) &&
+           in.extension() == ".bin";
+}
+
 void run_tokenize(const TokenizeOptions& o) {
+    for (const auto& path : o.inputs) {
+        require_file(path);
+        if (is_output_of(path, o.shards.output))
+            throw base::SettingError("output", "its shards would replace the input " + path);
+    }
+    require_tokenizer(o.tokenizer);
     data::ShardWriter shards(o.shards);
     if (const fs::path dir = fs::path(o.shards.output).parent_path(); !dir.empty())
         fs::create_directories(dir);
@@ -123,17 +143,17 @@ void add_tokenize(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "tokenize", "Text files to llm.c token shards: PREFIX_val_000000.bin holds the first "
                     "--val-tokens tokens, PREFIX_train_000001.bin... the rest");
-    cmd->add_option("--input", t->inputs, "Text files, read in order")
-        ->required()
-        ->check(CLI::ExistingFile);
+    cmd->add_option("--input", t->inputs, "Text files, read in order")->required();
     cmd->add_option("--output", t->shards.output,
                     "Shard path prefix (e.g. datasets/tinyshakespeare/tiny_shakespeare), or one "
                     "shard's path ending in .bin")
         ->required();
     cmd->add_option("--shard-tokens", t->shards.shard_tokens, "Tokens per train shard")
+        ->check(at_least(1))
         ->capture_default_str();
     cmd->add_option("--val-tokens", t->shards.val_tokens,
                     "Tokens of the validation shard, taken first (0 = none)")
+        ->check(at_least(0))
         ->capture_default_str();
     add_choice(*cmd, "--doc-split", t->doc_split,
                {{"file", DocSplit::file}, {"blank-line", DocSplit::blank_line}},

@@ -1,4 +1,8 @@
 // gpt2 train: pretraining and fine-tuning.
+#include <filesystem>
+
+#include "eval/evaluators.h"
+#include "model/config.h"
 #include "train/cli/common.h"
 #include "train/options.h"
 #include "train/trainer.h"
@@ -11,10 +15,17 @@ using train::TrainOptions;
 
 void add_model_options(CLI::App& cmd, TrainOptions& o) {
     add_model_option(cmd, o.model, true)->group("Model");
-    cmd.add_option("--n-layer", o.n_layer, "Override the preset's layers")->group("Model");
-    cmd.add_option("--n-head", o.n_head, "Override the preset's heads")->group("Model");
-    cmd.add_option("--n-embd", o.n_embd, "Override the preset's channels")->group("Model");
+    cmd.add_option("--n-layer", o.n_layer, "Override the preset's layers")
+        ->check(at_least(0))
+        ->group("Model");
+    cmd.add_option("--n-head", o.n_head, "Override the preset's heads")
+        ->check(at_least(0))
+        ->group("Model");
+    cmd.add_option("--n-embd", o.n_embd, "Override the preset's channels")
+        ->check(at_least(0))
+        ->group("Model");
     cmd.add_option("--max-seq", o.max_seq, "Override the preset's maximum sequence length")
+        ->check(at_least(0))
         ->group("Model");
     add_precision_option(cmd, o.precision)->group("Model");
 }
@@ -25,14 +36,20 @@ void add_data_options(CLI::App& cmd, TrainOptions& o) {
         ->group("Data");
     cmd.add_option("--val-data", o.val_data, "Glob of validation shards")->group("Data");
     cmd.add_option("--batch", o.batch, "Sequences per micro-batch B")
+        ->check(above(0))
         ->capture_default_str()
         ->group("Data");
-    cmd.add_option("--seq", o.seq, "Sequence length T")->capture_default_str()->group("Data");
+    cmd.add_option("--seq", o.seq, "Sequence length T")
+        ->check(at_least(1))
+        ->capture_default_str()
+        ->group("Data");
     cmd.add_option("--grad-accum", o.grad_accum, "Micro-batches per optimizer step")
+        ->check(at_least(1))
         ->capture_default_str()
         ->group("Data");
     cmd.add_option("--total-batch-tokens", o.total_batch_tokens,
                    "Tokens per optimizer step; sets --grad-accum = this / (B x T x ranks)")
+        ->check(at_least(1))
         ->group("Data");
     add_on_off(cmd, "--shuffle", o.shuffle, "permute shards and windows every epoch")
         ->group("Data");
@@ -40,11 +57,17 @@ void add_data_options(CLI::App& cmd, TrainOptions& o) {
 
 void add_schedule_options(CLI::App& cmd, TrainOptions& o) {
     using Kind = optim::Schedule::Kind;
-    auto* steps = cmd.add_option("--steps", o.steps, "Optimizer steps")->group("Schedule");
+    auto* steps = cmd.add_option("--steps", o.steps, "Optimizer steps")
+                      ->check(at_least(1))
+                      ->group("Schedule");
     cmd.add_option("--epochs", o.epochs, "Passes over the training data (instead of --steps)")
+        ->check(above(0))
         ->excludes(steps)
         ->group("Schedule");
-    cmd.add_option("--lr", o.lr, "Peak learning rate")->capture_default_str()->group("Schedule");
+    cmd.add_option("--lr", o.lr, "Peak learning rate")
+        ->check(at_least(0))
+        ->capture_default_str()
+        ->group("Schedule");
     add_choice(cmd, "--lr-schedule", o.lr_schedule,
                {{"constant", Kind::constant},
                 {"cosine", Kind::cosine},
@@ -57,12 +80,15 @@ void add_schedule_options(CLI::App& cmd, TrainOptions& o) {
                "reaches 0 one step after the last)")
         ->group("Schedule");
     cmd.add_option("--warmup", o.warmup, "Linear warmup steps: lr x (step+1)/warmup")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group("Schedule");
     cmd.add_option("--lr-final-fraction", o.lr_final_fraction, "Final lr as a fraction of --lr")
+        ->check(in_range(0, 1))
         ->capture_default_str()
         ->group("Schedule");
     cmd.add_option("--decay-fraction", o.decay_fraction, "wsd: fraction of steps spent decaying")
+        ->check(above_to(0, 1))
         ->capture_default_str()
         ->group("Schedule");
 }
@@ -71,18 +97,23 @@ void add_optimizer_options(CLI::App& cmd, TrainOptions& o) {
     cmd.add_option("--weight-decay", o.weight_decay,
                    "AdamW decoupled weight decay (p -= lr x wd x p), on matrices and embeddings "
                    "only, never biases or LayerNorm")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group("Optimizer");
-    cmd.add_option("--beta1", o.beta1, "AdamW beta1, in [0, 1)")
+    cmd.add_option("--beta1", o.beta1, "AdamW beta1")
+        ->check(from_below(0, 1))
         ->capture_default_str()
         ->group("Optimizer");
-    cmd.add_option("--beta2", o.beta2, "AdamW beta2, in [0, 1)")
+    cmd.add_option("--beta2", o.beta2, "AdamW beta2")
+        ->check(from_below(0, 1))
         ->capture_default_str()
         ->group("Optimizer");
-    cmd.add_option("--eps", o.eps, "AdamW epsilon (> 0)")
+    cmd.add_option("--eps", o.eps, "AdamW epsilon")
+        ->check(above(0))
         ->capture_default_str()
         ->group("Optimizer");
     cmd.add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this (0 = off)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group("Optimizer");
     cmd.add_option("--seed", o.seed, "Seed for init, shuffling and samples")
@@ -95,23 +126,30 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
     cmd.add_option("--val-every", o.val_every,
                    "Validate every N steps, at the end, and before the first step of a new "
                    "run (not of a resumed one)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--val-batches", o.val_batches, "Validation batches (0 = the whole val set)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--sample-every", o.sample_every,
                    "Print a text sample every N steps and at the end (0 = never)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
-    cmd.add_option("--sample-tokens", o.sample_tokens, "Tokens per sample")
+    cmd.add_option("--sample-tokens", o.sample_tokens,
+                   "Tokens per sample (at most the model's maximum sequence length)")
+        ->check(at_least(1))
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--sample-top-k", o.sample_top_k, "Sample among the k most likely (0 = all)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--sample-temperature", o.sample_temperature,
                    "Sampling temperature (0 = greedy)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--eval", o.evals,
@@ -119,14 +157,17 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
                    "ppl:FILE (lm-eval protocol), lambada[:FILE], hellaswag[:FILE]")
         ->group(g);
     cmd.add_option("--eval-every", o.eval_every, "Run --eval every N steps (and at the end)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--eval-max-tokens", o.eval_max_tokens,
                    "Tokens scored per perplexity evaluator (0 = all)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
     cmd.add_option("--eval-max-examples", o.eval_max_examples,
                    "LAMBADA passages or HellaSwag examples per evaluation (0 = all)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
     o.datasets = default_datasets_dir();
@@ -146,9 +187,11 @@ void add_output_options(CLI::App& cmd, TrainOptions& o) {
         ->group("Output");
     cmd.add_option("--checkpoint-every", o.checkpoint_every,
                    "Checkpoint every N steps (and at the end)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group("Output");
     cmd.add_option("--keep", o.keep, "Keep the newest K checkpoints (0 = all)")
+        ->check(at_least(0))
         ->capture_default_str()
         ->group("Output");
     cmd.add_option("--resume", o.resume,
@@ -165,6 +208,7 @@ void add_parallel_options(CLI::App& cmd, TrainOptions& o) {
     cmd.add_option("--zero", o.zero,
                    "Under mpirun: 0 = every rank holds all optimizer moments; 1 = ZeRO-1, each "
                    "rank holds and updates 1/ranks of them (reduce-scatter, all-gather)")
+        ->check(in_range(0, 1))
         ->capture_default_str()
         ->group("Parallel");
     add_on_off(cmd, "--overlap", o.overlap,
@@ -172,6 +216,19 @@ void add_parallel_options(CLI::App& cmd, TrainOptions& o) {
                "gradients while backward goes on to the next (ranks sharing a machine reduce "
                "through shared memory after backward)")
         ->group("Parallel");
+}
+
+// Every input exists and is what it should be, before anything is opened.
+void check_paths(const TrainOptions& o) {
+    if (!o.resume.empty()) {
+        std::error_code ec;
+        if (!std::filesystem::is_directory(o.resume, ec)) require_file(o.resume);
+    } else if (!model::is_preset(o.model)) {
+        for (const auto& file : model_inputs(o.model)) require_file(file);
+    }
+    if (o.sample_every > 0 || !o.evals.empty()) require_tokenizer(o.tokenizer);
+    for (const auto& spec : eval::parse_evaluator_specs(o.evals, o.datasets))
+        require_file(spec.path);
 }
 
 } // namespace
@@ -191,6 +248,9 @@ void add_train(CLI::App& app) {
     add_parallel_options(*cmd, *o);
     add_recompute_option(*cmd, o->recompute)->group("Memory");
     cmd->callback([o] {
+        // Before any work, the same on every rank: settings, then the paths they name.
+        o->validate();
+        check_paths(*o);
         run_on_ranks([&](train::Communicator& comm) {
             train::ConsoleSink console;
             train::Trainer trainer(*o, comm, {&console});

@@ -44,11 +44,23 @@ struct ExampleEval {
         add_precision_option(cmd, precision);
         cmd.add_option("--data", data, data_help)->required();
         cmd.add_option("--max-examples", max_examples,
-                       std::string("Evaluate only the first N ") + unit + "s");
+                       std::string("Evaluate only the first N ") + unit + "s (0 = all)")
+            ->check(at_least(0));
         cmd.add_option("--per-example", per_example,
                        std::string("Write one JSON line per ") + unit + " to this file");
         cmd.add_flag("--json", json, "Print one JSON object");
         add_tokenizer_option(cmd, tokenizer);
+    }
+
+    // Inputs exist and are regular files; the per-example file is none of them.
+    void check() const {
+        auto inputs = model_inputs(model);
+        inputs.push_back(data);
+        for (const auto& file : inputs) require_file(file);
+        require_tokenizer(tokenizer);
+        inputs.push_back(tokenizer + "/encoder.json");
+        inputs.push_back(tokenizer + "/vocab.bpe");
+        if (!per_example.empty()) require_not_input(per_example, "per_example", inputs);
     }
 };
 
@@ -99,12 +111,25 @@ void print_ppl(const std::string& data, const eval::TextPerplexity& r, double se
 }
 
 void run_ppl(const EvalPplOptions& o) {
+    if (o.text.context > 0 && o.text.stride > o.text.context)
+        throw base::SettingError("stride", "must be at most --context (" +
+                                               std::to_string(o.text.context) + "), got " +
+                                               std::to_string(o.text.stride));
+    for (const auto& file : model_inputs(o.model)) require_file(file);
+    require_file(o.data);
+    require_tokenizer(o.tokenizer);
+    const std::string text = base::read_file(o.data);
+    if (text.empty()) throw base::FileError(o.data, "empty: there is no text to score");
     auto gpt = load_model_as(o.model, o.precision);
+    if (o.text.context > gpt->config().max_seq)
+        throw base::SettingError(
+            "context", "must be in 1.." + std::to_string(gpt->config().max_seq) +
+                           " (the model's positions), got " + std::to_string(o.text.context));
     data::Tokenizer tok(o.tokenizer);
     Progress progress("ppl: tokens");
-    const auto r = eval::text_perplexity(*gpt, tok, base::read_file(o.data),
-                                         std::filesystem::path(o.data).filename().string(), o.text,
-                                         [&](size_t d, size_t n) { progress(d, n); });
+    const auto r =
+        eval::text_perplexity(*gpt, tok, text, std::filesystem::path(o.data).filename().string(),
+                              o.text, [&](size_t d, size_t n) { progress(d, n); });
     progress(r.tokens, r.tokens); // only prints when nothing was scored
     if (o.json)
         std::printf("%s\n", ppl_json(r, progress.seconds()).dump().c_str());
@@ -118,6 +143,7 @@ struct EvalLambadaOptions {
 };
 
 void run_lambada(const EvalLambadaOptions& o) {
+    o.in.check();
     auto gpt = load_model_as(o.in.model, o.in.precision);
     data::Tokenizer tok(o.in.tokenizer);
     const auto examples = eval::read_lambada(o.in.data, tok, o.target, o.in.max_examples);
@@ -153,6 +179,7 @@ struct EvalCbtOptions {
 };
 
 void run_cbt(const EvalCbtOptions& o) {
+    o.in.check();
     auto gpt = load_model_as(o.in.model, o.in.precision);
     data::Tokenizer tok(o.in.tokenizer);
     const auto examples = eval::read_cbt(o.in.data, o.in.max_examples);
@@ -247,11 +274,17 @@ void add_ppl(CLI::App& eval) {
                 {"wikitext", Detokenizer::wikitext},
                 {"ptb", Detokenizer::ptb}},
                "auto (by file name) | none | wikitext | ptb");
-    cmd->add_option("--context", o->text.context, "Window length C (default: the model's maximum)");
+    cmd->add_option("--context", o->text.context,
+                    "Window length C, at most the model's positions (default: all of them)")
+        ->check(at_least(1));
     cmd->add_option("--stride", o->text.stride,
-                    "Tokens scored per window after the first (default: by protocol)");
-    cmd->add_option("--batch", o->text.batch, "Windows per forward pass")->capture_default_str();
-    cmd->add_option("--max-tokens", o->text.max_tokens, "Score only the first N tokens (0 = all)");
+                    "Tokens scored per window after the first, at most C (default: by protocol)")
+        ->check(at_least(1));
+    cmd->add_option("--batch", o->text.batch, "Windows per forward pass")
+        ->check(above(0))
+        ->capture_default_str();
+    cmd->add_option("--max-tokens", o->text.max_tokens, "Score only the first N tokens (0 = all)")
+        ->check(at_least(0));
     cmd->add_flag("--json", o->json, "Print one JSON object");
     add_tokenizer_option(*cmd, o->tokenizer);
     cmd->callback([o] { run_ppl(*o); });
@@ -284,6 +317,7 @@ void add_cbt(CLI::App& eval) {
                "cbt (join quotes and punctuation) | none");
     cmd->add_option("--batch", o->cbt.batch,
                     "Candidates per forward pass (0 = all of an example's)")
+        ->check(at_least(0))
         ->capture_default_str();
     cmd->callback([o] { run_cbt(*o); });
 }

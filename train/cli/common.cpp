@@ -1,11 +1,14 @@
 #include "train/cli/common.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "base/error.h"
@@ -51,6 +54,146 @@ std::string option_for(const CLI::App& cmd, const std::string& setting) {
     std::replace(name.begin(), name.end(), '_', '-');
     if (const auto it = kAliases.find(setting); it != kAliases.end()) name = it->second;
     return cmd.get_option_no_throw(name) ? name : setting;
+}
+
+// "gpt2 eval ppl": how the command is typed.
+std::string command_path(const CLI::App& cmd) {
+    std::string path;
+    for (const CLI::App* c = &cmd; c; c = c->get_parent())
+        path = (c->get_parent() ? c->get_name() : "gpt2") + (path.empty() ? "" : " " + path);
+    return path;
+}
+
+// A message on one line: line breaks (HDF5's, a JSON library's) become spaces.
+std::string one_line(std::string text) {
+    std::replace(text.begin(), text.end(), '\n', ' ');
+    std::replace(text.begin(), text.end(), '\r', ' ');
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    return text;
+}
+
+void print_error(const std::string& subject, const std::string& problem) {
+    std::fprintf(stderr, "gpt2: error: %s: %s\n", one_line(subject).c_str(),
+                 one_line(problem).c_str());
+    std::fflush(stderr);
+}
+
+// A usage error: the line names the option and ends with a hint to the command's help.
+int usage_error(const CLI::App& cmd, const std::string& subject, const std::string& problem) {
+    print_error(subject, problem + " (see '" + command_path(cmd) + " --help')");
+    return 2;
+}
+
+// How a command that ran out of memory can use less, from the options it has.
+std::string how_to_use_less_memory(const CLI::App& cmd) {
+    std::vector<std::string> shapes;
+    for (const char* name : {"--batch", "--seq", "--context"})
+        if (cmd.get_option_no_throw(name)) shapes.push_back(name);
+    std::string how;
+    for (size_t i = 0; i < shapes.size(); ++i)
+        how += (i == 0 ? "lower " : i + 1 == shapes.size() ? " or " : ", ") + shapes[i];
+    if (cmd.get_option_no_throw("--recompute"))
+        how += (how.empty() ? "use" : ", or use") + std::string(" --recompute gelu|all");
+    return how.empty() ? "use a smaller model or input" : how;
+}
+
+template <class E> bool is(const CLI::ParseError& e) {
+    return dynamic_cast<const E*>(&e) != nullptr;
+}
+
+// CLI11's messages, reworded as "<option>: <problem>".
+std::pair<std::string, std::string> parse_error_parts(const CLI::App& cmd,
+                                                      const CLI::ParseError& e) {
+    const std::string what = e.what();
+    const std::string path = command_path(cmd);
+    const std::string command = cmd.get_parent() ? path.substr(5) : "command";
+    auto after = [&](const std::string& marker) {
+        const size_t at = what.find(marker);
+        return at == std::string::npos ? std::string() : what.substr(at + marker.size());
+    };
+    if (is<CLI::ExtrasError>(e)) {
+        std::string first = after(": ");
+        first = first.substr(0, first.find(' '));
+        return {first, first.starts_with("-") ? "unknown option" : "unexpected argument"};
+    }
+    if (is<CLI::RequiredError>(e)) {
+        if (what.find("subcommand") != std::string::npos) {
+            std::string names;
+            for (const CLI::App* sub : cmd.get_subcommands({}))
+                names += (names.empty() ? "" : ", ") + sub->get_name();
+            const auto extra = cmd.remaining();
+            if (!extra.empty())
+                return {extra.front(),
+                        std::string(extra.front().starts_with("-") ? "unknown option"
+                                                                   : "unknown command") +
+                            " (commands: " + names + ")"};
+            return {command, "a command is needed: " + names};
+        }
+        if (what.ends_with(" is required"))
+            return {what.substr(0, what.size() - 12), "is required"};
+    }
+    if (is<CLI::ConversionError>(e) && what.starts_with("Could not convert: ")) {
+        const std::string rest = after("Could not convert: ");
+        const size_t eq = rest.find(" = ");
+        const std::string option = rest.substr(0, eq);
+        const CLI::Option* opt = cmd.get_option_no_throw(option);
+        const std::string type = opt ? opt->get_type_name() : "";
+        const std::string kind = type.starts_with("INT")     ? "an integer"
+                                 : type.starts_with("UINT")  ? "a non-negative integer"
+                                 : type.starts_with("FLOAT") ? "a number"
+                                                             : "a valid value";
+        return {option,
+                "'" + (eq == std::string::npos ? rest : rest.substr(eq + 3)) + "' is not " + kind};
+    }
+    if (is<CLI::ExcludesError>(e)) {
+        const size_t at = what.find(" excludes ");
+        return {what.substr(0, at), "cannot be given with " + after(" excludes ")};
+    }
+    if (is<CLI::RequiresError>(e)) {
+        const size_t at = what.find(" requires ");
+        return {what.substr(0, at), "needs " + after(" requires ")};
+    }
+    if (is<CLI::ArgumentMismatch>(e)) {
+        const size_t colon = what.find(": ");
+        const std::string option = what.substr(0, colon), rest = after(": ");
+        if (rest.starts_with("At Most")) return {option, "is given more than once"};
+        if (rest.find("missing") != std::string::npos) return {option, "needs a value"};
+        return {option, rest};
+    }
+    // ValidationError and the rest: "--option: problem" as CLI11 words it.
+    const size_t colon = what.find(": ");
+    if (what.starts_with("-") && colon != std::string::npos)
+        return {what.substr(0, colon), what.substr(colon + 2)};
+    return {command, what};
+}
+
+// The number in a command-line value, if all of it is one.
+std::optional<double> number_in(const std::string& text) {
+    if (text.empty()) return std::nullopt;
+    char* end = nullptr;
+    const double v = std::strtod(text.c_str(), &end);
+    if (end != text.c_str() + text.size()) return std::nullopt;
+    return v;
+}
+
+std::string number_text(double v) {
+    std::ostringstream out;
+    out << v;
+    return out.str();
+}
+
+// A validator of finite numbers in a range, shown in --help as `shown` and worded in
+// errors as "must be <range>, got <value>"; `inside` tells whether a value is in it.
+CLI::Validator range_validator(const std::string& shown, const std::string& range,
+                               std::function<bool(double)> inside) {
+    return CLI::Validator(
+        [range, inside](std::string& value) -> std::string {
+            const auto v = number_in(value);
+            if (!v) return {}; // not a number: the conversion says so
+            if (std::isfinite(*v) && inside(*v)) return {};
+            return "must be " + range + ", got " + value;
+        },
+        shown);
 }
 
 } // namespace
@@ -104,6 +247,7 @@ CLI::Option* add_precision_option(CLI::App& cmd, model::Precision& precision) {
 std::unique_ptr<model::GPT2<float>> load_model_as(const std::string& path,
                                                   model::Precision precision) {
     model::check_precision_supported(precision);
+    for (const auto& file : model_inputs(path)) require_file(file);
     auto gpt = model::load_model(path);
     gpt->set_precision(precision);
     return gpt;
@@ -118,9 +262,96 @@ CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value) {
                       "LayerNorm outputs, 2L x B x T x C more); results are bit-identical");
 }
 
+CLI::Validator at_least(double low) {
+    return range_validator(">= " + number_text(low), "at least " + number_text(low),
+                           [low](double v) { return v >= low; });
+}
+CLI::Validator above(double low) {
+    return range_validator("> " + number_text(low),
+                           low == 0 ? "positive" : "greater than " + number_text(low),
+                           [low](double v) { return v > low; });
+}
+CLI::Validator in_range(double low, double high) {
+    const std::string range = "[" + number_text(low) + ", " + number_text(high) + "]";
+    return range_validator(range, "in " + range, [=](double v) { return v >= low && v <= high; });
+}
+CLI::Validator from_below(double low, double high) {
+    const std::string range = "[" + number_text(low) + ", " + number_text(high) + ")";
+    return range_validator(range, "in " + range, [=](double v) { return v >= low && v < high; });
+}
+CLI::Validator above_to(double low, double high) {
+    const std::string range = "(" + number_text(low) + ", " + number_text(high) + "]";
+    return range_validator(range, "in " + range, [=](double v) { return v > low && v <= high; });
+}
+
+namespace {
+
+// What kind of file system object path is, without opening it (no exception even for
+// a name longer than NAME_MAX).
+fs::file_status status_of(const std::string& path, std::string& problem) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (ec && st.type() != fs::file_type::not_found) problem = ec.message();
+    return st;
+}
+
+} // namespace
+
+void require_file(const std::string& path) {
+    std::string problem;
+    const fs::file_status st = status_of(path, problem);
+    if (!problem.empty()) throw base::FileError(path, "cannot access (" + problem + ")");
+    switch (st.type()) {
+    case fs::file_type::regular:
+        return;
+    case fs::file_type::not_found:
+        throw base::FileError(path, "no such file");
+    case fs::file_type::directory:
+        throw base::FileError(path, "is a folder, not a file");
+    default:
+        throw base::FileError(path, "not a regular file (a FIFO, socket or device is not read)");
+    }
+}
+
+void require_folder(const std::string& path) {
+    std::string problem;
+    const fs::file_status st = status_of(path, problem);
+    if (!problem.empty()) throw base::FileError(path, "cannot access (" + problem + ")");
+    if (st.type() == fs::file_type::not_found) throw base::FileError(path, "no such folder");
+    if (st.type() != fs::file_type::directory) throw base::FileError(path, "not a folder");
+}
+
+void require_tokenizer(const std::string& dir) {
+    require_folder(dir);
+    require_file((fs::path(dir) / "encoder.json").string());
+    require_file((fs::path(dir) / "vocab.bpe").string());
+}
+
+std::vector<std::string> model_inputs(const std::string& path) {
+    std::vector<std::string> files = {path};
+    if (fs::path(path).extension() == ".safetensors")
+        files.push_back((fs::path(path).parent_path() / "config.json").string());
+    return files;
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+    std::error_code ec;
+    const bool same = fs::equivalent(a, b, ec);
+    return !ec && same;
+}
+
+void require_not_input(const std::string& output, const std::string& setting,
+                       const std::vector<std::string>& inputs) {
+    for (const auto& input : inputs)
+        if (same_file(output, input))
+            throw base::SettingError(setting, output + " is the input " + input +
+                                                  "; writing it would destroy it");
+}
+
 std::string read_input(const std::string& path) {
     if (path.empty() || path == "-")
         return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    require_file(path);
     return base::read_file(path);
 }
 
@@ -174,18 +405,44 @@ void run_on_ranks(const std::function<void(train::Communicator&)>& body) {
 }
 
 int report_error(const CLI::App& app) {
+    const CLI::App& cmd = *command_of(app);
+    const std::string name = command_path(cmd).substr(5); // without "gpt2 "
     try {
         throw;
     } catch (const train::JobError& e) {
         // Thrown on every rank of an MPI job alike; one of them reports it.
-        if (e.report()) std::fprintf(stderr, "gpt2: error: %s\n", e.what());
+        if (e.report()) std::fprintf(stderr, "gpt2: error: %s\n", one_line(e.what()).c_str());
     } catch (const base::SettingError& e) {
-        std::fprintf(stderr, "gpt2: error: %s: %s\n",
-                     option_for(*command_of(app), e.setting()).c_str(), e.problem().c_str());
+        // The same on every rank: rank 0 speaks for the job.
+        if (!prints_job_errors()) return 2;
+        return usage_error(cmd, option_for(cmd, e.setting()), e.problem());
+    } catch (const base::MemoryError& e) {
+        print_error(option_for(cmd, e.setting()),
+                    std::string(e.what()) + "; " + how_to_use_less_memory(cmd));
+    } catch (const std::bad_alloc&) {
+        print_error(name, "ran out of memory; " + how_to_use_less_memory(cmd));
+    } catch (const CLI::ParseError& e) {
+        return report_parse_error(app, e);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "gpt2: error: %s\n", e.what());
+        std::fprintf(stderr, "gpt2: error: %s\n", one_line(e.what()).c_str());
+    } catch (...) {
+        print_error(name, "failed with an unknown exception");
     }
+    std::fflush(stderr);
     return 1;
+}
+
+int report_parse_error(const CLI::App& app, const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e); // --help
+    const CLI::App& cmd = *command_of(app);
+    const auto [subject, problem] = parse_error_parts(cmd, e);
+    return usage_error(cmd, subject, problem);
+}
+
+bool prints_job_errors() {
+    for (const char* var : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})
+        if (const char* rank = std::getenv(var)) return std::strcmp(rank, "0") == 0;
+    return true;
 }
 
 } // namespace cli

@@ -68,6 +68,31 @@ std::unique_ptr<model::GPT2<float>> load_model_as(const std::string& path,
 // --recompute off|gelu|all, for train and bench.
 CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value);
 
+// Numeric option ranges, checked as the command line is parsed and stated in --help
+// (after the type: "FLOAT:>= 0"). NaN and infinities are refused; a value that is not a
+// number is left to the conversion, which refuses it.
+CLI::Validator at_least(double low);                // [low, inf)
+CLI::Validator above(double low);                   // (low, inf)
+CLI::Validator in_range(double low, double high);   // [low, high]
+CLI::Validator from_below(double low, double high); // [low, high)
+CLI::Validator above_to(double low, double high);   // (low, high]
+
+// Input paths, checked before anything is opened (opening a FIFO blocks): each throws
+// base::FileError unless the path exists and is a regular file, or a folder.
+void require_file(const std::string& path);
+void require_folder(const std::string& path);
+// The tokenizer folder and its encoder.json and vocab.bpe.
+void require_tokenizer(const std::string& dir);
+// Model files the loaders read for `path`: the file, and a .safetensors file's
+// config.json beside it.
+std::vector<std::string> model_inputs(const std::string& path);
+// True when a and b both exist and are the same file (std::filesystem::equivalent).
+bool same_file(const std::string& a, const std::string& b);
+// Throws base::SettingError(setting) when `output` is one of `inputs`, which writing it
+// would destroy.
+void require_not_input(const std::string& output, const std::string& setting,
+                       const std::vector<std::string>& inputs);
+
 // A whole file; "" or "-" is standard input.
 std::string read_input(const std::string& path);
 // Whitespace-separated token ids in 0..vocab-1; errors name `where` and the bad word.
@@ -93,9 +118,19 @@ private:
 // waiting in a collective.
 void run_on_ranks(const std::function<void(train::Communicator&)>& body);
 
-// The error contract: prints one line, "gpt2: error: <file or option>: <what is wrong>",
-// for the exception in flight, naming a library's setting by the option of `app`'s
+// The error contract: every failure prints one line on standard error,
+//   gpt2: error: <file or option>: <what is wrong>
+// and exits 2 for a usage error (the command line itself is wrong: an unknown or missing
+// option, a value out of range, settings that disagree; the line ends with a hint to
+// the command's --help) or 1 for anything else (files, data, memory, the computation).
+
+// For the exception in flight: names a library's setting by the option of `app`'s
 // command that sets it. Returns the exit status.
 int report_error(const CLI::App& app);
+// For a CLI11 parse error: --help prints help and returns 0, any other is a usage error.
+int report_parse_error(const CLI::App& app, const CLI::ParseError& e);
+// Whether this process should print a job-wide error: rank 0 of an MPI job (from the
+// launcher's environment, as errors before MPI starts are the same on every rank).
+bool prints_job_errors();
 
 } // namespace cli

@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        // One line and exit 2 (--help: help and exit 0); see cli::report_error.
+        return cli::report_parse_error(app, e);
     } catch (...) {
         return cli::report_error(app);
     }
