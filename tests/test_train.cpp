@@ -380,7 +380,7 @@ TEST_CASE("a folder holding another run's checkpoints is refused, and --overwrit
 
     const Run refused = run_gpt2(train_args(w, "run") + " --steps 2 --checkpoint-every 1 --keep 1");
     INFO(refused.out);
-    CHECK(refused.status == 1);
+    CHECK(refused.status == 2); // a usage error: --out needs --resume or --overwrite
     CHECK(count_lines(refused.out) == 1);
     CHECK(refused.out.find("holds another run's checkpoints (newest ckpt_00000004.h5)") !=
           std::string::npos);
