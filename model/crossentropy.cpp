@@ -8,6 +8,22 @@
 
 namespace model {
 
+namespace {
+
+// out (V) = exp(x - mx) (out may alias x); returns their sum: one row's unnormalised
+// softmax, the one expression of it for both versions of the loss below.
+template <class T> T exp_shifted(T* out, const T* x, T mx, int V) {
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int v = 0; v < V; ++v) {
+        out[v] = exp_fast(x[v] - mx);
+        sum += out[v];
+    }
+    return sum;
+}
+
+} // namespace
+
 // probs (N,Vp) from logits (N,Vp) (may alias), losses (N); targets (N) in [-1, V)
 template <class T>
 int softmax_crossentropy_forward(T* probs, T* losses, const T* logits, const int* targets, int N,
@@ -21,12 +37,7 @@ int softmax_crossentropy_forward(T* probs, T* losses, const T* logits, const int
         const int target = targets ? targets[n] : -1;
         // Read the target's logit before p (which may alias x) is overwritten.
         const T x_target = target >= 0 ? x[target] : T(0);
-        T sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int v = 0; v < V; ++v) {
-            p[v] = exp_fast(x[v] - mx);
-            sum += p[v];
-        }
+        const T sum = exp_shifted(p, x, mx, V);
         const T inv = T(1) / sum;
         for (int v = 0; v < V; ++v) p[v] *= inv;
         std::fill(p + V, p + Vp, T(0));
@@ -79,12 +90,7 @@ int crossentropy_fused(T* logits, T* losses, int* predictions, const int* target
             }
         }
         const T x_target = target >= 0 ? x[target] : T(0);
-        T sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int v = 0; v < V; ++v) {
-            x[v] = exp_fast(x[v] - mx);
-            sum += x[v];
-        }
+        const T sum = exp_shifted(x, x, mx, V);
         const T inv = T(1) / sum;
         if (grad) {
             for (int v = 0; v < V; ++v) x[v] = dloss * (x[v] * inv);

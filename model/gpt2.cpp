@@ -190,11 +190,7 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
                            " for batch " + std::to_string(max_batch) + " x seq " +
                            std::to_string(max_seq));
     attn_slots_ = omp_get_max_threads();
-    Activations<T> sizing{};
-    size_t total = 0, total_bf16 = 0;
-    assign_activations(sizing, config(), max_batch, max_seq, for_training, attn_slots_, recompute_,
-                       logit_rows(BT, for_training), bf16_inputs(), counter<T>(total),
-                       counter<bf16>(total_bf16));
+    const auto [total, total_bf16] = activation_elements(max_batch, max_seq, for_training);
     act_memory_.clear();
     act_memory_.shrink_to_fit(); // the old buffers go before the new ones come
     act_bf16_.clear();
@@ -214,14 +210,24 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
     prepare_matmuls(max_batch * max_seq, for_training);
 }
 
+// Elements of the float and the bf16 activation buffers for (max_batch, max_seq), with
+// attention scratch for every thread.
 template <class T>
-size_t GPT2<T>::reserve_bytes(int max_batch, int max_seq, bool for_training) const {
+std::pair<size_t, size_t> GPT2<T>::activation_elements(int max_batch, int max_seq,
+                                                       bool for_training) const {
     const size_t BT = size_t(max_batch) * max_seq;
     Activations<T> sizing{};
     size_t total = 0, total_bf16 = 0;
     assign_activations(sizing, config(), max_batch, max_seq, for_training,
                        size_t(omp_get_max_threads()), recompute_, logit_rows(BT, for_training),
                        bf16_inputs(), counter<T>(total), counter<bf16>(total_bf16));
+    return {total, total_bf16};
+}
+
+template <class T>
+size_t GPT2<T>::reserve_bytes(int max_batch, int max_seq, bool for_training) const {
+    const size_t BT = size_t(max_batch) * max_seq;
+    const auto [total, total_bf16] = activation_elements(max_batch, max_seq, for_training);
     const size_t grads = for_training && grads_.empty() ? params_.size() : 0;
     return (total + grads) * sizeof(T) + total_bf16 * sizeof(bf16) + 3 * BT * sizeof(int);
 }

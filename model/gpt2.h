@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "model/activations.h"
@@ -137,6 +138,8 @@ private:
     void carve(int B, int Tn);
     void prepare_matmuls(int N, bool training);
     size_t logit_rows(size_t BT, bool training) const; // rows of the logits buffer
+    std::pair<size_t, size_t> activation_elements(int max_batch, int max_seq,
+                                                  bool for_training) const;
     double classify(int N, bool training);
     // Whether the linear layers' inputs are kept in bf16: bf16 precision.
     bool bf16_inputs() const { return std::is_same_v<T, float> && precision() == Precision::bf16; }

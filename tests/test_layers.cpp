@@ -68,10 +68,12 @@ TEST_CASE("matmul computes inp @ weight^T + bias") {
     CHECK(db == std::vector<double>{1, 1, 1});
 }
 
-TEST_CASE("the model's float Matmul computes what the layer functions do, in both directions") {
-    // The same small integer case as above, exact in float, through the library the build
-    // chose (oneDNN or CBLAS); then random shapes against the double reference.
-    Matmul<float> mm;
+namespace {
+
+// The small integer case of "matmul computes inp @ weight^T + bias", exact in float and
+// in bf16, through a Matmul in either precision: forward with and without the bias, and
+// backward accumulating into ones.
+void check_small_integer_case(Matmul<float>& mm) {
     const std::vector<float> inp = {1, 2, 3, 4}, w = {1, 0, 0, 1, 1, 1}, b = {0.5, -1, 0};
     std::vector<float> out(6);
     mm.forward(out.data(), inp.data(), w.data(), b.data(), 2, 2, 3);
@@ -84,6 +86,24 @@ TEST_CASE("the model's float Matmul computes what the layer functions do, in bot
     CHECK(dinp == std::vector<float>{1 + 3, 1 + 2, 1 - 1, 1 + 0});
     CHECK(dw == std::vector<float>{1 + 1, 1 + 2, 1 + 3, 1 + 4, 1 + 2 - 3, 1 + 4 - 4});
     CHECK(db == std::vector<float>{2, 2, 2});
+}
+
+// x rounded to the nearest bfloat16 (ties to even), by comparing the two candidates.
+float nearest_bf16(float x) {
+    const uint32_t bits = std::bit_cast<uint32_t>(x) & 0xffff0000u;
+    const float lo = std::bit_cast<float>(bits), hi = std::bit_cast<float>(bits + 0x10000u);
+    const double dlo = std::abs(double(x) - lo), dhi = std::abs(double(hi) - x);
+    if (dlo != dhi) return dlo < dhi ? lo : hi;
+    return (bits >> 16) % 2 == 0 ? lo : hi;
+}
+
+} // namespace
+
+TEST_CASE("the model's float Matmul computes what the layer functions do, in both directions") {
+    // The same small integer case as above, exact in float, through the library the build
+    // chose (oneDNN or CBLAS); then random shapes against the double reference.
+    Matmul<float> mm;
+    check_small_integer_case(mm);
 
     std::mt19937 rng(9);
     std::uniform_real_distribution<float> u(-1, 1);
@@ -117,34 +137,11 @@ TEST_CASE("the model's float Matmul computes what the layer functions do, in bot
     }
 }
 
-namespace {
-
-// x rounded to the nearest bfloat16 (ties to even), by comparing the two candidates.
-float nearest_bf16(float x) {
-    const uint32_t bits = std::bit_cast<uint32_t>(x) & 0xffff0000u;
-    const float lo = std::bit_cast<float>(bits), hi = std::bit_cast<float>(bits + 0x10000u);
-    const double dlo = std::abs(double(x) - lo), dhi = std::abs(double(hi) - x);
-    if (dlo != dhi) return dlo < dhi ? lo : hi;
-    return (bits >> 16) % 2 == 0 ? lo : hi;
-}
-
-} // namespace
-
 TEST_CASE("bf16 products equal the exact products of bf16-rounded inputs, accumulated in float") {
     if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
     Matmul<float> mm;
     mm.set_precision(Precision::bf16);
-    // Small integers are exact in bf16: the same hand-computed case as for fp32.
-    const std::vector<float> inp = {1, 2, 3, 4}, w = {1, 0, 0, 1, 1, 1}, b = {0.5, -1, 0};
-    std::vector<float> out(6);
-    mm.forward(out.data(), inp.data(), w.data(), b.data(), 2, 2, 3);
-    CHECK(out == std::vector<float>{1.5, 1, 3, 3.5, 3, 7});
-    const std::vector<float> dout = {1, 0, 2, 0, 1, -1};
-    std::vector<float> dinp(4, 1), dw(6, 1), db(3, 1);
-    mm.backward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), 2, 2, 3);
-    CHECK(dinp == std::vector<float>{1 + 3, 1 + 2, 1 - 1, 1 + 0});
-    CHECK(dw == std::vector<float>{1 + 1, 1 + 2, 1 + 3, 1 + 4, 1 + 2 - 3, 1 + 4 - 4});
-    CHECK(db == std::vector<float>{2, 2, 2});
+    check_small_integer_case(mm); // small integers are exact in bf16
 
     std::mt19937 rng(11);
     std::uniform_real_distribution<float> u(-1, 1);

@@ -240,8 +240,9 @@ CLI::Option* add_precision_option(CLI::App& cmd, model::Precision& precision) {
     return add_choice(
         cmd, "--precision", precision,
         std::map<std::string, Precision>{{"fp32", Precision::fp32}, {"bf16", Precision::bf16}},
-        "fp32 | bf16 (matrix products on bfloat16 inputs with float accumulation; "
-        "weights and everything else stay fp32; needs a CPU with AVX512_BF16)");
+        "fp32 | bf16 (matrix products, attention's included, on bfloat16 inputs with float "
+        "accumulation; master weights, optimizer state, statistics, the loss and gradients stay "
+        "fp32; needs a CPU with AVX512_BF16)");
 }
 
 std::unique_ptr<model::GPT2<float>> load_model_as(const std::string& path,
