@@ -10,15 +10,18 @@
 
 namespace testing {
 
-Run run_gpt2(const std::string& args) {
-    const std::string cmd = std::string(GPT2_BINARY) + " " + args + " 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    if (!pipe) throw std::runtime_error("cannot run " + cmd);
+Run run_shell(const std::string& command) {
+    FILE* pipe = popen(command.c_str(), "r");
+    if (!pipe) throw std::runtime_error("cannot run " + command);
     std::string out;
     char buf[4096];
     while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
     const int status = pclose(pipe);
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+Run run_gpt2(const std::string& args) {
+    return run_shell(std::string(GPT2_BINARY) + " " + args + " 2>&1");
 }
 
 size_t count_lines(const std::string& s) {

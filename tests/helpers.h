@@ -37,6 +37,9 @@ struct Run {
     std::string out; // stdout and stderr together
 };
 
+// Runs a shell command and waits for it; out is what it wrote to stdout (add 2>&1 for
+// stderr too).
+Run run_shell(const std::string& command);
 // Runs build/gpt2 with args (a shell fragment) and waits for it.
 Run run_gpt2(const std::string& args);
 

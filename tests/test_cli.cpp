@@ -332,13 +332,7 @@ namespace {
 // status 124 instead of a test that never ends.
 Run run_within_a_minute(const std::string& args) {
     const std::string cmd = "timeout 60 " GPT2_BINARY " " + args + " 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    REQUIRE(pipe);
-    std::string out;
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-    const int status = pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    return run_shell(cmd);
 }
 
 // Every failure: one line on standard error, "gpt2: error: ", the status given.

@@ -54,13 +54,7 @@ Run mpirun_program(int np, const std::string& program, int timeout, const std::s
         " " MPIEXEC " --oversubscribe "
         "--bind-to none -np " +
         std::to_string(np) + " " + program + " 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    REQUIRE(pipe);
-    std::string out;
-    char buf[4096];
-    while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
-    const int status = pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    return run_shell(cmd);
 }
 
 // build/gpt2 with args on np ranks.
