@@ -361,7 +361,8 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
 } // namespace
 
 template <class T>
-double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pass pass) {
+double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pass pass,
+                        int loss_divisor) {
     const Config& c = config();
     const bool training = pass == Pass::training;
     if (awaits_backward_)
@@ -369,6 +370,7 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pa
                                "run (its wte gradient is in grads() already): call backward() "
                                "or zero_grad() first");
     if (training && !targets) throw std::invalid_argument("a training forward() needs targets");
+    if (loss_divisor < 0) throw std::invalid_argument("loss_divisor must not be negative");
     if (cap_batch_ == 0) reserve(B, Tn, training || !grads_.empty());
     if (training && (!cap_training_ || grads_.empty()))
         throw std::logic_error("forward(..., Pass::training) needs reserve(..., for_training = "
@@ -411,7 +413,7 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pa
     for (int l = 0; l < L; ++l) block_forward(p.layer(l), a.layer(l), N, C, mm_, attend, timer);
     TIMED(kNorm, layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.layer(L - 1).residual3, p.lnf_w,
                                    p.lnf_b, N, C));
-    if (targets) return classify(N, training);
+    if (targets) return classify(N, training, loss_divisor);
     kept_ = 0;
     if (!cap_training_) { // a model reserved for training has no room for all logits
         TIMED(kMatmul,
@@ -427,17 +429,18 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pa
 //   training, in the same chunk: dlogits (R,Vp) = dloss * (probs - onehot) in place,
 //   dlnf rows (R,C) = dlogits @ wte (into d.dbt_c, for backward), dwte += dlogits^T @ lnf.
 // Returns the mean loss over kept targets.
-template <class T> double GPT2<T>::classify(int N, bool training) {
+template <class T> double GPT2<T>::classify(int N, bool training, int loss_divisor) {
     const Config& c = config();
     const int C = c.n_embd, V = c.vocab, Vp = c.padded_vocab;
     const ParamViews<const T> p(params_.data(), layout_);
     const Activations<T>& a = acts_;
     const StageTimer timer(profile_);
     const int* targets = targets_.data();
-    // The loss is the mean over kept targets: each kept row's loss has weight 1/kept.
+    // Backward differentiates the sum of kept rows' losses / divisor (the mean over kept
+    // targets unless the caller chose the divisor): each kept row has weight 1/divisor.
     int kept = 0;
     for (int n = 0; n < N; ++n) kept += targets[n] >= 0;
-    const T dloss = kept ? T(1) / T(kept) : T(0);
+    const T dloss = kept ? T(1) / T(loss_divisor > 0 ? loss_divisor : kept) : T(0);
     T* dlnf = a.backward.dbt_c;
     T* dwte = training ? ParamViews<T>(grads_.data(), layout_).wte : nullptr;
     if (training) TIMED(kPointwise, fill_zero(dlnf, size_t(N) * C));

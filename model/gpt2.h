@@ -92,8 +92,11 @@ public:
     // discards the pass. Throws std::invalid_argument for out-of-range ids, (B,T) beyond
     // reserve() or a training pass without targets; reserves on first use (for training
     // if grads are allocated or pass is training) if nothing was reserved.
+    // The gradient is that of (sum of kept losses) / loss_divisor; 0 = the number kept,
+    // i.e. of the returned mean. A trainer averaging over several passes (micro-batches,
+    // ranks) with masked targets divides by a fixed count here and rescales the sum.
     double forward(const int* tokens, const int* targets, int B, int Tn,
-                   Pass pass = Pass::inference);
+                   Pass pass = Pass::inference, int loss_divisor = 0);
     // Accumulates the rest of d(mean loss)/d(params) into grads(), after a
     // forward(..., Pass::training); throws std::logic_error after any other forward.
     void backward();
@@ -140,7 +143,7 @@ private:
     size_t logit_rows(size_t BT, bool training) const; // rows of the logits buffer
     std::pair<size_t, size_t> activation_elements(int max_batch, int max_seq,
                                                   bool for_training) const;
-    double classify(int N, bool training);
+    double classify(int N, bool training, int loss_divisor);
     // Whether the linear layers' inputs are kept in bf16: bf16 precision.
     bool bf16_inputs() const { return std::is_same_v<T, float> && precision() == Precision::bf16; }
 

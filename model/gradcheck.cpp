@@ -87,7 +87,7 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
 } // namespace
 
 std::vector<GradError> check_model_gradients(const Config& config, int B, int Tn, uint64_t seed,
-                                             double h) {
+                                             double h, int loss_divisor) {
     GPT2<double> model(config);
     const auto w = random_weights(model.layout(), seed);
     model.set_params(w.data(), w.size());
@@ -97,9 +97,11 @@ std::vector<GradError> check_model_gradients(const Config& config, int B, int Tn
 
     model.reserve(B, Tn, true);
     model.zero_grad();
-    model.forward(tokens.data(), targets.data(), B, Tn, Pass::training);
+    model.forward(tokens.data(), targets.data(), B, Tn, Pass::training, loss_divisor);
     model.backward();
-    const Loss loss = [&] { return model.forward(tokens.data(), targets.data(), B, Tn); };
+    // The function differentiated: the mean over kept targets, or their sum / divisor.
+    const double scale = loss_divisor > 0 ? double(model.targets_kept()) / loss_divisor : 1.0;
+    const Loss loss = [&] { return model.forward(tokens.data(), targets.data(), B, Tn) * scale; };
     const auto numeric = numeric_gradient(model.params(), model.num_params(), loss, h);
 
     std::vector<GradError> errors;

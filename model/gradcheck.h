@@ -26,9 +26,10 @@ GradError compare_gradients(const std::string& name, const double* analytic, con
 
 // Whole model: random weights (GPT-2 init plus noise on biases and LayerNorm weights so
 // that every path is exercised), random tokens, every 5th target ignored (-1).
-// One entry per parameter tensor, every element perturbed by +-h.
+// One entry per parameter tensor, every element perturbed by +-h. The loss is the mean
+// over kept targets, or with loss_divisor > 0 their sum / loss_divisor (GPT2::forward).
 std::vector<GradError> check_model_gradients(const Config& config, int B, int Tn, uint64_t seed,
-                                             double h = 1e-5);
+                                             double h = 1e-5, int loss_divisor = 0);
 
 // Each layer alone, with loss = sum(out * R) for a fixed random R (the cross-entropy:
 // its mean loss). One entry per differentiable input of each layer.

@@ -170,6 +170,30 @@ TEST_CASE("the whole model's gradients match finite differences in double") {
     }
 }
 
+TEST_CASE("with a loss divisor the gradient is that of the kept losses' sum / divisor") {
+    // Every 5th target is ignored: 13 of 16 kept, divided by all 16 positions, as a trainer
+    // does to average masked targets over several passes.
+    for (const auto& e : check_model_gradients(kTiny, 2, 8, 77, 1e-5, 16)) {
+        INFO(e.name, " max abs err ", e.max_abs);
+        CHECK(e.rel < 1e-6);
+    }
+    // And exactly the mean's gradient times kept / divisor, the same loss returned.
+    GPT2<double> m(kTiny);
+    m.init_weights(5);
+    const auto tokens = iota_tokens(8, kTiny.vocab);
+    auto targets = iota_tokens(8, kTiny.vocab, 3);
+    targets[0] = targets[4] = targets[5] = -1;
+    m.reserve(1, 8, true);
+    m.zero_grad();
+    const double mean = m.forward(tokens.data(), targets.data(), 1, 8, Pass::training);
+    m.backward();
+    const std::vector<double> g(m.grads(), m.grads() + m.num_params());
+    m.zero_grad();
+    CHECK(m.forward(tokens.data(), targets.data(), 1, 8, Pass::training, 10) == mean);
+    m.backward();
+    for (size_t i = 0; i < g.size(); ++i) REQUIRE(m.grads()[i] == Approx(g[i] * 5 / 10).epsilon(1e-12));
+}
+
 TEST_CASE("float and double agree on loss and gradients") {
     const auto r = compare_precisions(kTiny, 2, 8, 99);
     CHECK(r.loss_rel < 1e-6);
