@@ -226,6 +226,7 @@ TEST_CASE("tokenize refuses settings that do not fit the input format") {
     const std::pair<std::string, std::string> cases[] = {
         {jsonl + " --pack off", "--seq: is needed with --pack off"},
         {jsonl + " --seq 8", "--seq: applies with --pack off only"},
+        {jsonl + " --long drop", "--long: applies with --pack off only"},
         {jsonl + " --eot-between-docs", "--eot-between-docs: applies to text input only"},
         {text + " --pack off --seq 8", "--pack: applies to JSON Lines input only"},
         {text + " --skip-bad", "--skip-bad: applies to JSON Lines input only"},

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 
 #include "base/error.h"
 #include "base/file.h"
@@ -109,7 +110,7 @@ bool reads_jsonl(const TokenizeOptions& o) {
 }
 
 // The settings that the format of the inputs leaves unread are refused, as are --seq
-// without --pack off and the other way round.
+// without --pack off and the other way round, and --long without --pack off.
 void check_format_settings(const TokenizeOptions& o, bool jsonl) {
     const auto& unread = jsonl ? o.text_only : o.jsonl_only;
     if (!unread.empty())
@@ -121,6 +122,12 @@ void check_format_settings(const TokenizeOptions& o, bool jsonl) {
                                         "tokens, one example's");
     if (jsonl && o.pack && o.seq != 0)
         throw base::SettingError("seq", "applies with --pack off only (packed examples run on)");
+    if (o.seq == std::numeric_limits<int>::max())
+        throw base::SettingError("seq", "is too large: rows of --seq + 1 tokens must be counted "
+                                        "in an int32 mask header");
+    const bool long_given = std::ranges::count(o.jsonl_only, "long") > 0;
+    if (jsonl && o.pack && long_given)
+        throw base::SettingError("long", "applies with --pack off only (packed examples run on)");
 }
 
 // The lines of a file without their line breaks ("\n" or "\r\n"), numbered from 1.
@@ -301,7 +308,7 @@ void add_tokenize(CLI::App& app) {
                "JSON Lines: examples one after another (on), or one example per row of --seq "
                "+ 1 tokens, padded (off)");
     cmd->add_option("--seq", t->seq, "JSON Lines with --pack off: the T the rows are for")
-        ->check(in_range(1, 1 << 30));
+        ->check(at_least(1));
     add_choice(*cmd, "--long", t->long_examples,
                {{"split", data::LongExamples::split}, {"drop", data::LongExamples::drop}},
                "JSON Lines with --pack off: an example longer than --seq tokens goes on in "
