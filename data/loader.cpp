@@ -83,9 +83,8 @@ Loader::Loader(const std::string& pattern, const LoaderOptions& options) : optio
 
     const size_t window = window_tokens(), world = size_t(options_.world);
     // A packed window also reads the one target after it; rows hold their last targets.
-    const size_t reads = row_tokens_ ? window : window + 1;
-    const std::string unit =
-        row_tokens_ ? "B*R = " + std::to_string(window) : "B*T+1 = " + std::to_string(reads);
+    const size_t after = row_tokens_ ? 0 : 1;
+    const std::string unit = (row_tokens_ ? "B*R = " : "B*T+1 = ") + std::to_string(window + after);
     std::string need;
     if (options_.shuffle) {
         // A window lies inside one shard, at offset k*window.
@@ -99,7 +98,7 @@ Loader::Loader(const std::string& pattern, const LoaderOptions& options) : optio
     } else {
         windows_per_epoch_ = windows_in(n_tokens_);
         need = std::string("one batch needs W*") + (row_tokens_ ? "B*R = " : "B*T+1 = ") +
-               std::to_string(world * window + reads - window) + " tokens";
+               std::to_string(world * window + after) + " tokens";
     }
     if (batches_per_epoch() == 0)
         throw std::runtime_error("token shards matching '" + pattern + "' hold " +
