@@ -1,17 +1,26 @@
 // Batches of B x T inputs and targets streamed from token shards.
 //
-// The stream is the concatenation of the shards a glob matches, in sorted path order.
-// Without shuffling, batch i of an epoch on rank r of W reads the B*T+1 tokens starting
-// at token (i*W + r)*B*T of the stream (inputs: the first B*T; targets: shifted by one),
-// crossing shard boundaries as needed; so W ranks of batch B together see exactly
-// what one rank of batch W*B sees. An epoch holds (n_tokens - 1) / (W*B*T) batches.
-// (In the terms of LoaderState: window k is the B*T+1 tokens from k*B*T, and batch i
-// starts at window i*W.)
+// The stream is the concatenation of the shards a glob matches, in sorted path order
+// (paths ending in ".mask" are masks, not shards: see data/shard.h). Without shuffling,
+// batch i of an epoch on rank r of W reads the B*T+1 tokens starting at token
+// (i*W + r)*B*T of the stream (inputs: the first B*T; targets: shifted by one), crossing
+// shard boundaries as needed; so W ranks of batch B together see exactly what one rank
+// of batch W*B sees. An epoch holds (n_tokens - 1) / (W*B*T) batches. (In the terms of
+// LoaderState: window k is the B*T+1 tokens from k*B*T, and batch i starts at window i*W.)
 //
 // With shuffling, the unit is a window of B*T+1 tokens at offset k*B*T inside one shard;
 // each epoch permutes the shard order and the windows inside each shard, reproducibly
 // from (seed, epoch), and batch i on rank r takes window i*W + r of that order. An epoch
 // holds (number of windows) / W batches; shards shorter than B*T+1 contribute none.
+//
+// Masks: a target whose token has class kNotTarget, or kPromptToken unless
+// score_prompts, is -1. Shards whose masks say rows of R tokens (written one example per
+// row) need T = R-1, and are read in rows mode: window k is the B rows of R tokens at
+// k*B*R, and row b of it, at p = k*B*R + b*R, gives inputs tokens [p, p+T) and targets
+// tokens [p+1, p+T], so no token is shared between rows. An epoch then holds
+// n_tokens / (W*B*R) batches; shuffled, the windows of B*R tokens lie at offsets k*B*R
+// inside one shard. Every shard must be in the same mode (a shard without a mask is a
+// packed stream).
 #pragma once
 
 #include <cstddef>
@@ -30,12 +39,14 @@ struct LoaderOptions {
     int world = 1; // W
     bool shuffle = false;
     uint64_t seed = 1337;
-    int vocab = 50257; // token ids must be below this
+    int vocab = 50257;          // token ids must be below this
+    bool score_prompts = false; // masked shards: prompt tokens are targets too
 };
 
 // Where the loader stands, independent of the rank count: the next batch of epoch
 // `epoch` starts at window `window` (rank r reads window + r). A window is B*T tokens
-// (plus the one target after them); an epoch holds windows_per_epoch() of them, and
+// (plus the one target after them), or B rows of R = T+1 tokens in rows mode; an epoch
+// holds windows_per_epoch() of them, and
 // ends when fewer than W remain. So a position saved by W ranks restores on W' ranks
 // (same B and T), which continue exactly where the W ranks stopped.
 struct LoaderState {
@@ -46,8 +57,10 @@ struct LoaderState {
 
 class Loader {
 public:
-    // Throws std::runtime_error if the glob matches nothing, a shard is bad, or the
-    // shards hold less than one batch; std::invalid_argument for bad options.
+    // Throws std::runtime_error if the glob matches nothing, a shard or mask is bad, the
+    // shards disagree on rows mode, or they hold less than one batch;
+    // std::invalid_argument (base::SettingError) for bad options, and for a seq that is
+    // not the rows' R-1.
     Loader(const std::string& pattern, const LoaderOptions& options);
 
     // Fills inputs (B*T) and targets (B*T) with this rank's next batch and advances,
@@ -65,15 +78,25 @@ public:
     size_t num_tokens() const { return n_tokens_; }
     size_t batches_per_epoch() const { return windows_per_epoch_ / size_t(options_.world); }
     size_t windows_per_epoch() const { return windows_per_epoch_; }
+    // Whether some shard has a mask, and the masks' row length (0: packed streams).
+    bool masked() const { return masked_; }
+    int row_tokens() const { return row_tokens_; }
 
 private:
     void enter_epoch(uint64_t epoch);
     void end_epoch_if_short();
+    size_t window_tokens() const; // B*T, or B*R in rows mode
+    size_t windows_in(size_t n_tokens) const;
+    void open_masks();
+    template <class F> void read_tokens(size_t pos, size_t n, const F& take) const;
     void read_window(size_t pos, int* inputs, int* targets) const;
 
     LoaderOptions options_;
     std::vector<std::string> files_;
     std::vector<Shard> shards_;
+    std::vector<ShardMask> masks_; // empty for a shard without one
+    bool masked_ = false;
+    int row_tokens_ = 0;
     std::vector<size_t> starts_; // starts_[s]: stream position of shard s's first token; (S+1)
     size_t n_tokens_ = 0;
     size_t windows_per_epoch_ = 0;

@@ -1,6 +1,11 @@
 // Tokens to llm.c shards as llm.c's data scripts name and fill them: the first
 // val_tokens go to PREFIX_val_000000.bin, the rest to PREFIX_train_000001.bin, ... of
 // shard_tokens each; an output ending in ".bin" is one shard holding every token.
+//
+// Masked (examples with token classes, see data/shard.h): each shard also gets its mask,
+// and ends only after a whole example, once it holds at least val_tokens (the validation
+// shard) or shard_tokens; a packed shard (row_tokens 0) starts with one <|endoftext|> of
+// class kNotTarget, so that its first example is predicted after <|endoftext|>.
 #pragma once
 
 #include <cstddef>
@@ -9,21 +14,29 @@
 #include <string_view>
 #include <vector>
 
+#include "data/examples.h"
+
 namespace data {
 
 struct ShardWriterOptions {
     std::string output;                // prefix, or one shard's path ending in .bin
     size_t shard_tokens = 100'000'000; // per train shard
     size_t val_tokens = 0;             // of the validation shard, taken first (0 = none)
+    bool masked = false;               // examples with classes: add_example, and masks
+    int row_tokens = 0;                // masked: 0 = packed examples, R = rows of R tokens
 };
 
 class ShardWriter {
 public:
-    // Throws base::SettingError("shard_tokens") if shard_tokens is 0.
+    // Throws base::SettingError("shard_tokens") if shard_tokens is 0, or
+    // base::SettingError("row_tokens") if it is negative or set without masked.
     explicit ShardWriter(const ShardWriterOptions& options);
 
-    // Appends token ids (each < 65536), writing every shard that fills up.
+    // Appends token ids (each < 65536), writing every shard that fills up. Not masked.
     void add(const std::vector<int>& ids);
+    // Appends a whole example (or, with row_tokens, its whole rows), then writes the
+    // shard if it is full. Masked only.
+    void add_example(const Example& example);
     // Writes what is left (and, for one .bin output, an empty shard if nothing came).
     void finish();
 
@@ -38,6 +51,7 @@ private:
     bool single_, in_val_;
     int index_ = 0;
     std::vector<uint16_t> buffer_;
+    std::vector<uint8_t> classes_; // masked: one per token of buffer_
     std::vector<std::string> written_;
     size_t total_ = 0;
 };

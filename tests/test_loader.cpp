@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "data/loader.h"
 #include "data/shard.h"
 
@@ -326,5 +327,214 @@ TEST_CASE("a position saved by W ranks restores on W' ranks, which go on with th
         // The epoch's last windows (fewer than 3) are skipped; epoch 1 starts afresh.
         CHECK(three[0].state() == data::LoaderState{1, 0});
         for (int r = 0; r < 3; ++r) CHECK(next_batch(three[r]) == stream[windows + size_t(r)]);
+    }
+}
+
+namespace {
+
+// Class of stream position p in the masked streams below: 0, 1, 2, 0, 1, 2, ...
+uint8_t class_at(size_t p) {
+    return uint8_t(p % 3);
+}
+
+// As write_stream, with a mask beside each shard: class_at(p) for stream position p, and
+// row_tokens in every mask's header.
+void write_masked_stream(const TempDir& tmp, const std::vector<size_t>& sizes, int row_tokens) {
+    size_t p = 0;
+    for (size_t s = 0; s < sizes.size(); ++s) {
+        std::vector<uint16_t> tokens(sizes[s]);
+        std::vector<uint8_t> classes(sizes[s]);
+        for (size_t i = 0; i < sizes[s]; ++i, ++p) {
+            tokens[i] = uint16_t(p % kPeriod);
+            classes[i] = class_at(p);
+        }
+        data::write_shard(tmp / ("shard_0" + std::to_string(s) + ".bin"), tokens.data(),
+                          tokens.size(), classes.data(), row_tokens);
+    }
+}
+
+// Target token p, or -1 when its class is below the lowest scored one.
+int masked_target(size_t p, bool score_prompts) {
+    return class_at(p) >= (score_prompts ? 1 : 2) ? int(p % kPeriod) : -1;
+}
+
+// The batch a rows-mode loader must give for the window at stream position pos: row b
+// of R = T+1 tokens starts at pos + b*R.
+Batch rows_batch(size_t pos, size_t B, size_t T, bool score_prompts) {
+    Batch b{std::vector<int>(B * T), std::vector<int>(B * T)};
+    for (size_t row = 0; row < B; ++row)
+        for (size_t j = 0; j < T; ++j) {
+            const size_t p = pos + row * (T + 1) + j;
+            b.inputs[row * T + j] = int(p % kPeriod);
+            b.targets[row * T + j] = masked_target(p + 1, score_prompts);
+        }
+    return b;
+}
+
+} // namespace
+
+TEST_CASE("masked shards make targets of class 0, and of class 1 unless prompts are scored, -1") {
+    TempDir tmp;
+    write_masked_stream(tmp, kSizes, 0);
+    const int B = 2, T = 4;
+    for (bool score_prompts : {false, true}) {
+        CAPTURE(score_prompts);
+        auto o = options(B, T);
+        o.score_prompts = score_prompts;
+        data::Loader loader(tmp.glob(), o);
+        CHECK(loader.masked());
+        CHECK(loader.row_tokens() == 0);
+        REQUIRE(loader.batches_per_epoch() == (kStreamTokens - 1) / (B * T));
+        for (size_t i = 0; i < loader.batches_per_epoch(); ++i) {
+            CAPTURE(i);
+            Batch expected = stream_batch(i * B * T, B * T);
+            for (size_t j = 0; j < B * T; ++j)
+                expected.targets[j] = masked_target(i * B * T + j + 1, score_prompts);
+            CHECK(next_batch(loader) == expected);
+        }
+    }
+}
+
+TEST_CASE("a mask on some shards only masks those; shards without one are all scored") {
+    TempDir tmp;
+    write_stream(tmp, {20, 20});
+    std::vector<uint8_t> classes(20, data::kNotTarget);
+    data::write_mask(data::mask_path(tmp / "shard_01.bin"), classes.data(), classes.size(), 0);
+    data::Loader loader(tmp.glob(), options(1, 38));
+    CHECK(loader.masked());
+    CHECK(loader.files().size() == 2); // the glob matches no .mask
+    Batch expected = stream_batch(0, 38);
+    for (size_t j = 19; j < 38; ++j) expected.targets[j] = -1;
+    CHECK(next_batch(loader) == expected);
+}
+
+TEST_CASE("a glob that matches masks reads only the shards, and plain shards are unmasked") {
+    TempDir tmp;
+    write_masked_stream(tmp, {30, 30}, 0);
+    data::Loader masked((tmp.dir / "shard_*").string(), options(2, 4));
+    CHECK(masked.files() == std::vector<std::string>{tmp / "shard_00.bin", tmp / "shard_01.bin"});
+    CHECK(masked.num_tokens() == 60);
+
+    TempDir plain;
+    write_stream(plain, {30, 30});
+    data::Loader loader(plain.glob(), options(2, 4));
+    CHECK(!loader.masked());
+    CHECK(loader.row_tokens() == 0);
+}
+
+TEST_CASE("rows mode reads B rows of T+1 tokens per window, sharing no token between rows") {
+    TempDir tmp;
+    const int B = 2, T = 4, R = T + 1;
+    // 3 shards of 4, 1 and 6 rows: 55 tokens, 5 windows of B*R = 10.
+    write_masked_stream(tmp, {20, 5, 30}, R);
+    for (bool score_prompts : {false, true}) {
+        for (int W : {1, 2}) {
+            for (int r = 0; r < W; ++r) {
+                CAPTURE(score_prompts);
+                CAPTURE(W);
+                CAPTURE(r);
+                auto o = options(B, T, r, W);
+                o.score_prompts = score_prompts;
+                data::Loader loader(tmp.glob(), o);
+                CHECK(loader.masked());
+                CHECK(loader.row_tokens() == R);
+                CHECK(loader.windows_per_epoch() == 55 / (B * R));
+                REQUIRE(loader.batches_per_epoch() == 55 / (W * B * R));
+                for (size_t epoch = 0; epoch < 2; ++epoch)
+                    for (size_t i = 0; i < loader.batches_per_epoch(); ++i) {
+                        CAPTURE(i);
+                        const size_t window = i * size_t(W) + size_t(r);
+                        CHECK(next_batch(loader) ==
+                              rows_batch(window * B * R, B, T, score_prompts));
+                    }
+                CHECK(loader.state() == data::LoaderState{2, 0});
+            }
+        }
+    }
+}
+
+TEST_CASE("shuffled rows mode visits each window of B*R tokens inside a shard once per epoch") {
+    TempDir tmp;
+    const int B = 2, T = 3, R = T + 1;
+    // Windows of 8 tokens: shard 0 (24 tokens) has 3, shard 1 (4) none, shard 2 (20) 2.
+    write_masked_stream(tmp, {24, 4, 20}, R);
+    const std::multiset<int> windows = {0, 8, 16, 28, 36};
+    auto o = options(B, T, 0, 1, true);
+    data::Loader loader(tmp.glob(), o);
+    REQUIRE(loader.batches_per_epoch() == windows.size());
+    std::vector<std::vector<int>> epochs(3);
+    for (auto& epoch : epochs) {
+        for (size_t i = 0; i < windows.size(); ++i) {
+            const Batch b = next_batch(loader);
+            const size_t pos = size_t(b.inputs[0]);
+            CHECK(b == rows_batch(pos, B, T, false));
+            epoch.push_back(int(pos));
+        }
+        CHECK(std::multiset<int>(epoch.begin(), epoch.end()) == windows);
+    }
+    CHECK((epochs[0] != epochs[1] || epochs[1] != epochs[2]));
+
+    // Restoring a saved position continues exactly.
+    data::Loader original(tmp.glob(), o), resumed(tmp.glob(), o);
+    next_batches(original, 7);
+    resumed.restore(original.state());
+    CHECK(next_batches(resumed, 6) == next_batches(original, 6));
+}
+
+TEST_CASE("rows mode needs seq = R-1, and every shard in the same mode") {
+    TempDir tmp;
+    SUBCASE("a seq that is not the rows' R-1") {
+        write_masked_stream(tmp, {90}, 9);
+        CHECK_NOTHROW(data::Loader(tmp.glob(), options(2, 8)));
+        try {
+            data::Loader(tmp.glob(), options(2, 16));
+            FAIL("no error");
+        } catch (const base::SettingError& e) {
+            CHECK(e.setting() == "seq");
+            CHECK(std::string(e.problem()) ==
+                  "must be 8 (got 16): the shards hold one example per row of 8 tokens and its "
+                  "last target");
+        }
+    }
+    SUBCASE("rows of another length") {
+        write_masked_stream(tmp, {90}, 9);
+        std::vector<uint16_t> tokens(90, 1);
+        std::vector<uint8_t> classes(90, data::kScoredToken);
+        data::write_shard(tmp / "shard_01.bin", tokens.data(), 90, classes.data(), 10);
+        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 8)),
+                             (tmp / "shard_01.bin.mask" +
+                              ": holds one example per row of 10 tokens, but " +
+                              tmp / "shard_00.bin" +
+                              " holds one example per row of 9 tokens (shards read "
+                              "together must agree)")
+                                 .c_str(),
+                             base::FileError);
+    }
+    SUBCASE("a shard without a mask is a packed stream") {
+        write_masked_stream(tmp, {90}, 9);
+        std::vector<uint16_t> tokens(90, 1);
+        data::write_shard(tmp / "shard_01.bin", tokens.data(), tokens.size());
+        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(2, 8)),
+                             doctest::Contains((tmp / "shard_01.bin: holds a packed stream, but " +
+                                                tmp / "shard_00.bin holds one example per row")
+                                                   .c_str()),
+                             base::FileError);
+    }
+    SUBCASE("too few rows for a batch") {
+        write_masked_stream(tmp, {27}, 9);
+        CHECK_NOTHROW(data::Loader(tmp.glob(), options(3, 8)));
+        CHECK_THROWS_WITH_AS(data::Loader(tmp.glob(), options(4, 8)),
+                             doctest::Contains("hold 27 tokens, too few: one batch needs W*B*R = "
+                                               "36 tokens"),
+                             std::runtime_error);
+    }
+    SUBCASE("a bad mask names its file") {
+        write_masked_stream(tmp, {90}, 9);
+        std::vector<uint8_t> classes(80, data::kScoredToken);
+        data::write_mask(tmp / "shard_00.bin.mask", classes.data(), classes.size(), 0);
+        CHECK_THROWS_WITH_AS(
+            data::Loader(tmp.glob(), options(2, 8)),
+            (tmp / "shard_00.bin.mask" + ": counts 80 tokens, but its shard holds 90").c_str(),
+            base::FileError);
     }
 }
