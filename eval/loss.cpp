@@ -8,39 +8,37 @@
 
 namespace eval {
 
-LossResult shard_loss(model::GPT2<float>& model, const data::Shard& shard, int B, int Tn,
-                      int max_batches) {
+LossResult loss_over_batches(model::GPT2<float>& model, data::Loader& loader, int max_batches) {
+    const int B = loader.options().batch, Tn = loader.options().seq;
     model.reserve(B, Tn, false); // checks the shape first
-    const size_t batch_tokens = size_t(B) * Tn;
-    const size_t available = shard.size() < 1 ? 0 : (shard.size() - 1) / batch_tokens;
-    if (available == 0)
-        throw base::FileError(
-            shard.path(), std::to_string(shard.size()) + " tokens are fewer than one batch of " +
-                              std::to_string(B) + " x " + std::to_string(Tn) + " + 1");
+    const size_t available = loader.batches_per_epoch();
     if (max_batches > 0 && size_t(max_batches) > available)
-        throw base::FileError(shard.path(), "holds " + std::to_string(available) + " batches of " +
-                                                std::to_string(B) + " x " + std::to_string(Tn) +
-                                                ", fewer than the " + std::to_string(max_batches) +
-                                                " asked for");
+        throw base::FileError(loader.files().size() == 1
+                                  ? loader.files().front()
+                                  : loader.files().front() + " (and " +
+                                        std::to_string(loader.files().size() - 1) + " more shards)",
+                              "holds " + std::to_string(available) + " batches of " +
+                                  std::to_string(B) + " x " + std::to_string(Tn) +
+                                  ", fewer than the " + std::to_string(max_batches) +
+                                  " asked for");
     const int n = max_batches > 0 ? max_batches : int(available);
 
-    const int vocab = model.config().vocab;
-    std::vector<int> tokens(batch_tokens + 1);
+    // As the trainer's validation: each batch's mean weighted by its share of B*T scored
+    // targets, rescaled by all / scored, so that unmasked data give the mean of means.
+    const int bt = B * Tn;
+    std::vector<int> inputs(bt), targets(bt);
     double sum = 0;
+    size_t kept = 0;
     for (int i = 0; i < n; ++i) {
-        const size_t start = size_t(i) * batch_tokens;
-        for (size_t j = 0; j <= batch_tokens; ++j) {
-            tokens[j] = shard[start + j];
-            if (tokens[j] >= vocab)
-                throw base::FileError(shard.path(), "token " + std::to_string(tokens[j]) +
-                                                        " at position " +
-                                                        std::to_string(start + j) +
-                                                        " is outside the model's vocabulary of " +
-                                                        std::to_string(vocab));
-        }
-        sum += model.forward(tokens.data(), tokens.data() + 1, B, Tn);
+        loader.next(inputs.data(), targets.data());
+        const double l = model.forward(inputs.data(), targets.data(), B, Tn);
+        sum += l * (double(model.targets_kept()) / bt);
+        kept += size_t(model.targets_kept());
     }
-    return {sum / n, n, size_t(n) * batch_tokens};
+    if (kept == 0)
+        throw std::runtime_error("no target of the " + std::to_string(n) +
+                                 " batches is scored by the loss masks");
+    return {sum / n * (double(bt) * n / double(kept)), n, kept};
 }
 
 } // namespace eval

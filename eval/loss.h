@@ -1,22 +1,23 @@
-// Mean cross-entropy of a model over consecutive batches of a token shard.
+// Mean cross-entropy of a model over consecutive batches of token shards.
 #pragma once
 
-#include "data/shard.h"
+#include "data/loader.h"
 #include "model/gpt2.h"
 
 namespace eval {
 
 struct LossResult {
-    double mean = 0; // mean over all scored tokens (equal-sized batches: mean of batch means)
+    double mean = 0; // mean over all scored targets (unmasked: the mean of batch means)
     int batches = 0;
-    size_t tokens = 0; // scored tokens: batches * B * T
+    size_t tokens = 0; // scored targets
 };
 
-// Batch i holds the B*T+1 tokens starting at token i*B*T: inputs are the first B*T,
-// targets the same shifted by one. max_batches <= 0 scores every batch that fits.
-// Throws std::runtime_error naming the shard if it holds fewer than max_batches batches
-// (or not even one), or if a token is outside the model's vocabulary.
-LossResult shard_loss(model::GPT2<float>& model, const data::Shard& shard, int B, int Tn,
-                      int max_batches);
+// The loader's first max_batches batches (<= 0: every batch of its first epoch), from
+// where it stands; it should be unshuffled, for one rank: batch i then holds the B*T+1
+// tokens at i*B*T (or, in rows mode, the B rows at i*B*(T+1)), and targets that a loss
+// mask does not score are left out of the mean. Throws base::FileError naming the shard
+// if the shards hold fewer than max_batches batches or a token is outside the model's
+// vocabulary, and std::runtime_error if no target of those batches is scored.
+LossResult loss_over_batches(model::GPT2<float>& model, data::Loader& loader, int max_batches);
 
 } // namespace eval

@@ -69,6 +69,15 @@ def write_shard(path, tokens):
         f.write(np.asarray(tokens, dtype=np.uint16).tobytes())
 
 
+def write_mask(path, classes):
+    """gpt2's loss mask beside a shard (data/shard.h): one class byte per token."""
+    header = np.zeros(256, dtype=np.int32)
+    header[:4] = [20261202, 1, len(classes), 0]
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(np.asarray(classes, dtype=np.uint8).tobytes())
+
+
 def hf_params(p, L):
     """Hugging Face names and shapes (Conv1D weights are (in, out)) as leaf tensors."""
     t = lambda a: torch.tensor(np.ascontiguousarray(a), requires_grad=True)
@@ -107,19 +116,24 @@ def torch_loss(w, idx, targets, L, NH, C, V):
     return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
 
 
-def check(gpt2, name, tol, seed):
+def check(gpt2, name, tol, seed, loss_on):
     L, NH, C, V, maxT, B, T = CONFIGS[name]
     Vp = (V + 127) // 128 * 128
     rng = np.random.default_rng(seed)
     p = random_llmc_params(rng, L, C, V, Vp, maxT)
     tokens = rng.integers(0, V, B * T + 1)
+    # With a loss mask: each token is never a target (0), a prompt (1) or a completion (2).
+    classes = rng.integers(0, 3, B * T + 1) if loss_on else None
     with tempfile.TemporaryDirectory() as tmp:
         model, shard, grads = (os.path.join(tmp, f) for f in ("model.bin", "shard.bin", "grads.h5"))
         write_llmc(model, p, L, NH, C, V, Vp, maxT)
         write_shard(shard, tokens)
-        out = subprocess.run([gpt2, "eval", "grads", "--model", model, "--data", shard,
-                              "--batch", str(B), "--seq", str(T), "--out", grads],
-                             check=True, capture_output=True, text=True).stdout
+        args = [gpt2, "eval", "grads", "--model", model, "--data", shard,
+                "--batch", str(B), "--seq", str(T), "--out", grads]
+        if loss_on:
+            write_mask(shard + ".mask", classes)
+            args += ["--loss-on", loss_on]
+        out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
         ours_loss = float(out.split()[-1])
         with h5py.File(grads, "r") as f:
             ours = {k: f[k][...] for k in f.keys()}
@@ -127,6 +141,9 @@ def check(gpt2, name, tol, seed):
     w = hf_params(p, L)
     idx = torch.tensor(tokens[:-1].reshape(B, T), dtype=torch.long)
     tgt = torch.tensor(tokens[1:].reshape(B, T), dtype=torch.long)
+    if loss_on:  # PyTorch's ignore_index: the mean over the scored targets only
+        scored = classes[1:] >= (1 if loss_on == "all" else 2)
+        tgt[torch.tensor(~scored.reshape(B, T))] = -100
     loss = torch_loss(w, idx, tgt, L, NH, C, V)
     loss.backward()
 
@@ -140,7 +157,7 @@ def check(gpt2, name, tol, seed):
         if rel > worst:
             worst, worst_name = rel, k
     ok = loss_rel <= tol and worst <= tol
-    print(f"{name:11s} L{L} NH{NH} C{C} V{V} B{B} T{T}: loss {ours_loss:.7f} vs {loss.item():.7f} "
+    print(f"{name:11s}{' loss on ' + loss_on if loss_on else ''} L{L} NH{NH} C{C} V{V} B{B} T{T}: loss {ours_loss:.7f} vs {loss.item():.7f} "
           f"(rel {loss_rel:.1e}), gradients max rel {worst:.1e} ({worst_name}) "
           f"{'ok' if ok else 'FAIL'}")
     return ok
@@ -154,9 +171,12 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-5,
                     help="largest relative difference, per tensor: max|ours - ref| / max|ref|")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--loss-on", choices=["completion", "all"],
+                    help="also write a random loss mask beside the shard and score these targets")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    ok = all([check(args.gpt2, c, args.tol, args.seed) for c in args.configs.split(",")])
+    ok = all([check(args.gpt2, c, args.tol, args.seed, args.loss_on)
+              for c in args.configs.split(",")])
     sys.exit(0 if ok else 1)
 
 

@@ -121,6 +121,25 @@ TEST_CASE(
                      "gradients all-reduced after backward") != std::string::npos);
 }
 
+TEST_CASE("mpirun: with a loss mask, 2 ranks of batch B still give one rank of batch 2B's "
+          "losses") {
+    // The mean is over the scored targets of every rank's micro-batches: each rank scores a
+    // different number of them.
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    std::vector<uint8_t> classes(6000);
+    uint32_t x = 4242;
+    for (auto& c : classes) {
+        x = x * 1103515245u + 12345u;
+        c = uint8_t((x >> 16) % 3);
+    }
+    data::write_mask(data::mask_path(w / "train_000001.bin"), classes.data(), classes.size(), 0);
+    const std::string args = kTrain + data_args(w) + " --steps 6 --grad-accum 2";
+    const Run one = run_gpt2(args + " --batch 4 --out " + (w / "one"));
+    check_same_losses(one, mpirun(2, args + " --batch 2 --out " + (w / "two")), 6);
+    check_same_losses(one, mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-zero")), 6);
+}
+
 TEST_CASE("mpirun: 3 ranks split batches and ZeRO-1 shards unevenly, and match one rank") {
     Workdir w;
     make_shard(w, "train_000001.bin", 6000);

@@ -26,6 +26,9 @@ struct TrainOptions {
     std::string train_data, val_data;
     int batch = 4, seq = 64, grad_accum = 1;
     int64_t total_batch_tokens = 0; // if set, grad_accum = this / (batch * seq * ranks)
+    // Which targets of masked shards (data/shard.h) the loss averages over: completions
+    // only, or prompts too. Unmasked shards score every target either way.
+    bool score_prompts = false;
     int steps = 0;                  // or:
     double epochs = 0;
     // Optimizer and schedule.

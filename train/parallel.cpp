@@ -69,16 +69,17 @@ void DataParallel::on_block_done(int layer) {
     hook_seconds_ += since(t0);
 }
 
-double DataParallel::step(float lr, double grad_clip, int micro_batches) {
+double DataParallel::step(float lr, double grad_clip, int micro_batches, double rescale) {
     const auto t0 = clock::now();
     comm_seconds_ = overlapping_ ? hook_seconds_ : 0;
     float* grads = gpt_.grads();
     float* params = gpt_.params();
     const size_t n = gpt_.num_params();
     const int W = comm_.size();
-    // grads hold a sum over ranks and micro-batches: the mean's norm is theirs / (K W),
-    // and AdamW applies that factor with the clipping factor as it reads them.
-    const double mean = 1.0 / (double(micro_batches) * W);
+    // grads hold a sum over ranks and micro-batches: the mean's norm is theirs / (K W)
+    // (times rescale), and AdamW applies that factor with the clipping factor as it reads
+    // them.
+    const double mean = 1.0 / (double(micro_batches) * W) * rescale;
     double norm;
     if (options_.zero == 0) {
         if (overlapping_)

@@ -41,10 +41,11 @@ public:
     void arm() { armed_ = overlapping_; }
 
     // After every micro-batch's backward (gpt's grads hold their sum on each rank):
-    // averages over ranks and micro-batches, clips the mean gradient to grad_clip (0 =
-    // off) and applies AdamW with lr. Returns the norm of the mean gradient before
-    // clipping, the same on every rank; if it is not finite, nothing is updated.
-    double step(float lr, double grad_clip, int micro_batches);
+    // averages over ranks and micro-batches, times rescale (for passes whose losses were
+    // divided by more than they scored), clips that gradient to grad_clip (0 = off) and
+    // applies AdamW with lr. Returns its norm before clipping, the same on every rank; if
+    // it is not finite, nothing is updated.
+    double step(float lr, double grad_clip, int micro_batches, double rescale = 1.0);
 
     // Seconds this rank spent in communication calls during the last step() (and the
     // reductions the backward hook started before it).

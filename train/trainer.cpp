@@ -179,6 +179,7 @@ void Trainer::build(const model::Config& config) {
         ParallelOptions{o_.zero, o_.overlap});
     data::LoaderOptions lo{o_.batch,   o_.seq,  comm_.rank(), comm_.size(),
                            o_.shuffle, o_.seed, config.vocab};
+    lo.score_prompts = o_.score_prompts;
     train_loader_.emplace(o_.train_data, lo);
     if (!o_.val_data.empty()) {
         lo.shuffle = false;
@@ -260,6 +261,12 @@ void Trainer::describe(const std::string& from) {
                       train_loader_->batches_per_epoch());
         std::string data = line;
         if (val_loader_) data += ", " + std::to_string(val_loader_->num_tokens()) + " val tokens";
+        if (train_loader_->row_tokens() > 0)
+            data += "; one example per row of " + std::to_string(train_loader_->row_tokens()) +
+                    " tokens";
+        if (train_loader_->masked() || (val_loader_ && val_loader_->masked()))
+            data += o_.score_prompts ? "; loss masks: prompts and completions scored"
+                                     : "; loss masks: completions scored";
         s.on_message(data);
         std::snprintf(line, sizeof line,
                       "steps %d of %lld tokens (batch %d x seq %d x grad-accum %d x ranks %d); %s",
@@ -320,30 +327,49 @@ void Trainer::run() {
 StepMetrics Trainer::step() {
     const auto t0 = clock::now();
     gpt_->zero_grad();
-    double loss = 0;
+    // Each pass's gradient is that of its summed loss over scored targets / (B*T); the
+    // step's is the mean over the scored targets of all micro-batches and ranks, so the
+    // summed gradients and losses are rescaled by K*W*B*T / scored: exactly 1 when every
+    // target is scored (masks scoring only completions make it larger).
+    const int bt = o_.batch * o_.seq;
+    double loss = 0, kept = 0; // this rank's: sum of mean loss * kept / (B*T), and kept
     // Every micro-batch's forward, and all backward passes but the last, touch no other
     // rank; failures are agreed on before the last backward starts reducing.
     agreed(comm_, [&] {
         for (int k = 0; k < plan_.grad_accum; ++k) {
             train_loader_->next(inputs_.data(), targets_.data());
             const double l = gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq,
-                                           model::Pass::training);
+                                           model::Pass::training, bt);
             if (!std::isfinite(l))
                 throw std::runtime_error("step " + std::to_string(step_ + 1) + ": the loss is " +
                                          std::to_string(l) + "; stopping (checkpoints untouched)");
-            loss += l;
+            const int n = gpt_->targets_kept();
+            loss += l * (double(n) / bt);
+            kept += n;
             if (k + 1 < plan_.grad_accum) gpt_->backward();
         }
     });
-    dp_->arm();
-    gpt_->backward();
+    const double scored = comm_.allreduce_sum(kept);
     const double lr = schedule_.at(int(step_));
-    const double norm = dp_->step(float(lr), o_.grad_clip, plan_.grad_accum);
-    if (!std::isfinite(norm))
-        throw JobError("step " + std::to_string(step_ + 1) + ": the gradient norm is " +
-                           std::to_string(norm) + "; stopping (checkpoints untouched)",
-                       root_);
-    loss = comm_.allreduce_mean(loss / plan_.grad_accum);
+    double norm = 0;
+    if (scored > 0) {
+        const double rescale = double(bt) * plan_.grad_accum * comm_.size() / scored;
+        dp_->arm();
+        gpt_->backward();
+        norm = dp_->step(float(lr), o_.grad_clip, plan_.grad_accum, rescale);
+        if (!std::isfinite(norm))
+            throw JobError("step " + std::to_string(step_ + 1) + ": the gradient norm is " +
+                               std::to_string(norm) + "; stopping (checkpoints untouched)",
+                           root_);
+        loss = comm_.allreduce_mean(loss / plan_.grad_accum) * rescale;
+    } else { // nothing to learn from: no update (weights, moments and Adam's t stay)
+        gpt_->zero_grad();
+        loss = 0;
+        report([&](MetricsSink& s) {
+            s.on_message("step " + std::to_string(step_ + 1) +
+                         ": no target of the batch is scored; the weights are not updated");
+        });
+    }
     ++step_;
 
     StepMetrics m;
@@ -362,7 +388,9 @@ StepMetrics Trainer::step() {
 }
 
 double Trainer::validate() {
-    double sum = 0;
+    // The mean over every scored target of the batches, as in step().
+    const int bt = o_.batch * o_.seq;
+    double sum = 0, kept = 0;
     int n = 0;
     agreed(comm_, [&] {
         val_loader_->restore({0, 0});
@@ -370,10 +398,18 @@ double Trainer::validate() {
                           int(val_loader_->batches_per_epoch()));
         for (int i = 0; i < n; ++i) {
             val_loader_->next(inputs_.data(), targets_.data());
-            sum += gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq);
+            const double l = gpt_->forward(inputs_.data(), targets_.data(), o_.batch, o_.seq);
+            sum += l * (double(gpt_->targets_kept()) / bt);
+            kept += gpt_->targets_kept();
         }
     });
-    const double loss = comm_.allreduce_mean(sum / n);
+    const double scored = comm_.allreduce_sum(kept);
+    if (scored == 0)
+        throw JobError("validation: no target of the " + std::to_string(n) +
+                           " validation batches is scored",
+                       root_);
+    const double loss =
+        comm_.allreduce_mean(sum / n) * (double(bt) * n * comm_.size() / scored);
     report([&](MetricsSink& s) { s.on_validation(step_, loss); });
     return loss;
 }

@@ -53,6 +53,10 @@ void add_data_options(CLI::App& cmd, TrainOptions& o) {
         ->group("Data");
     add_on_off(cmd, "--shuffle", o.shuffle, "permute shards and windows every epoch")
         ->group("Data");
+    add_choice(cmd, "--loss-on", o.score_prompts, {{"completion", false}, {"all", true}},
+               "Targets the loss averages over in shards with a loss mask (gpt2 tokenize of "
+               "prompt/completion JSON Lines): completions only, or prompts too")
+        ->group("Data");
 }
 
 void add_schedule_options(CLI::App& cmd, TrainOptions& o) {
