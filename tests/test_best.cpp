@@ -184,6 +184,10 @@ TEST_CASE("--best-metric is checked against the run's validation and evaluators"
     CHECK(setting_of(o) == "");
     CHECK(!train::tracked_metric(o).higher_is_better);
     CHECK(train::tracked_metric(o).improves(9.5, 10));
+    o.best_metric = "wikitext2:ppl"; // the per-token perplexity
+    CHECK(setting_of(o) == "");
+    CHECK(train::tracked_metric(o).metric == "ppl_token");
+    CHECK(train::tracked_metric(o).name == "wikitext2:ppl");
     o.best_metric = "wikitext2:acc";
     CHECK(setting_of(o) == "best_metric: 'wikitext2:acc' is not measured by this run; it is "
                            "val_loss or one of the evaluators' metrics: wikitext2:ppl_token, "

@@ -103,21 +103,21 @@ std::string joined(const std::vector<std::string>& words) {
 
 TrackedMetric tracked_metric(const TrainOptions& o) {
     TrackedMetric m{o.best_metric, "", o.best_metric, false};
-    const size_t colon = o.best_metric.rfind(':');
     if (o.best_metric != "val_loss") {
         std::vector<std::string> names;
-        const auto specs = eval::parse_evaluator_specs(o.evals, o.datasets);
-        for (const auto& spec : specs)
-            for (const auto& metric : metrics_of(spec.kind))
+        for (const auto& spec : eval::parse_evaluator_specs(o.evals, o.datasets)) {
+            for (const auto& metric : metrics_of(spec.kind)) {
                 names.push_back(spec.name + ":" + metric);
-        const bool known = colon != std::string::npos &&
-                           std::find(names.begin(), names.end(), o.best_metric) != names.end();
-        require(known, "best_metric",
+                if (o.best_metric == names.back()) m.evaluator = spec.name, m.metric = metric;
+            }
+            // NAME:ppl for a perplexity evaluator: per token, as lambada:ppl is.
+            if (spec.kind == Kind::perplexity && o.best_metric == spec.name + ":ppl")
+                m.evaluator = spec.name, m.metric = "ppl_token";
+        }
+        require(!m.evaluator.empty(), "best_metric",
                 "'" + o.best_metric + "' is not measured by this run; it is val_loss or one of " +
                     "the evaluators' metrics" +
                     (names.empty() ? " (none configured)" : ": " + joined(names)));
-        m.evaluator = o.best_metric.substr(0, colon);
-        m.metric = o.best_metric.substr(colon + 1);
     }
     for (const MetricDirection& d : kDirections)
         if (m.metric == d.metric) m.higher_is_better = d.higher_is_better;

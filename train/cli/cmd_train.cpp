@@ -190,7 +190,7 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
     add_tokenizer_option(cmd, o.tokenizer)->group(g);
     cmd.add_option("--best-metric", o.best_metric,
                    "What --keep-best and --early-stop follow: val_loss (lower is better), or "
-                   "an --eval metric NAME:METRIC: wikitext2:ppl_token, NAME:ppl_word, "
+                   "an --eval metric NAME:METRIC: wikitext2:ppl_token (or :ppl), NAME:ppl_word, "
                    "lambada:acc, lambada:ppl, hellaswag:acc, hellaswag:acc_norm (higher is "
                    "better for acc and acc_norm, lower for the others); measurements at step 0 "
                    "do not count")
