@@ -318,6 +318,21 @@ void Trainer::describe(const std::string& from) {
                       plan_.grad_accum, ranks, schedule_.describe().c_str());
         s.on_message(line);
         if (ranks > 1) s.on_message("ranks: " + comm_.describe() + "; " + dp_->describe());
+        if (tracked_)
+            s.on_message("following " + tracked_->name + " (" +
+                         (tracked_->higher_is_better ? "higher" : "lower") + " is better)" +
+                         (o_.keep_best ? "; " + best_path() + " at each improvement" : "") +
+                         (o_.early_stop > 0
+                              ? "; early stop after " + std::to_string(o_.early_stop) +
+                                    " measurements without one"
+                              : ""));
+        if (o_.skip_loss_z > 0 || o_.skip_grad_z > 0) {
+            std::snprintf(line, sizeof line,
+                          "outlier guard: a step's update is skipped when its loss z > %g or its "
+                          "gradient norm z > %g (0 = not judged; over the last %zu kept)",
+                          o_.skip_loss_z, o_.skip_grad_z, OutlierDetector::kWindow);
+            s.on_message(line);
+        }
     });
 }
 
