@@ -1,6 +1,7 @@
 // Keeping the best checkpoint, early stopping and the outlier guard: the detector's
 // arithmetic, the Trainer's records and files, exact resume, and the options' checks.
 #include <cmath>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "train/metrics.h"
 #include "train/options.h"
 #include "train/outlier.h"
+#include "train/run_dir.h"
 #include "train/trainer.h"
 
 using namespace testing;
@@ -425,4 +427,50 @@ TEST_CASE("a checkpoint without the loop's state (an older one) still resumes") 
     o.steps = 3;
     const train::MemorySink sink = train_in_process(o);
     CHECK(steps_with(sink, "best_value") == std::vector<int64_t>{3});
+}
+
+TEST_CASE("a checkpoint's loop state is checked on load, and a killed run's best.h5.tmp is "
+          "cleaned") {
+    Workdir w;
+    const auto config = model::make_config(1, 1, 8, 64, 8);
+    model::GPT2<float> m(config);
+    m.init_weights(1);
+    std::vector<float> mom(m.num_params(), 0.0f);
+    const std::string args = train::to_json(train::TrainOptions{});
+    auto save = [&](const std::string& name, int64_t t, const train::LoopState& loop) {
+        train::save_checkpoint(w / name, config, m.params(), {mom, mom, t, {}}, 10, {}, args,
+                               train::new_run_id(), loop);
+        return w / name;
+    };
+    train::LoopState loop;
+    loop.skipped_steps = 2;
+    loop.best_metric = "lambada:acc", loop.best_value = 0.25, loop.best_step = 7;
+    loop.since_best = 1;
+    loop.loss_outliers = {{1.5, 2.25, 0.1 + 0.2}, 1};
+    const train::Checkpoint c = train::load_checkpoint(save("ok.h5", 8, loop));
+    CHECK(c.adam_t == 8);
+    CHECK(c.loop.skipped_steps == 2);
+    CHECK(c.loop.best_metric == "lambada:acc");
+    CHECK(c.loop.best_value == 0.25);
+    CHECK(c.loop.best_step == 7);
+    CHECK(c.loop.since_best == 1);
+    CHECK(c.loop.loss_outliers.window == loop.loss_outliers.window); // bit for bit
+    CHECK(c.loop.loss_outliers.outliers_in_a_row == 1);
+    CHECK(c.loop.grad_norm_outliers.window.empty());
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(save("t.h5", 10, loop)),
+                         doctest::Contains("AdamW's t is 10 at step 10 with 2 skipped"),
+                         base::FileError);
+    train::LoopState bad = loop;
+    bad.best_step = 11;
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(save("best.h5", 8, bad)),
+                         doctest::Contains("best_step"), base::FileError);
+    bad = loop;
+    bad.grad_norm_outliers.window.assign(train::OutlierDetector::kWindow + 1, 1.0);
+    CHECK_THROWS_WITH_AS(train::load_checkpoint(save("window.h5", 8, bad)),
+                         doctest::Contains("outlier window"), base::FileError);
+
+    fs::create_directories(w / "run");
+    std::ofstream(w / "run/best.h5.tmp") << "partial";
+    { train::RunDir dir(w / "run", false, false); }
+    CHECK(!fs::exists(w / "run/best.h5.tmp"));
 }
