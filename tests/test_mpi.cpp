@@ -18,6 +18,7 @@
 
 #include "data/shard.h"
 #include "helpers.h"
+#include "model/gpt2.h"
 #include "model/io.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
@@ -215,6 +216,73 @@ TEST_CASE("mpirun: evaluators during training run on rank 0 and every rank goes 
     REQUIRE(r.status == 0);
     CHECK(logged(w / "run/log.jsonl", "eval_text_ppl_token").size() == 2); // steps 2 and 3
     CHECK(logged(w / "run/log.jsonl", "loss").size() == 3);
+}
+
+// The step numbers of the lines "step N | ..." that contain `what`.
+std::vector<int> steps_saying(const std::string& out, const std::string& what) {
+    std::vector<int> steps;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);)
+        if (line.starts_with("step ") && line.find(what) != std::string::npos)
+            steps.push_back(std::stoi(line.substr(5)));
+    return steps;
+}
+
+TEST_CASE("mpirun: an evaluator's metric, measured on rank 0, keeps the best and stops every rank "
+          "early") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    std::ofstream(w / "text.txt") << "Some text to score. It has two sentences.\n";
+    // lr 0: the perplexity never improves after step 1's, so the run stops after step 3.
+    const Run r =
+        mpirun(2,
+               "train --model d6 --n-layer 2 --n-head 2 --n-embd 32 --max-seq 32 "
+               "--seq 16 --lr 0" +
+                   data_args(w) + " --batch 2 --steps 6 --zero 1 --eval ppl:" + (w / "text.txt") +
+                   " --eval-every 1 --best-metric text:ppl_token --keep-best "
+                   "--early-stop 2 --out " +
+                   (w / "run"),
+               60);
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(steps_saying(r.out, "| best text:ppl_token ") == std::vector<int>{1});
+    CHECK(steps_saying(r.out, "| early stop: text:ppl_token has not improved in 2") ==
+          std::vector<int>{3});
+    CHECK(train::load_checkpoint(w / "run/best.h5").step == 1);
+    CHECK(train::latest_checkpoint(w / "run") == train::checkpoint_path(w / "run", 3));
+}
+
+TEST_CASE("mpirun: 2 ranks with ZeRO-1 skip outliers, keep the best and stop early as one rank "
+          "does") {
+    Workdir w;
+    make_shard(w, "train_000001.bin", 6000);
+    make_shard(w, "val_000000.bin", 600);
+    // A small vocabulary: the guard judges only after 128 steps.
+    const auto config = model::make_config(2, 2, 32, 512, 32);
+    model::GPT2<float> m(config);
+    m.init_weights(7);
+    model::write_model(w / "init.h5", config, m.params());
+    const std::string args = "train --model " + (w / "init.h5") + data_args(w) + " --val-data '" +
+                             (w / "val_*.bin") +
+                             "' --seq 16 --lr 1e-3 --lr-schedule constant --grad-clip 1 "
+                             "--shuffle off --steps 300 --val-every 10 --val-batches 2 "
+                             "--keep-best --early-stop 15 --skip-loss-z 1 --skip-grad-z 1.5";
+    const Run one = run_gpt2(args + " --batch 2 --out " + (w / "one"));
+    const Run two = mpirun(2, args + " --batch 1 --zero 1 --out " + (w / "two"), 300);
+    INFO(one.out);
+    INFO(two.out);
+    REQUIRE(one.status == 0);
+    REQUIRE(two.status == 0);
+    const auto skipped = steps_saying(one.out, "update skipped");
+    CHECK(!skipped.empty());
+    CHECK(steps_saying(two.out, "update skipped") == skipped);
+    CHECK(steps_saying(two.out, "| best val_loss") == steps_saying(one.out, "| best val_loss"));
+    const auto stop = steps_saying(one.out, "| early stop");
+    REQUIRE(stop.size() == 1);
+    CHECK(steps_saying(two.out, "| early stop") == stop);
+    const auto c = train::load_checkpoint(train::checkpoint_path(w / "two", stop[0]));
+    CHECK(c.adam_t == c.step - int64_t(skipped.size()));
+    CHECK(c.loop.skipped_steps == int64_t(skipped.size()));
 }
 
 TEST_CASE("mpirun: a bad shard on one rank stops every rank with one error, no hang") {

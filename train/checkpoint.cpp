@@ -9,6 +9,8 @@
 #include <regex>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "base/error.h"
 #include "model/h5.h"
 #include "model/io.h"
@@ -20,9 +22,74 @@ namespace train {
 namespace fs = std::filesystem;
 namespace h5 = model::h5;
 
+namespace {
+
+using json = nlohmann::json;
+
+json outliers_json(const OutlierDetector::State& s) {
+    return {{"window", s.window}, {"in_a_row", s.outliers_in_a_row}};
+}
+
+OutlierDetector::State outliers_from(const json& j) {
+    return {j.at("window").get<std::vector<double>>(), j.at("in_a_row").get<int64_t>()};
+}
+
+void write_loop_state(int64_t g, const LoopState& loop, const std::string& path) {
+    h5::write_attr(g, "skipped_steps", loop.skipped_steps, path);
+    if (loop.best_step > 0) {
+        h5::write_attr(g, "best_metric", loop.best_metric, path);
+        h5::write_attr(g, "best_value", loop.best_value, path);
+        h5::write_attr(g, "best_step", loop.best_step, path);
+        h5::write_attr(g, "since_best", loop.since_best, path);
+    }
+    if (!loop.loss_outliers.window.empty() || !loop.grad_norm_outliers.window.empty())
+        h5::write_attr(g, "outliers",
+                       json{{"loss", outliers_json(loop.loss_outliers)},
+                            {"grad_norm", outliers_json(loop.grad_norm_outliers)}}
+                           .dump(),
+                       path);
+}
+
+// The loop's state as saved (checked by the caller), or the defaults if absent.
+LoopState read_loop_state(int64_t g, const std::string& path) {
+    LoopState loop;
+    if (H5Aexists(g, "skipped_steps") > 0)
+        loop.skipped_steps = h5::read_int(g, "skipped_steps", path);
+    if (H5Aexists(g, "best_step") > 0) {
+        loop.best_metric = h5::read_string(g, "best_metric", path);
+        loop.best_value = h5::read_double(g, "best_value", path);
+        loop.best_step = h5::read_int(g, "best_step", path);
+        loop.since_best = h5::read_int(g, "since_best", path);
+    }
+    if (H5Aexists(g, "outliers") > 0) {
+        try {
+            const json j = json::parse(h5::read_string(g, "outliers", path));
+            loop.loss_outliers = outliers_from(j.at("loss"));
+            loop.grad_norm_outliers = outliers_from(j.at("grad_norm"));
+        } catch (const json::exception& e) {
+            throw base::FileError(path, std::string("damaged or not a checkpoint of this "
+                                                    "program: outliers (") +
+                                            e.what() + ")");
+        }
+    }
+    return loop;
+}
+
+bool valid_outliers(const OutlierDetector::State& s) {
+    try {
+        OutlierDetector().restore(s);
+        return true;
+    } catch (const std::invalid_argument&) {
+        return false;
+    }
+}
+
+} // namespace
+
 void save_checkpoint(const std::string& path, const model::Config& config, const float* params,
                      const OptimizerState& opt, int64_t step, const data::LoaderState& loader,
-                     const std::string& args_json, const std::string& run_id) {
+                     const std::string& args_json, const std::string& run_id,
+                     const LoopState& loop) {
     const size_t n = model::ParamLayout(config).total();
     if (opt.m.size() != n || opt.v.size() != n)
         throw std::logic_error("save_checkpoint needs the optimizer state of every parameter");
@@ -46,6 +113,7 @@ void save_checkpoint(const std::string& path, const model::Config& config, const
         h5::write_attr(g, "loader_window", int64_t(loader.window), path);
         h5::write_attr(g, "args", args_json, path);
         if (!run_id.empty()) h5::write_attr(g, "run_id", run_id, path);
+        write_loop_state(g, loop, path);
     });
 }
 
@@ -101,14 +169,24 @@ Checkpoint load_checkpoint(const std::string& path) {
     const int64_t win = h5::read_int(g, window, path);
     c.args_json = h5::read_string(g, "args", path);
     if (H5Aexists(g, "run_id") > 0) c.run_id = h5::read_string(g, "run_id", path);
+    c.loop = read_loop_state(g, path);
 
     // What a run can have saved: one Adam step per optimizer step, a loader no further
     // on than one epoch a step, moments and weights that are numbers.
     const std::string s = std::to_string(c.step);
     require(c.step >= 1 && c.step <= kMaxStep, path,
             "step " + s + " (expected 1.." + std::to_string(kMaxStep) + ")");
-    require(c.adam_t == c.step, path,
-            "AdamW's t is " + std::to_string(c.adam_t) + " at step " + s + " (they are equal)");
+    const LoopState& loop = c.loop;
+    require(loop.skipped_steps >= 0 && loop.skipped_steps < c.step, path,
+            "skipped_steps " + std::to_string(loop.skipped_steps) + " at step " + s);
+    require(c.adam_t == c.step - loop.skipped_steps, path,
+            "AdamW's t is " + std::to_string(c.adam_t) + " at step " + s + " with " +
+                std::to_string(loop.skipped_steps) + " skipped (t is the steps not skipped)");
+    require(loop.best_step >= 0 && loop.best_step <= c.step && loop.since_best >= 0 &&
+                loop.since_best <= c.step && std::isfinite(loop.best_value),
+            path, "best_step, best_value or since_best out of range");
+    require(valid_outliers(loop.loss_outliers) && valid_outliers(loop.grad_norm_outliers), path,
+            "an outlier window is too long or holds a value that is not a finite number");
     require(epoch >= 0 && epoch <= c.step, path,
             "loader_epoch " + std::to_string(epoch) + " at step " + s);
     require(win >= 0 && win <= (int64_t(1) << 48), path, "loader_window " + std::to_string(win));

@@ -9,6 +9,10 @@
 //                                loader_window (data::LoaderState; the same for any
 //                                number of ranks), args (the training options as JSON),
 //                                run_id (the run that wrote it; a resumed run keeps it)
+//                 The loop's own state (LoopState; absent from older checkpoints):
+//                                skipped_steps, best_metric, best_value, best_step,
+//                                since_best, outliers (the detectors' windows as JSON,
+//                                whose numbers read back bit for bit)
 // Checkpoints written before loader_window existed (single-process runs) hold
 // loader_batch instead, which for one rank is the same number; older ones have no
 // run_id.
@@ -29,8 +33,20 @@
 #include "data/loader.h"
 #include "model/config.h"
 #include "optim/optim.h"
+#include "train/outlier.h"
 
 namespace train {
+
+// What the training loop tracks beside the weights, so that a resumed run skips, keeps
+// its best checkpoint and stops early exactly as the uninterrupted one.
+struct LoopState {
+    int64_t skipped_steps = 0; // updates the outlier guard skipped: Adam's t = step - this
+    std::string best_metric;   // the metric followed ("" before its first measurement)
+    double best_value = 0;
+    int64_t best_step = 0;  // where best_value was measured (0: not yet)
+    int64_t since_best = 0; // measurements after best_step without improvement
+    OutlierDetector::State loss_outliers, grad_norm_outliers;
+};
 
 struct Checkpoint {
     model::Config config;
@@ -40,6 +56,7 @@ struct Checkpoint {
     data::LoaderState loader;
     std::string args_json;
     std::string run_id; // "" in checkpoints older than run ids
+    LoopState loop;
 };
 
 // AdamW's state over the whole flat buffer (gathered from the ranks under ZeRO-1).
@@ -52,10 +69,11 @@ struct OptimizerState {
 // Written to PATH.tmp, flushed and renamed: a crash never damages an existing PATH.
 void save_checkpoint(const std::string& path, const model::Config& config, const float* params,
                      const OptimizerState& optimizer, int64_t step, const data::LoaderState& loader,
-                     const std::string& args_json, const std::string& run_id = "");
+                     const std::string& args_json, const std::string& run_id = "",
+                     const LoopState& loop = {});
 // Reads and verifies a checkpoint: checksums, and values that cannot be (a step past
-// kMaxStep, Adam's t other than the step, a negative second moment, a NaN weight) are a
-// base::FileError naming the file.
+// kMaxStep, Adam's t other than the steps not skipped, a negative second moment, a NaN
+// weight) are a base::FileError naming the file.
 Checkpoint load_checkpoint(const std::string& path);
 constexpr int64_t kMaxStep = 1'000'000'000;
 

@@ -27,6 +27,10 @@ struct StepMetrics {
     double loss = 0, lr = 0, grad_norm = 0;
     double seconds = 0, tokens_per_second = 0, eta_seconds = 0;
     std::optional<double> comm_seconds; // with several ranks
+    // The outlier guard's z-scores (while it is on and its window full), and whether the
+    // step's update was skipped (by the guard, or because no target was scored).
+    std::optional<double> loss_z, grad_norm_z;
+    bool skipped = false;
 };
 
 class MetricsSink {
@@ -39,6 +43,15 @@ public:
     virtual void on_step(const StepMetrics& m) { (void)m; }
     virtual void on_validation(int64_t step, double loss) { (void)step, (void)loss; }
     virtual void on_evaluation(int64_t step, const eval::Evaluation& e) { (void)step, (void)e; }
+    // The followed metric improved, and (with keep_best) `path` holds these weights.
+    virtual void on_best(int64_t step, const std::string& metric, double value,
+                         const std::string& path) {
+        (void)step, (void)metric, (void)value, (void)path;
+    }
+    // The run stops after `step`: `metric` has not improved in `measurements` in a row.
+    virtual void on_early_stop(int64_t step, const std::string& metric, int measurements) {
+        (void)step, (void)metric, (void)measurements;
+    }
     virtual void on_step_end(int64_t step) { (void)step; }
 };
 
@@ -51,17 +64,25 @@ public:
     void on_step(const StepMetrics& m) override;
     void on_validation(int64_t step, double loss) override;
     void on_evaluation(int64_t step, const eval::Evaluation& e) override;
+    void on_best(int64_t step, const std::string& metric, double value,
+                 const std::string& path) override;
+    void on_early_stop(int64_t step, const std::string& metric, int measurements) override;
 
 private:
     std::FILE* out_;
 };
 
 // A step's numbers under the names log.jsonl uses: step, loss, lr, grad_norm, ms,
-// tok_per_s, comm_ms (several ranks), val_loss, eval_<name>_<metric>.
+// tok_per_s, comm_ms (several ranks), loss_z and grad_norm_z (outlier guard on),
+// skipped (1: the update was skipped), val_loss, eval_<name>_<metric>, best_value
+// (with the text best_metric: the followed metric improved), early_stop (the
+// measurements without improvement that stopped the run).
 struct Record {
     int64_t step = 0;
     std::vector<std::pair<std::string, double>> values; // in the order they were measured
+    std::vector<std::pair<std::string, std::string>> texts;
     std::optional<double> get(std::string_view name) const;
+    std::optional<std::string> text(std::string_view name) const;
 };
 
 // Collects each step's Record and hands it to write() at the step's end.
@@ -70,6 +91,9 @@ public:
     void on_step(const StepMetrics& m) override;
     void on_validation(int64_t step, double loss) override;
     void on_evaluation(int64_t step, const eval::Evaluation& e) override;
+    void on_best(int64_t step, const std::string& metric, double value,
+                 const std::string& path) override;
+    void on_early_stop(int64_t step, const std::string& metric, int measurements) override;
     void on_step_end(int64_t step) override;
 
 protected:

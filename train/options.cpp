@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,7 +41,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
     val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
     eval_every, evals, datasets, eval_max_tokens, eval_max_examples, out, log_file, resume,
-    checkpoint_every, keep, overwrite, zero, overlap, precision, recompute)
+    checkpoint_every, keep, overwrite, zero, overlap, precision, recompute, best_metric, keep_best,
+    early_stop, skip_loss_z, skip_grad_z)
 
 std::string to_json(const TrainOptions& o) {
     return json(o).dump();
@@ -73,7 +75,54 @@ void below(double value, double low, double high, const char* setting) {
             "must be in [" + text(low) + ", " + text(high) + "), got " + text(value));
 }
 
+using Kind = eval::EvaluatorSpec::Kind;
+
+// Which way each metric is better, and the metrics each kind of evaluator reports
+// (eval/evaluators.cpp).
+struct MetricDirection {
+    const char* metric;
+    bool higher_is_better;
+};
+constexpr MetricDirection kDirections[] = {
+    {"val_loss", false}, {"loss", false}, {"ppl", false}, {"ppl_token", false},
+    {"ppl_word", false}, {"bpb", false},  {"acc", true},  {"acc_norm", true},
+};
+const std::vector<std::string>& metrics_of(Kind kind) {
+    static const std::vector<std::string> ppl{"ppl_token", "ppl_word"}, lambada{"acc", "ppl"},
+        hellaswag{"acc", "acc_norm"};
+    return kind == Kind::perplexity ? ppl : kind == Kind::lambada ? lambada : hellaswag;
+}
+
+std::string joined(const std::vector<std::string>& words) {
+    std::string all;
+    for (const auto& w : words) all += (all.empty() ? "" : ", ") + w;
+    return all;
+}
+
 } // namespace
+
+TrackedMetric tracked_metric(const TrainOptions& o) {
+    TrackedMetric m{o.best_metric, "", o.best_metric, false};
+    if (o.best_metric != "val_loss") {
+        std::vector<std::string> names;
+        for (const auto& spec : eval::parse_evaluator_specs(o.evals, o.datasets)) {
+            for (const auto& metric : metrics_of(spec.kind)) {
+                names.push_back(spec.name + ":" + metric);
+                if (o.best_metric == names.back()) m.evaluator = spec.name, m.metric = metric;
+            }
+            // NAME:ppl for a perplexity evaluator: per token, as lambada:ppl is.
+            if (spec.kind == Kind::perplexity && o.best_metric == spec.name + ":ppl")
+                m.evaluator = spec.name, m.metric = "ppl_token";
+        }
+        require(!m.evaluator.empty(), "best_metric",
+                "'" + o.best_metric + "' is not measured by this run; it is val_loss or one of " +
+                    "the evaluators' metrics" +
+                    (names.empty() ? " (none configured)" : ": " + joined(names)));
+    }
+    for (const MetricDirection& d : kDirections)
+        if (m.metric == d.metric) m.higher_is_better = d.higher_is_better;
+    return m;
+}
 
 void TrainOptions::validate() const {
     require(!model.empty(), "model", "a preset or a model file is needed");
@@ -114,6 +163,20 @@ void TrainOptions::validate() const {
     require(!out.empty(), "out", "a run folder is needed");
     at_least(checkpoint_every, 0, "checkpoint_every");
     at_least(keep, 0, "keep");
+    at_least(early_stop, 0, "early_stop");
+    at_least(skip_loss_z, 0, "skip_loss_z");
+    at_least(skip_grad_z, 0, "skip_grad_z");
+    // The tracked metric must be measured, and more than once a run to stop early.
+    const TrackedMetric tracked = tracked_metric(*this);
+    if (keep_best || early_stop > 0) {
+        const char* setting = keep_best ? "keep_best" : "early_stop";
+        if (tracked.evaluator.empty())
+            require(!val_data.empty() && val_every > 0, setting,
+                    "follows val_loss, which needs validation data and validation every N steps");
+        else
+            require(eval_every > 0, setting,
+                    "follows " + tracked.name + ", which needs the evaluators run every N steps");
+    }
     require(zero == 0 || zero == 1, "zero", "must be 0 or 1, got " + std::to_string(zero));
 }
 

@@ -48,6 +48,16 @@ struct TrainOptions {
     int eval_every = 0;
     std::string evals, datasets = "datasets";
     size_t eval_max_tokens = 16384, eval_max_examples = 500;
+    // The best checkpoint and early stopping. The metric: "val_loss" (validation) or an
+    // evaluator's "NAME:METRIC" ("lambada:acc", "wikitext2:ppl_token"); keep_best writes
+    // OUT/best.h5 whenever it improves; early_stop > 0 ends the run after that many
+    // measurements in a row without improvement.
+    std::string best_metric = "val_loss";
+    bool keep_best = false;
+    int early_stop = 0;
+    // The outlier guard (train/outlier.h): a step whose loss (gradient norm) is more than
+    // this many standard deviations above the recent ones is not applied (0 = off).
+    double skip_loss_z = 0, skip_grad_z = 0;
     // Output: the run folder (checkpoints, log.jsonl), or a checkpoint to resume from
     // (a file, or a folder's newest checkpoint that verifies). A new run refuses a
     // folder holding checkpoints unless `overwrite`.
@@ -69,6 +79,21 @@ struct TrainOptions {
     // the tokenizer) and evaluators (GPT-2's vocabulary). Throws base::SettingError.
     void validate_for(const model::Config& config) const;
 };
+
+// The metric that best_metric names, and which way is better.
+struct TrackedMetric {
+    std::string name;      // as given: "val_loss", "lambada:acc"
+    std::string evaluator; // "" for val_loss
+    std::string metric;    // the evaluator's metric ("acc"), or "val_loss"
+    bool higher_is_better = false;
+    // Whether `value` is strictly better than `best`.
+    bool improves(double value, double best) const {
+        return higher_is_better ? value > best : value < best;
+    }
+};
+// Parses options.best_metric against the evaluators of options.evals; throws
+// base::SettingError("best_metric") for a metric the run does not measure.
+TrackedMetric tracked_metric(const TrainOptions& options);
 
 std::string to_json(const TrainOptions& options);
 TrainOptions train_options_from_json(const std::string& text);

@@ -70,39 +70,46 @@ void DataParallel::on_block_done(int layer) {
 }
 
 double DataParallel::step(float lr, double grad_clip, int micro_batches, double rescale) {
+    const double norm = reduce(micro_batches, rescale);
+    if (std::isfinite(norm)) update(lr, grad_clip);
+    return norm;
+}
+
+double DataParallel::reduce(int micro_batches, double rescale) {
     const auto t0 = clock::now();
     comm_seconds_ = overlapping_ ? hook_seconds_ : 0;
     float* grads = gpt_.grads();
-    float* params = gpt_.params();
     const size_t n = gpt_.num_params();
     const int W = comm_.size();
     // grads hold a sum over ranks and micro-batches: the mean's norm is theirs / (K W)
     // (times rescale), and AdamW applies that factor with the clipping factor as it reads
     // them.
-    const double mean = 1.0 / (double(micro_batches) * W) * rescale;
-    double norm;
+    mean_ = 1.0 / (double(micro_batches) * W) * rescale;
     if (options_.zero == 0) {
         if (overlapping_)
             comm_.wait_all();
         else
             comm_.allreduce_sum(grads, n);
         comm_seconds_ += since(t0);
-        norm = optim::grad_norm(grads, n) * mean;
+        norm_ = optim::grad_norm(grads, n) * mean_;
     } else {
         comm_.reduce_scatter_sum(grads, offsets_);
-        norm = std::sqrt(
-                   comm_.allreduce_sum(optim::grad_sum_squares(grads + begin(), end() - begin()))) *
-               mean;
+        norm_ = std::sqrt(comm_.allreduce_sum(
+                    optim::grad_sum_squares(grads + begin(), end() - begin()))) *
+                mean_;
         comm_seconds_ += since(t0);
     }
-    if (!std::isfinite(norm)) return norm;
-    adam_.step(params, grads, lr, float(optim::clip_factor(norm, grad_clip) * mean));
+    return norm_;
+}
+
+void DataParallel::update(float lr, double grad_clip) {
+    adam_.step(gpt_.params(), gpt_.grads(), lr,
+               float(optim::clip_factor(norm_, grad_clip) * mean_));
     if (options_.zero == 1) {
         const auto t1 = clock::now();
-        comm_.allgather(params, offsets_);
+        comm_.allgather(gpt_.params(), offsets_);
         comm_seconds_ += since(t1);
     }
-    return norm;
 }
 
 std::array<std::span<const float>, 2> DataParallel::full_moments(std::vector<float>& m_buf,

@@ -46,6 +46,12 @@ public:
     // applies AdamW with lr. Returns its norm before clipping, the same on every rank; if
     // it is not finite, nothing is updated.
     double step(float lr, double grad_clip, int micro_batches, double rescale = 1.0);
+    // step() in two halves, for a caller that decides between them whether to update:
+    // reduce() sums the gradients over ranks and returns the norm of their mean times
+    // rescale; update() then clips and applies AdamW. A step without update() leaves
+    // weights, moments and Adam's t as they were.
+    double reduce(int micro_batches, double rescale = 1.0);
+    void update(float lr, double grad_clip);
 
     // Seconds this rank spent in communication calls during the last step() (and the
     // reductions the backward hook started before it).
@@ -83,6 +89,7 @@ private:
     bool overlapping_ = false, armed_ = false;
     std::vector<std::vector<Range>> buckets_; // [layer + 1]: tensors of block layer; [0]: the rest
     double comm_seconds_ = 0, hook_seconds_ = 0;
+    double mean_ = 1, norm_ = 0; // reduce()'s averaging factor and norm, for update()
 };
 
 // The ZeRO-1 partition of n elements over `ranks`: ranks+1 offsets, parts as equal as

@@ -38,7 +38,7 @@ base::FileLock lock_folder(const std::string& dir) {
 
 RunDir::RunDir(const std::string& dir, bool resuming, bool overwrite) : lock_(lock_folder(dir)) {
     // Under the lock no other run writes here: a temporary is a killed run's.
-    static const std::regex kTemporary(R"((ckpt_\d+\.h5|log\.jsonl)\.tmp)");
+    static const std::regex kTemporary(R"((ckpt_\d+\.h5|best\.h5|log\.jsonl)\.tmp)");
     std::error_code ec;
     for (const auto& entry : fs::directory_iterator(dir, ec))
         if (std::regex_match(entry.path().filename().string(), kTemporary))

@@ -13,7 +13,7 @@ class RunDir {
 public:
     // Creates dir if needed and locks it for this object's lifetime (DIR/.lock; a
     // FileError naming the holder's pid if another run has it). Temporaries that a
-    // killed run left (ckpt_*.h5.tmp, log.jsonl.tmp) are removed. A folder that holds
+    // killed run left (ckpt_*.h5.tmp, best.h5.tmp, log.jsonl.tmp) are removed. A folder that holds
     // checkpoints is another run's: refused (SettingError "out") unless `resuming` or
     // `overwrite`.
     RunDir(const std::string& dir, bool resuming, bool overwrite);

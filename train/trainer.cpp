@@ -191,6 +191,9 @@ void Trainer::build(const model::Config& config) {
     schedule_.validate();
     inputs_.assign(size_t(o_.batch) * o_.seq, 0);
     targets_.assign(inputs_.size(), 0);
+    if (o_.keep_best || o_.early_stop > 0) tracked_ = tracked_metric(o_);
+    loss_outliers_ = OutlierDetector(o_.skip_loss_z);
+    grad_norm_outliers_ = OutlierDetector(o_.skip_grad_z);
     if (!root_) return;
     // Samples and evaluators run on the root only; evaluators on a copy of the weights,
     // so that the training model's buffers stay sized for training.
@@ -225,8 +228,41 @@ Trainer::Plan Trainer::make_plan() const {
     return p;
 }
 
-// The root's checkpoint (null elsewhere) to every rank: weights, moments, step and the
-// loader's position.
+namespace {
+
+// The root's loop state to every rank (each rank's outlier guard and metric decide alike).
+void broadcast(Communicator& comm, LoopState& s) {
+    struct {
+        int64_t skipped, best_step, since_best, loss_in_a_row, norm_in_a_row;
+        double best_value;
+        size_t metric, loss_window, norm_window;
+    } fixed{s.skipped_steps,
+            s.best_step,
+            s.since_best,
+            s.loss_outliers.outliers_in_a_row,
+            s.grad_norm_outliers.outliers_in_a_row,
+            s.best_value,
+            s.best_metric.size(),
+            s.loss_outliers.window.size(),
+            s.grad_norm_outliers.window.size()};
+    comm.broadcast(&fixed, sizeof fixed);
+    s.skipped_steps = fixed.skipped, s.best_step = fixed.best_step;
+    s.since_best = fixed.since_best, s.best_value = fixed.best_value;
+    s.loss_outliers.outliers_in_a_row = fixed.loss_in_a_row;
+    s.grad_norm_outliers.outliers_in_a_row = fixed.norm_in_a_row;
+    s.best_metric.resize(fixed.metric);
+    s.loss_outliers.window.resize(fixed.loss_window);
+    s.grad_norm_outliers.window.resize(fixed.norm_window);
+    comm.broadcast(s.best_metric.data(), s.best_metric.size());
+    comm.broadcast(s.loss_outliers.window.data(), s.loss_outliers.window.size() * sizeof(double));
+    comm.broadcast(s.grad_norm_outliers.window.data(),
+                   s.grad_norm_outliers.window.size() * sizeof(double));
+}
+
+} // namespace
+
+// The root's checkpoint (null elsewhere) to every rank: weights, moments, step, the
+// loader's position and the loop's state.
 void Trainer::resume(const Checkpoint* c) {
     struct {
         int64_t step = 0, adam_t = 0;
@@ -238,6 +274,21 @@ void Trainer::resume(const Checkpoint* c) {
     start_fresh(c ? &c->params : nullptr);
     dp_->scatter_moments(c ? c->m.data() : nullptr, c ? c->v.data() : nullptr, at.adam_t);
     step_ = first_step_ = at.step;
+    if (c) loop_ = c->loop;
+    broadcast(comm_, loop_);
+    loss_outliers_.restore(loop_.loss_outliers);
+    grad_norm_outliers_.restore(loop_.grad_norm_outliers);
+    // A best value of another metric (or of none now followed) is not this run's.
+    if (loop_.best_step > 0 && (!tracked_ || loop_.best_metric != tracked_->name)) {
+        report([&](MetricsSink& s) {
+            if (tracked_)
+                s.on_warning("the checkpoint followed " + loop_.best_metric + ", not " +
+                             tracked_->name + ": the best so far starts afresh");
+        });
+        loop_.best_metric.clear();
+        loop_.best_step = loop_.since_best = 0;
+        loop_.best_value = 0;
+    }
 }
 
 // The root's weights (null elsewhere) to every rank.
@@ -274,6 +325,21 @@ void Trainer::describe(const std::string& from) {
                       plan_.grad_accum, ranks, schedule_.describe().c_str());
         s.on_message(line);
         if (ranks > 1) s.on_message("ranks: " + comm_.describe() + "; " + dp_->describe());
+        if (tracked_)
+            s.on_message("following " + tracked_->name + " (" +
+                         (tracked_->higher_is_better ? "higher" : "lower") + " is better)" +
+                         (o_.keep_best ? "; " + best_path() + " at each improvement" : "") +
+                         (o_.early_stop > 0
+                              ? "; early stop after " + std::to_string(o_.early_stop) +
+                                    " measurements without one"
+                              : ""));
+        if (o_.skip_loss_z > 0 || o_.skip_grad_z > 0) {
+            std::snprintf(line, sizeof line,
+                          "outlier guard: a step's update is skipped when its loss z > %g or its "
+                          "gradient norm z > %g (0 = not judged; over the last %zu kept)",
+                          o_.skip_loss_z, o_.skip_grad_z, OutlierDetector::kWindow);
+            s.on_message(line);
+        }
     });
 }
 
@@ -286,6 +352,14 @@ void Trainer::end_step() {
 }
 
 void Trainer::run() {
+    if (tracked_ && o_.early_stop > 0 && loop_.since_best >= o_.early_stop) {
+        report([&](MetricsSink& s) {
+            s.on_message("this run stopped early at step " + std::to_string(step_) +
+                         "; nothing to do");
+        });
+        summarize();
+        return;
+    }
     if (val_loader_ && step_ == 0) {
         validate();
         end_step();
@@ -301,7 +375,8 @@ void Trainer::run() {
     while (step_ < plan_.steps) {
         step();
         const bool last = step_ == plan_.steps;
-        if (val_loader_ && (due(o_.val_every) || last)) validate();
+        const bool validating = val_loader_ && (due(o_.val_every) || last);
+        if (validating) validate();
         // The same decision on every rank: evaluators and samples run on the root only,
         // but their failures are agreed on by all.
         const bool evaluating = !o_.evals.empty() && (due(o_.eval_every) || last);
@@ -311,9 +386,11 @@ void Trainer::run() {
                 if (evaluating) evaluate();
                 if (sampling) sample();
             });
+        const bool early =
+            tracked_ && follow_metric(tracked_->evaluator.empty() ? validating : evaluating);
         end_step();
         const bool stopping = comm_.any(stop.requested());
-        if (due(o_.checkpoint_every) || last || stopping) save();
+        if (due(o_.checkpoint_every) || last || stopping || early) save();
         if (stopping) {
             report([&](MetricsSink& s) {
                 s.on_message("stopped by signal after step " + std::to_string(step_) +
@@ -321,7 +398,44 @@ void Trainer::run() {
             });
             return;
         }
+        if (early) break;
     }
+    summarize();
+}
+
+// After a step's measurements, on every rank: if the followed metric was measured (on
+// the root), whether it improved (best.h5 with keep_best) and whether to stop early.
+bool Trainer::follow_metric(bool measured) {
+    if (!measured) return false;
+    double value = measured_;
+    comm_.broadcast(&value, sizeof value); // evaluators run on the root alone
+    const bool improved = std::isfinite(value) &&
+                          (loop_.best_step == 0 || tracked_->improves(value, loop_.best_value));
+    if (improved) {
+        loop_.best_metric = tracked_->name;
+        loop_.best_value = value;
+        loop_.best_step = step_;
+        loop_.since_best = 0;
+        const std::string path = o_.keep_best ? write_checkpoint(best_path(), false) : "";
+        report([&](MetricsSink& s) { s.on_best(step_, tracked_->name, value, path); });
+        return false;
+    }
+    ++loop_.since_best;
+    if (o_.early_stop == 0 || loop_.since_best < o_.early_stop) return false;
+    report([&](MetricsSink& s) { s.on_early_stop(step_, tracked_->name, o_.early_stop); });
+    return true;
+}
+
+// The run's last word on the followed metric.
+void Trainer::summarize() {
+    if (!tracked_ || loop_.best_step == 0) return;
+    char value[32];
+    std::snprintf(value, sizeof value, "%.6f", loop_.best_value);
+    report([&](MetricsSink& s) {
+        s.on_message("best " + tracked_->name + " " + value + " at step " +
+                     std::to_string(loop_.best_step) +
+                     (o_.keep_best ? " (" + best_path() + ")" : ""));
+    });
 }
 
 StepMetrics Trainer::step() {
@@ -351,20 +465,25 @@ StepMetrics Trainer::step() {
     });
     const double scored = comm_.allreduce_sum(kept);
     const double lr = schedule_.at(int(step_));
+    StepMetrics m;
     double norm = 0;
     if (scored > 0) {
         const double rescale = double(bt) * plan_.grad_accum * comm_.size() / scored;
         dp_->arm();
         gpt_->backward();
-        norm = dp_->step(float(lr), o_.grad_clip, plan_.grad_accum, rescale);
+        norm = dp_->reduce(plan_.grad_accum, rescale);
         if (!std::isfinite(norm))
             throw JobError("step " + std::to_string(step_ + 1) + ": the gradient norm is " +
                                std::to_string(norm) + "; stopping (checkpoints untouched)",
                            root_);
         loss = comm_.allreduce_mean(loss / plan_.grad_accum) * rescale;
+        m.skipped = skips(loss, norm, m);
+        if (!m.skipped) dp_->update(float(lr), o_.grad_clip);
     } else { // nothing to learn from: no update (weights, moments and Adam's t stay)
         gpt_->zero_grad();
         loss = 0;
+        m.skipped = true;
+        ++loop_.skipped_steps;
         report([&](MetricsSink& s) {
             s.on_message("step " + std::to_string(step_ + 1) +
                          ": no target of the batch is scored; the weights are not updated");
@@ -372,7 +491,6 @@ StepMetrics Trainer::step() {
     }
     ++step_;
 
-    StepMetrics m;
     m.step = step_;
     m.steps = plan_.steps;
     m.loss = loss;
@@ -385,6 +503,24 @@ StepMetrics Trainer::step() {
     if (comm_.size() > 1) m.comm_seconds = dp_->comm_seconds();
     report([&](MetricsSink& s) { s.on_step(m); });
     return m;
+}
+
+// The outlier guard's verdict on a step, the same on every rank (the loss and gradient
+// norm are); its z-scores go into m.
+bool Trainer::skips(double loss, double grad_norm, StepMetrics& m) {
+    if (o_.skip_loss_z == 0 && o_.skip_grad_z == 0) return false;
+    bool outlier = false;
+    if (o_.skip_loss_z > 0) {
+        const auto v = loss_outliers_.add(loss);
+        m.loss_z = v.z, outlier |= v.outlier;
+    }
+    if (o_.skip_grad_z > 0) {
+        const auto v = grad_norm_outliers_.add(grad_norm);
+        m.grad_norm_z = v.z, outlier |= v.outlier;
+    }
+    if (!comm_.any(outlier)) return false;
+    ++loop_.skipped_steps;
+    return true;
 }
 
 double Trainer::validate() {
@@ -410,6 +546,7 @@ double Trainer::validate() {
                        root_);
     const double loss =
         comm_.allreduce_mean(sum / n) * (double(bt) * n * comm_.size() / scored);
+    measured_ = loss;
     report([&](MetricsSink& s) { s.on_validation(step_, loss); });
     return loss;
 }
@@ -420,7 +557,21 @@ void Trainer::evaluate() {
     for (const auto& evaluator : evaluators_) {
         const eval::Evaluation e = evaluator->run(*eval_model_);
         report([&](MetricsSink& s) { s.on_evaluation(step_, e); });
+        note_evaluation(e);
     }
+}
+
+// The followed metric, if e measures it.
+void Trainer::note_evaluation(const eval::Evaluation& e) {
+    if (!tracked_ || e.name != tracked_->evaluator) return;
+    for (const eval::Metric& m : e.metrics)
+        if (m.name == tracked_->metric) {
+            measured_ = m.value;
+            return;
+        }
+    throw base::SettingError("best_metric", e.name + " did not report " + tracked_->metric +
+                                                " at step " + std::to_string(step_) +
+                                                " (ppl_word needs the whole text scored)");
 }
 
 void Trainer::sample() {
@@ -438,18 +589,29 @@ void Trainer::sample() {
 }
 
 std::string Trainer::save() {
+    return write_checkpoint(checkpoint_path(o_.out, step_), true);
+}
+
+std::string Trainer::best_path() const {
+    return (fs::path(o_.out) / "best.h5").string();
+}
+
+// This step's checkpoint at path (collective; the root writes it and returns path).
+// Pruning counts only ckpt_*.h5 files, never best.h5.
+std::string Trainer::write_checkpoint(const std::string& path, bool prune) {
     const auto [m, v] = dp_->full_moments(m_buf_, v_buf_);
-    std::string path;
+    loop_.loss_outliers = loss_outliers_.state();
+    loop_.grad_norm_outliers = grad_norm_outliers_.state();
     agreed(comm_, [&] {
         if (!root_) return;
-        path = checkpoint_path(o_.out, step_);
         save_checkpoint(path, gpt_->config(), std::as_const(*gpt_).params(),
                         {m, v, dp_->adam().t(), dp_->adam().config()}, step_,
-                        train_loader_->state(), to_json(o_), run_id_);
+                        train_loader_->state(), to_json(o_), run_id_, loop_);
+        if (!prune) return;
         prune_checkpoints(o_.out, o_.keep, run_id_, step_, damaged_);
         report([&](MetricsSink& s) { s.on_message("checkpoint " + path); });
     });
-    return path;
+    return root_ ? path : "";
 }
 
 } // namespace train

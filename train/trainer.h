@@ -19,6 +19,7 @@
 #include "train/communicator.h"
 #include "train/metrics.h"
 #include "train/options.h"
+#include "train/outlier.h"
 #include "train/parallel.h"
 #include "train/run_dir.h"
 
@@ -43,7 +44,10 @@ public:
     // the options say. SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 (on any rank: the ranks agree
     // at every step's end) finish the step, write a checkpoint and return; a second
     // SIGINT ends the process at once. Throws on a non-finite loss or gradient norm
-    // before any checkpoint is written over.
+    // before any checkpoint is written over. With keep_best or early_stop it follows the
+    // best metric (from step 1 on): best_path() at each improvement, and after
+    // early_stop measurements without one an early end (with a checkpoint); the last
+    // message then names the best step and value.
     void run();
 
     // The parts of run(), each reporting what it measured.
@@ -52,6 +56,9 @@ public:
     void evaluate();    // every evaluator on the current weights (root)
     void sample();      // a text sample from the current weights (root)
     std::string save(); // a checkpoint of this step; its path on the root
+
+    // OUT/best.h5: the checkpoint of the best step so far, with keep_best.
+    std::string best_path() const;
 
     int64_t steps_done() const { return step_; }
     int total_steps() const { return plan_.steps; }
@@ -73,6 +80,11 @@ private:
     bool due(int every) const { return every > 0 && step_ % every == 0; }
     void end_step();
     template <class F> void report(F&& f);
+    bool skips(double loss, double grad_norm, StepMetrics& m);
+    bool follow_metric(bool measured);
+    void note_evaluation(const eval::Evaluation& e);
+    std::string write_checkpoint(const std::string& path, bool prune);
+    void summarize();
 
     TrainOptions o_;
     std::unique_ptr<SignalGuard> signals_;
@@ -94,6 +106,12 @@ private:
     std::vector<int> inputs_, targets_;
     std::vector<float> m_buf_, v_buf_; // the root's gathered moments under ZeRO-1
     int64_t step_ = 0, first_step_ = 0;
+    // The followed metric (with keep_best or early_stop), its value at this step, and
+    // the outlier guard: saved in checkpoints as loop_.
+    std::optional<TrackedMetric> tracked_;
+    double measured_ = 0;
+    OutlierDetector loss_outliers_, grad_norm_outliers_;
+    LoopState loop_;
     std::chrono::steady_clock::time_point run_start_;
 };
 

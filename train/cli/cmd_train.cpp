@@ -123,6 +123,17 @@ void add_optimizer_options(CLI::App& cmd, TrainOptions& o) {
     cmd.add_option("--seed", o.seed, "Seed for init, shuffling and samples")
         ->capture_default_str()
         ->group("Optimizer");
+    cmd.add_option("--skip-loss-z", o.skip_loss_z,
+                   "Outlier guard: skip the update of a step whose loss is more than Z standard "
+                   "deviations above the mean of the last 128 kept (0 = off)")
+        ->check(at_least(0))
+        ->capture_default_str()
+        ->group("Optimizer");
+    cmd.add_option("--skip-grad-z", o.skip_grad_z,
+                   "Outlier guard: the same for the gradient norm (0 = off)")
+        ->check(at_least(0))
+        ->capture_default_str()
+        ->group("Optimizer");
 }
 
 void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
@@ -181,6 +192,24 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
         ->capture_default_str()
         ->group(g);
     add_tokenizer_option(cmd, o.tokenizer)->group(g);
+    cmd.add_option("--best-metric", o.best_metric,
+                   "What --keep-best and --early-stop follow: val_loss (lower is better), or "
+                   "an --eval metric NAME:METRIC: wikitext2:ppl_token (or :ppl), NAME:ppl_word, "
+                   "lambada:acc, lambada:ppl, hellaswag:acc, hellaswag:acc_norm (higher is "
+                   "better for acc and acc_norm, lower for the others); measurements at step 0 "
+                   "do not count")
+        ->capture_default_str()
+        ->group(g);
+    cmd.add_flag("--keep-best", o.keep_best,
+                 "Write OUT/best.h5 (a checkpoint) whenever --best-metric improves on its best "
+                 "so far; needs --val-every (val_loss) or --eval-every (an --eval metric)")
+        ->group(g);
+    cmd.add_option("--early-stop", o.early_stop,
+                   "Stop after N measurements of --best-metric in a row without improvement, "
+                   "with a final checkpoint (0 = off)")
+        ->check(at_least(0))
+        ->capture_default_str()
+        ->group(g);
 }
 
 void add_output_options(CLI::App& cmd, TrainOptions& o) {
