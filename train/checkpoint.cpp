@@ -177,7 +177,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     require(c.step >= 1 && c.step <= kMaxStep, path,
             "step " + s + " (expected 1.." + std::to_string(kMaxStep) + ")");
     const LoopState& loop = c.loop;
-    require(loop.skipped_steps >= 0 && loop.skipped_steps < c.step, path,
+    require(loop.skipped_steps >= 0 && loop.skipped_steps <= c.step, path,
             "skipped_steps " + std::to_string(loop.skipped_steps) + " at step " + s);
     require(c.adam_t == c.step - loop.skipped_steps, path,
             "AdamW's t is " + std::to_string(c.adam_t) + " at step " + s + " with " +
