@@ -19,8 +19,7 @@ LossResult loss_over_batches(model::GPT2<float>& model, data::Loader& loader, in
                                         std::to_string(loader.files().size() - 1) + " more shards)",
                               "holds " + std::to_string(available) + " batches of " +
                                   std::to_string(B) + " x " + std::to_string(Tn) +
-                                  ", fewer than the " + std::to_string(max_batches) +
-                                  " asked for");
+                                  ", fewer than the " + std::to_string(max_batches) + " asked for");
     const int n = max_batches > 0 ? max_batches : int(available);
 
     // As the trainer's validation: each batch's mean weighted by its share of B*T scored

@@ -191,7 +191,8 @@ TEST_CASE("with a loss divisor the gradient is that of the kept losses' sum / di
     m.zero_grad();
     CHECK(m.forward(tokens.data(), targets.data(), 1, 8, Pass::training, 10) == mean);
     m.backward();
-    for (size_t i = 0; i < g.size(); ++i) REQUIRE(m.grads()[i] == Approx(g[i] * 5 / 10).epsilon(1e-12));
+    for (size_t i = 0; i < g.size(); ++i)
+        REQUIRE(m.grads()[i] == Approx(g[i] * 5 / 10).epsilon(1e-12));
 }
 
 TEST_CASE("float and double agree on loss and gradients") {

@@ -37,12 +37,12 @@ using json = nlohmann::json;
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     TrainOptions, model, n_layer, n_head, n_embd, max_seq, train_data, val_data, batch, seq,
-    grad_accum, total_batch_tokens, score_prompts, steps, epochs, lr, lr_schedule, warmup, lr_final_fraction,
-    decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle, val_every,
-    val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature, tokenizer,
-    eval_every, evals, datasets, eval_max_tokens, eval_max_examples, out, log_file, resume,
-    checkpoint_every, keep, overwrite, zero, overlap, precision, recompute, best_metric, keep_best,
-    early_stop, skip_loss_z, skip_grad_z)
+    grad_accum, total_batch_tokens, score_prompts, steps, epochs, lr, lr_schedule, warmup,
+    lr_final_fraction, decay_fraction, weight_decay, beta1, beta2, eps, grad_clip, seed, shuffle,
+    val_every, val_batches, sample_every, sample_tokens, sample_top_k, sample_temperature,
+    tokenizer, eval_every, evals, datasets, eval_max_tokens, eval_max_examples, out, log_file,
+    resume, checkpoint_every, keep, overwrite, zero, overlap, precision, recompute, best_metric,
+    keep_best, early_stop, skip_loss_z, skip_grad_z)
 
 std::string to_json(const TrainOptions& o) {
     return json(o).dump();

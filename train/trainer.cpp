@@ -544,8 +544,7 @@ double Trainer::validate() {
         throw JobError("validation: no target of the " + std::to_string(n) +
                            " validation batches is scored",
                        root_);
-    const double loss =
-        comm_.allreduce_mean(sum / n) * (double(bt) * n * comm_.size() / scored);
+    const double loss = comm_.allreduce_mean(sum / n) * (double(bt) * n * comm_.size() / scored);
     measured_ = loss;
     report([&](MetricsSink& s) { s.on_validation(step_, loss); });
     return loss;

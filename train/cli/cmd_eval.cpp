@@ -87,8 +87,7 @@ void run_grads(const EvalGradsOptions& o) {
     data::Loader loader = o.in.loader(gpt->config().vocab);
     std::vector<int> tokens(size_t(B) * T), targets(tokens.size());
     loader.next(tokens.data(), targets.data());
-    if (std::find_if(targets.begin(), targets.end(), [](int t) { return t >= 0; }) ==
-        targets.end())
+    if (std::find_if(targets.begin(), targets.end(), [](int t) { return t >= 0; }) == targets.end())
         throw base::FileError(o.in.data, "no target of the first batch is scored by its loss mask");
     gpt->zero_grad();
     const double loss = gpt->forward(tokens.data(), targets.data(), B, T, model::Pass::training);

@@ -52,7 +52,9 @@ void run_sample(SampleCommandOptions o) {
                                            " tokens is not GPT-2's; use --prompt-ids and --ids");
     std::vector<int> prompt;
     if (!o.prompt_ids.empty())
-        prompt = parse_token_ids(o.prompt_ids, vocab, "--prompt-ids");
+        prompt = parse_token_ids(o.prompt_ids, vocab, [](const std::string& problem) {
+            throw base::SettingError("prompt_ids", problem);
+        });
     else if (!o.prompt.empty())
         prompt = tok->encode(o.prompt);
     const int eot = std::min(data::Tokenizer::kEndOfText, vocab - 1);

@@ -38,7 +38,9 @@ void run_decode(const EncodeOptions& o) {
     require_tokenizer(o.tokenizer);
     data::Tokenizer tok(o.tokenizer);
     const std::string where = o.input.empty() ? "standard input" : o.input;
-    const std::vector<int> ids = parse_token_ids(read_input(o.input), tok.vocab_size(), where);
+    const std::vector<int> ids =
+        parse_token_ids(read_input(o.input), tok.vocab_size(),
+                        [&](const std::string& problem) { throw base::FileError(where, problem); });
     const std::string bytes = tok.decode(ids);
     std::fwrite(bytes.data(), 1, bytes.size(), stdout);
 }

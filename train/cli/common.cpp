@@ -356,7 +356,8 @@ std::string read_input(const std::string& path) {
     return base::read_file(path);
 }
 
-std::vector<int> parse_token_ids(const std::string& text, int vocab, const std::string& where) {
+std::vector<int> parse_token_ids(const std::string& text, int vocab,
+                                 const std::function<void(const std::string&)>& fail) {
     std::istringstream in(text);
     std::vector<int> ids;
     for (std::string word; in >> word;) {
@@ -367,8 +368,7 @@ std::vector<int> parse_token_ids(const std::string& text, int vocab, const std::
         } catch (const std::exception&) {
         }
         if (used != word.size() || id < 0 || id >= vocab)
-            throw std::runtime_error(where + ": '" + word + "' is not a token id in 0.." +
-                                     std::to_string(vocab - 1));
+            fail("'" + word + "' is not a token id in 0.." + std::to_string(vocab - 1));
         ids.push_back(id);
     }
     return ids;

@@ -95,8 +95,10 @@ void require_not_input(const std::string& output, const std::string& setting,
 
 // A whole file; "" or "-" is standard input.
 std::string read_input(const std::string& path);
-// Whitespace-separated token ids in 0..vocab-1; errors name `where` and the bad word.
-std::vector<int> parse_token_ids(const std::string& text, int vocab, const std::string& where);
+// Whitespace-separated token ids in 0..vocab-1; a bad word is passed to fail(problem),
+// which throws the error that names where the text came from.
+std::vector<int> parse_token_ids(const std::string& text, int vocab,
+                                 const std::function<void(const std::string&)>& fail);
 
 // "\r<what> 1234/5678 (21.7%) 12 s, eta 45 s" on standard error, at most once a second.
 class Progress {
