@@ -29,7 +29,7 @@ struct TrainOptions {
     // Which targets of masked shards (data/shard.h) the loss averages over: completions
     // only, or prompts too. Unmasked shards score every target either way.
     bool score_prompts = false;
-    int steps = 0;                  // or:
+    int steps = 0; // or:
     double epochs = 0;
     // Optimizer and schedule.
     double lr = 6e-4;
