@@ -21,10 +21,11 @@ fi
 # and their headers, a short text otherwise.
 declare -A max_len=(
   [fuzz_llmc_model]=4096 [fuzz_shard]=2048 [fuzz_safetensors]=8192 [fuzz_hdf5_model]=16384
-  [fuzz_tokenizer_files]=4096 [fuzz_encode]=1024 [fuzz_lambada]=2048 [fuzz_cbt]=2048)
+  [fuzz_tokenizer_files]=4096 [fuzz_encode]=1024 [fuzz_lambada]=2048 [fuzz_cbt]=2048
+  [fuzz_examples]=2048)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_llmc_model fuzz_shard fuzz_safetensors fuzz_hdf5_model
-  fuzz_tokenizer_files fuzz_encode fuzz_lambada fuzz_cbt)
+  fuzz_tokenizer_files fuzz_encode fuzz_lambada fuzz_cbt fuzz_examples)
 for t in "${targets[@]}"; do [ -n "${max_len[$t]:-}" ] || { echo "fuzz: unknown target $t" >&2; usage; }; done
 
 dir=build-fuzz
