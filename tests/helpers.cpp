@@ -8,6 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "train/communicator.h"
+#include "train/trainer.h"
+
 namespace testing {
 
 Run run_shell(const std::string& command) {
@@ -49,6 +52,14 @@ model::GPT2<float> bigram_model(int vocab, int max_seq, uint64_t seed) {
             t.group == model::kFcprojw || t.group == model::kFcprojb || t.group == model::kWpe)
             std::fill(m.params() + t.offset, m.params() + t.offset + t.size, 0.0f);
     return m;
+}
+
+train::MemorySink train_in_process(const train::TrainOptions& o) {
+    train::MemorySink sink;
+    train::SingleProcess comm;
+    train::Trainer trainer(o, comm, {&sink});
+    trainer.run();
+    return sink;
 }
 
 } // namespace testing

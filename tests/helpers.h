@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "model/gpt2.h"
+#include "train/metrics.h"
+#include "train/options.h"
 
 namespace testing {
 
@@ -52,5 +54,8 @@ std::vector<double> logged(const std::string& log_path, const std::string& key);
 // output projections and the position embedding are zero, so the residual stream is
 // wte[x]. Any window layout must then reproduce the pairwise probabilities.
 model::GPT2<float> bigram_model(int vocab, int max_seq, uint64_t seed);
+
+// Runs a Trainer in this process to its end and returns what it reported.
+train::MemorySink train_in_process(const train::TrainOptions& o);
 
 } // namespace testing

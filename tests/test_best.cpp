@@ -54,14 +54,6 @@ train::TrainOptions options(const Workdir& w, const std::string& out) {
     return o;
 }
 
-train::MemorySink train_in_process(const train::TrainOptions& o) {
-    train::MemorySink sink;
-    train::SingleProcess comm;
-    train::Trainer trainer(o, comm, {&sink});
-    trainer.run();
-    return sink;
-}
-
 // The steps whose record has `key`.
 std::vector<int64_t> steps_with(const train::MemorySink& sink, const std::string& key) {
     std::vector<int64_t> steps;

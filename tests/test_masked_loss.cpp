@@ -55,14 +55,6 @@ train::TrainOptions options(const Workdir& w, const std::string& out) {
     return o;
 }
 
-train::MemorySink run(const train::TrainOptions& o) {
-    train::MemorySink sink;
-    train::SingleProcess comm;
-    train::Trainer trainer(o, comm, {&sink});
-    trainer.run();
-    return sink;
-}
-
 std::vector<double> values(const train::MemorySink& sink, const std::string& key) {
     std::vector<double> found;
     for (const auto& r : sink.records)
@@ -80,9 +72,9 @@ TEST_CASE("with a loss mask, 2 micro-batches of B rows train as one batch of 2B 
     train::TrainOptions o = options(w, "accum");
     o.steps = 4, o.checkpoint_every = 4;
     o.batch = 2, o.grad_accum = 2;
-    const auto accum = run(o);
+    const auto accum = train_in_process(o);
     o.out = w / "one", o.batch = 4, o.grad_accum = 1;
-    const auto one = run(o);
+    const auto one = train_in_process(o);
     const auto la = values(accum, "loss"), lb = values(one, "loss");
     REQUIRE(la.size() == 4);
     REQUIRE(lb.size() == 4);
@@ -115,11 +107,11 @@ TEST_CASE("a mask that scores every target trains bit for bit as no mask") {
     train::TrainOptions o = options(w, "plain");
     o.steps = 3, o.checkpoint_every = 3, o.batch = 2, o.grad_accum = 2;
     o.val_data = w / "train_*.bin", o.val_every = 3, o.val_batches = 2;
-    const auto plain = run(o);
+    const auto plain = train_in_process(o);
     const std::vector<uint8_t> all(d.tokens.size(), data::kScoredToken);
     data::write_mask(data::mask_path(w / "train_000001.bin"), all.data(), all.size(), 0);
     o.out = w / "masked";
-    const auto masked = run(o);
+    const auto masked = train_in_process(o);
     CHECK(values(plain, "loss") == values(masked, "loss"));
     CHECK(values(plain, "val_loss") == values(masked, "val_loss"));
     CHECK(train::load_checkpoint(w / "plain/ckpt_00000003.h5").params ==
@@ -137,7 +129,7 @@ TEST_CASE("a step with no scored target updates nothing and says so; validation 
     train::TrainOptions o = options(w, "run");
     o.steps = 2, o.checkpoint_every = 1, o.keep = 0, o.batch = 2, o.grad_accum = 2;
     o.val_data = w / "train_*.bin", o.val_every = 100, o.val_batches = 3;
-    const auto sink = run(o);
+    const auto sink = train_in_process(o);
     bool said = false;
     for (const auto& m : sink.messages)
         said |= m.find("step 1: no target of the batch is scored") != std::string::npos;
@@ -180,10 +172,10 @@ TEST_CASE("a masked run of one example per row, shuffled, resumes exactly") {
     train::TrainOptions o = options(w, "full");
     o.shuffle = true, o.batch = 2, o.grad_accum = 2, o.score_prompts = true;
     o.steps = 6, o.checkpoint_every = 3, o.keep = 0;
-    const auto full = values(run(o), "loss");
+    const auto full = values(train_in_process(o), "loss");
     REQUIRE(full.size() == 6);
     o.out = w / "resumed", o.resume = w / "full/ckpt_00000003.h5", o.checkpoint_every = 0;
-    const auto resumed = values(run(o), "loss");
+    const auto resumed = values(train_in_process(o), "loss");
     REQUIRE(resumed.size() == 3);
     for (int i = 0; i < 3; ++i) CHECK(resumed[i] == full[3 + i]);
     CHECK(train::load_checkpoint(w / "full/ckpt_00000006.h5").params ==

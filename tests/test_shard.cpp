@@ -48,18 +48,25 @@ void set_header_int(std::string& bytes, int index, int32_t value) {
     std::memcpy(bytes.data() + index * sizeof(int32_t), &value, sizeof value);
 }
 
-// The message is one line, starts with the file name and contains `what`.
-void check_rejected(const std::string& path, const std::string& what) {
+// open(path) throws an Error whose message is one line, starts with the file name and
+// contains `what`.
+template <class Error, class Open>
+void check_rejected_by(const Open& open, const std::string& path, const std::string& what) {
     std::string message = "(no error)";
     try {
-        data::Shard shard(path);
-    } catch (const std::runtime_error& e) {
+        open(path);
+    } catch (const Error& e) {
         message = e.what();
     }
     INFO(message);
     CHECK(message.rfind(path + ": ", 0) == 0);
     CHECK(message.find(what) != std::string::npos);
     CHECK(message.find('\n') == std::string::npos);
+}
+
+void check_rejected(const std::string& path, const std::string& what) {
+    check_rejected_by<std::runtime_error>([](const std::string& p) { data::Shard shard(p); }, path,
+                                          what);
 }
 
 } // namespace
@@ -184,18 +191,10 @@ TEST_CASE("corrupt token shard files are rejected with one-line messages naming 
 
 namespace {
 
-// The message is one line, starts with the mask file's name and contains `what`.
+// As check_rejected, for a mask of a shard of n_tokens.
 void check_mask_rejected(const std::string& path, size_t n_tokens, const std::string& what) {
-    std::string message = "(no error)";
-    try {
-        data::ShardMask mask(path, n_tokens);
-    } catch (const base::FileError& e) {
-        message = e.what();
-    }
-    INFO(message);
-    CHECK(message.rfind(path + ": ", 0) == 0);
-    CHECK(message.find(what) != std::string::npos);
-    CHECK(message.find('\n') == std::string::npos);
+    check_rejected_by<base::FileError>(
+        [&](const std::string& p) { data::ShardMask mask(p, n_tokens); }, path, what);
 }
 
 } // namespace

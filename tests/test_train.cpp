@@ -67,15 +67,6 @@ train::TrainOptions train_options(const Workdir& w, const std::string& out) {
     return o;
 }
 
-// Runs a Trainer to its end and returns what it reported.
-train::MemorySink train_in_process(const train::TrainOptions& o) {
-    train::MemorySink sink;
-    train::SingleProcess comm;
-    train::Trainer trainer(o, comm, {&sink});
-    trainer.run();
-    return sink;
-}
-
 // The training losses of a run's records, in step order.
 std::vector<double> losses_of(const train::MemorySink& sink) {
     std::vector<double> losses;
