@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS=${STEPS:-600}   # about 5 minutes on 2 cores with AVX-512, 15 with AVX2 only
+STEPS=${STEPS:-600}   # about 5 minutes on 2 cores with AVX-512, about 20 with AVX2 only
 run=runs/quickstart
 train="datasets/tinyshakespeare/tiny_shakespeare_train_*.bin"
 val="datasets/tinyshakespeare/tiny_shakespeare_val_*.bin"
