@@ -3,10 +3,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 #include "model/gpt2.h"
 #include "train/metrics.h"
@@ -44,6 +47,10 @@ struct Run {
 Run run_shell(const std::string& command);
 // Runs build/gpt2 with args (a shell fragment) and waits for it.
 Run run_gpt2(const std::string& args);
+// Starts `cmd` (a shell command) with stdout and stderr to a pipe; once `seen` appears in
+// its output, calls signal(child pid). Returns its exit status (-1 if killed) and output.
+Run signalled_run(const std::string& cmd, const std::string& seen,
+                  const std::function<void(pid_t)>& signal);
 
 size_t count_lines(const std::string& s);
 
@@ -57,5 +64,10 @@ model::GPT2<float> bigram_model(int vocab, int max_seq, uint64_t seed);
 
 // Runs a Trainer in this process to its end and returns what it reported.
 train::MemorySink train_in_process(const train::TrainOptions& o);
+// The values of `key` in a run's records, in step order, from the records that have it.
+std::vector<double> values_of(const train::MemorySink& sink, const std::string& key);
+// Two checkpoints of runs that must agree exactly: the same step, weights, moments,
+// AdamW's t, loader position and loop state (best, outlier windows), bit for bit.
+void check_same_checkpoint(const std::string& path_a, const std::string& path_b);
 
 } // namespace testing

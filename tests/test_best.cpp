@@ -62,27 +62,6 @@ std::vector<int64_t> steps_with(const train::MemorySink& sink, const std::string
     return steps;
 }
 
-std::vector<double> values_of(const train::MemorySink& sink, const std::string& key) {
-    std::vector<double> values;
-    for (const auto& r : sink.records)
-        if (const auto v = r.get(key)) values.push_back(*v);
-    return values;
-}
-
-void check_same_state(const train::Checkpoint& a, const train::Checkpoint& b) {
-    CHECK(a.step == b.step);
-    CHECK(a.params == b.params);
-    CHECK(a.m == b.m);
-    CHECK(a.v == b.v);
-    CHECK(a.adam_t == b.adam_t);
-    CHECK(a.loop.best_step == b.loop.best_step);
-    CHECK(a.loop.best_value == b.loop.best_value);
-    CHECK(a.loop.since_best == b.loop.since_best);
-    CHECK(a.loop.skipped_steps == b.loop.skipped_steps);
-    CHECK(a.loop.loss_outliers.window == b.loop.loss_outliers.window);
-    CHECK(a.loop.grad_norm_outliers.window == b.loop.grad_norm_outliers.window);
-}
-
 std::string setting_of(const train::TrainOptions& o) {
     try {
         o.validate();
@@ -385,11 +364,10 @@ TEST_CASE("a run with --keep-best, --early-stop and the outlier guard resumes ex
         CHECK(steps_with(resumed, "best_value") == best_after);
         CHECK(steps_with(resumed, "early_stop") == steps_with(full, "early_stop"));
         CHECK(best_text(resumed.messages.back()) == best_text(full.messages.back()));
-        check_same_state(train::load_checkpoint(train::checkpoint_path(w / "full", last)),
-                         train::load_checkpoint(train::checkpoint_path(o.out, last)));
+        check_same_checkpoint(train::checkpoint_path(w / "full", last),
+                              train::checkpoint_path(o.out, last));
         if (!best_after.empty())
-            check_same_state(train::load_checkpoint(w / "full/best.h5"),
-                             train::load_checkpoint(o.out + "/best.h5"));
+            check_same_checkpoint(w / "full/best.h5", o.out + "/best.h5");
         else
             CHECK(!fs::exists(o.out + "/best.h5"));
     }

@@ -55,13 +55,6 @@ train::TrainOptions options(const Workdir& w, const std::string& out) {
     return o;
 }
 
-std::vector<double> values(const train::MemorySink& sink, const std::string& key) {
-    std::vector<double> found;
-    for (const auto& r : sink.records)
-        if (const auto v = r.get(key)) found.push_back(*v);
-    return found;
-}
-
 } // namespace
 
 TEST_CASE("with a loss mask, 2 micro-batches of B rows train as one batch of 2B rows") {
@@ -75,7 +68,7 @@ TEST_CASE("with a loss mask, 2 micro-batches of B rows train as one batch of 2B 
     const auto accum = train_in_process(o);
     o.out = w / "one", o.batch = 4, o.grad_accum = 1;
     const auto one = train_in_process(o);
-    const auto la = values(accum, "loss"), lb = values(one, "loss");
+    const auto la = values_of(accum, "loss"), lb = values_of(one, "loss");
     REQUIRE(la.size() == 4);
     REQUIRE(lb.size() == 4);
     for (size_t i = 0; i < 4; ++i) CHECK(la[i] == doctest::Approx(lb[i]).epsilon(1e-5));
@@ -112,8 +105,8 @@ TEST_CASE("a mask that scores every target trains bit for bit as no mask") {
     data::write_mask(data::mask_path(w / "train_000001.bin"), all.data(), all.size(), 0);
     o.out = w / "masked";
     const auto masked = train_in_process(o);
-    CHECK(values(plain, "loss") == values(masked, "loss"));
-    CHECK(values(plain, "val_loss") == values(masked, "val_loss"));
+    CHECK(values_of(plain, "loss") == values_of(masked, "loss"));
+    CHECK(values_of(plain, "val_loss") == values_of(masked, "val_loss"));
     CHECK(train::load_checkpoint(w / "plain/ckpt_00000003.h5").params ==
           train::load_checkpoint(w / "masked/ckpt_00000003.h5").params);
 }
@@ -155,7 +148,7 @@ TEST_CASE("a step with no scored target updates nothing and says so; validation 
         sum += init.forward(inputs.data(), targets.data(), 2, 16) * init.targets_kept();
         kept += init.targets_kept();
     }
-    const auto val = values(sink, "val_loss");
+    const auto val = values_of(sink, "val_loss");
     REQUIRE(val.size() == 2);
     CHECK(val[0] == doctest::Approx(sum / kept).epsilon(1e-6));
 }
@@ -172,12 +165,11 @@ TEST_CASE("a masked run of one example per row, shuffled, resumes exactly") {
     train::TrainOptions o = options(w, "full");
     o.shuffle = true, o.batch = 2, o.grad_accum = 2, o.score_prompts = true;
     o.steps = 6, o.checkpoint_every = 3, o.keep = 0;
-    const auto full = values(train_in_process(o), "loss");
+    const auto full = values_of(train_in_process(o), "loss");
     REQUIRE(full.size() == 6);
     o.out = w / "resumed", o.resume = w / "full/ckpt_00000003.h5", o.checkpoint_every = 0;
-    const auto resumed = values(train_in_process(o), "loss");
+    const auto resumed = values_of(train_in_process(o), "loss");
     REQUIRE(resumed.size() == 3);
     for (int i = 0; i < 3; ++i) CHECK(resumed[i] == full[3 + i]);
-    CHECK(train::load_checkpoint(w / "full/ckpt_00000006.h5").params ==
-          train::load_checkpoint(w / "resumed/ckpt_00000006.h5").params);
+    check_same_checkpoint(w / "full/ckpt_00000006.h5", w / "resumed/ckpt_00000006.h5");
 }

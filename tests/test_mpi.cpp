@@ -386,39 +386,6 @@ TEST_CASE("one process: DataParallel's step is the plain clipped AdamW step, bit
 
 namespace {
 
-// Starts `cmd` (a shell command) with stdout and stderr to a pipe; once `seen` appears in
-// its output, calls signal(child pid). Returns its exit status (-1 if killed) and output.
-Run signalled_run(const std::string& cmd, const std::string& seen,
-                  const std::function<void(pid_t)>& signal) {
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    close(fds[1]);
-    std::string out;
-    char buf[4096];
-    bool signalled = false;
-    for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) {
-        out.append(buf, size_t(n));
-        if (!signalled && out.find(seen) != std::string::npos) {
-            signal(pid);
-            signalled = true;
-        }
-    }
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    CHECK(signalled);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 std::string mpirun_command(int np, const std::string& args) {
     return "env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
            "OMP_NUM_THREADS=1 " MPIEXEC " --oversubscribe --bind-to none -np " +

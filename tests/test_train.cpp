@@ -67,14 +67,6 @@ train::TrainOptions train_options(const Workdir& w, const std::string& out) {
     return o;
 }
 
-// The training losses of a run's records, in step order.
-std::vector<double> losses_of(const train::MemorySink& sink) {
-    std::vector<double> losses;
-    for (const auto& r : sink.records)
-        if (const auto loss = r.get("loss")) losses.push_back(*loss);
-    return losses;
-}
-
 bool bf16_supported() {
     return model::matmul_has_bf16() && model::cpu_has_bf16();
 }
@@ -102,23 +94,18 @@ TEST_CASE(
     make_shards(w);
     train::TrainOptions o = train_options(w, "full");
     o.steps = 6, o.checkpoint_every = 3, o.keep = 0;
-    const auto full = losses_of(train_in_process(o));
+    const auto full = values_of(train_in_process(o), "loss");
     REQUIRE(full.size() == 6);
 
     o.out = w / "resumed";
     o.checkpoint_every = 0, o.keep = 2;
     o.resume = w / "full/ckpt_00000003.h5";
-    const auto resumed = losses_of(train_in_process(o));
+    const auto resumed = values_of(train_in_process(o), "loss");
     REQUIRE(resumed.size() == 3);
     for (int i = 0; i < 3; ++i) CHECK(resumed[i] == full[3 + i]);
     // Bit for bit the same weights and moments at the end.
     CHECK(read_bytes(w / "full/ckpt_00000006.h5").size() > 0);
-    const auto a = train::load_checkpoint(w / "full/ckpt_00000006.h5");
-    const auto b = train::load_checkpoint(w / "resumed/ckpt_00000006.h5");
-    CHECK(a.params == b.params);
-    CHECK(a.m == b.m);
-    CHECK(a.v == b.v);
-    CHECK(a.loader == b.loader);
+    check_same_checkpoint(w / "full/ckpt_00000006.h5", w / "resumed/ckpt_00000006.h5");
 }
 
 TEST_CASE("a run reports each step's numbers to its sinks, and log.jsonl holds the same records") {
@@ -141,7 +128,7 @@ TEST_CASE("a run reports each step's numbers to its sinks, and log.jsonl holds t
         CHECK(r.get("val_loss").has_value() == (s == 3 || s == 4));
     }
     CHECK(*sink.records[1].get("lr") == doctest::Approx(3e-3 / 2)); // warmup: lr (s+1)/2
-    CHECK(logged(w / "run/log.jsonl", "loss") == losses_of(sink));
+    CHECK(logged(w / "run/log.jsonl", "loss") == values_of(sink, "loss"));
     CHECK(logged(w / "run/log.jsonl", "val_loss").size() == 3);
     CHECK(sink.messages.front().starts_with("model L2 NH2 C32"));
     CHECK(sink.messages.back() == "checkpoint " + (w / "run/ckpt_00000004.h5"));
@@ -171,39 +158,12 @@ TEST_CASE("resuming with another batch size is refused, naming the option") {
 TEST_CASE("Ctrl-C finishes the step, writes a checkpoint and exits 0") {
     Workdir w;
     make_shards(w);
-    int fds[2];
-    REQUIRE(pipe(fds) == 0);
-    const pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        const std::string cmd =
-            std::string("exec ") + GPT2_BINARY + " " + train_args(w, "run") + " --steps 100000";
-        execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    close(fds[1]);
-    std::string out;
-    char buf[4096];
-    bool signalled = false;
-    while (ssize_t n = read(fds[0], buf, sizeof buf)) {
-        if (n < 0) break;
-        out.append(buf, size_t(n));
-        if (!signalled && out.find("step 2/") != std::string::npos) {
-            kill(pid, SIGINT);
-            signalled = true;
-        }
-    }
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    INFO(out);
-    REQUIRE(signalled);
-    CHECK(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
-    CHECK(out.find("stopped by signal") != std::string::npos);
+    const Run r =
+        signalled_run(std::string(GPT2_BINARY) + " " + train_args(w, "run") + " --steps 100000",
+                      "step 2/", [](pid_t pid) { kill(pid, SIGINT); });
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("stopped by signal") != std::string::npos);
     const std::string latest = train::latest_checkpoint(w / "run");
     REQUIRE(!latest.empty());
     CHECK(train::load_checkpoint(latest).step >= 2);
@@ -295,8 +255,8 @@ TEST_CASE("a bf16 run trains the model like the fp32 run, to a finite loss withi
     CHECK(sink.messages.front().find("precision bf16") != std::string::npos);
     o.precision = model::Precision::fp32;
     o.out = w / "fp32";
-    const auto fp32 = losses_of(train_in_process(o));
-    const auto bf16 = losses_of(sink);
+    const auto fp32 = values_of(train_in_process(o), "loss");
+    const auto bf16 = values_of(sink, "loss");
     check_close(bf16, fp32);
     CHECK(bf16.back() < bf16.front()); // it learns
     CHECK(saved_precision(w / "bf16/ckpt_00000006.h5") == model::Precision::bf16);
@@ -309,20 +269,20 @@ TEST_CASE("a fp32 checkpoint resumes in bf16, and a bf16 one in fp32") {
     make_shards(w);
     train::TrainOptions o = train_options(w, "full");
     o.steps = 6, o.checkpoint_every = 3, o.keep = 0;
-    const auto full = losses_of(train_in_process(o));
+    const auto full = values_of(train_in_process(o), "loss");
     REQUIRE(full.size() == 6);
 
     // Steps 4 and 5 in bf16 from the fp32 run's step 3, then step 6 in fp32 again.
     o.checkpoint_every = 0;
     o.out = w / "bf16", o.resume = w / "full/ckpt_00000003.h5", o.steps = 5;
     o.precision = model::Precision::bf16;
-    const auto in_bf16 = losses_of(train_in_process(o));
+    const auto in_bf16 = values_of(train_in_process(o), "loss");
     check_close(in_bf16, {full[3], full[4]});
     CHECK(saved_precision(w / "bf16/ckpt_00000005.h5") == model::Precision::bf16);
 
     o.out = w / "back", o.resume = w / "bf16", o.steps = 6;
     o.precision = model::Precision::fp32;
-    const auto back = losses_of(train_in_process(o));
+    const auto back = values_of(train_in_process(o), "loss");
     check_close(back, {full[5]});
     CHECK(saved_precision(w / "back/ckpt_00000006.h5") == model::Precision::fp32);
 }
@@ -517,12 +477,7 @@ TEST_CASE("a run killed with SIGKILL at random moments and resumed each time end
             std::filesystem::exists(w / "cut/ckpt_00000008.h5"))
             break;
     }
-    const auto a = train::load_checkpoint(w / "full/ckpt_00000008.h5");
-    const auto b = train::load_checkpoint(w / "cut/ckpt_00000008.h5");
-    CHECK(a.params == b.params);
-    CHECK(a.m == b.m);
-    CHECK(a.v == b.v);
-    CHECK(a.loader == b.loader);
+    check_same_checkpoint(w / "full/ckpt_00000008.h5", w / "cut/ckpt_00000008.h5");
     CHECK(untimed_records(w / "cut/log.jsonl") == untimed_records(w / "full/log.jsonl"));
     for (const auto& entry : std::filesystem::directory_iterator(w / "cut"))
         CHECK(!entry.path().string().ends_with(".tmp"));

@@ -14,7 +14,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <vector>
 
@@ -44,9 +43,16 @@ public:
     void restore(const State& state);
 
 private:
+    // The i-th oldest kept value (i < count_).
+    double kept(size_t i) const { return ring_[(oldest_ + i) % size_]; }
+    void keep(double x);
+
     double threshold_;
     size_t size_;
-    std::deque<double> window_;
+    // The window as a ring of `size` slots allocated once: the training step allocates
+    // nothing. count_ values kept, the oldest at slot oldest_.
+    std::vector<double> ring_;
+    size_t oldest_ = 0, count_ = 0;
     int64_t in_a_row_ = 0;
 };
 
