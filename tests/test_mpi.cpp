@@ -20,6 +20,7 @@
 #include "helpers.h"
 #include "model/gpt2.h"
 #include "model/io.h"
+#include "model/layout.h"
 #include "optim/optim.h"
 #include "train/checkpoint.h"
 #include "train/communicator.h"
@@ -147,12 +148,23 @@ TEST_CASE("mpirun: 3 ranks split batches and ZeRO-1 shards unevenly, and match o
     const std::string args = kTrain + data_args(w) + " --steps 10";
     const Run one = run_gpt2(args + " --batch 3 --out " + (w / "one"));
     check_same_losses(one, mpirun(3, args + " --batch 1 --zero 1 --out " + (w / "three")), 10);
-    // Same final weights, to float rounding.
-    const auto a = model::read_model(w / "one/ckpt_00000010.h5").params;
-    const auto b = model::read_model(w / "three/ckpt_00000010.h5").params;
-    REQUIRE(a.size() == b.size());
+    // Same final weights, to float rounding, as one rank that computes the same micro-batches.
+    // The key bias is left out: its gradient is zero in exact arithmetic (a query's scores
+    // all move by the same amount), so AdamW turns the rounding noise of each summation
+    // order into steps of up to the learning rate (1.3e-5 apart here with AVX2 kernels).
+    REQUIRE(run_gpt2(args + " --batch 1 --grad-accum 3 --out " + (w / "accum")).status == 0);
+    const auto a = model::read_model(w / "accum/ckpt_00000010.h5");
+    const auto b = model::read_model(w / "three/ckpt_00000010.h5");
+    REQUIRE(a.params.size() == b.params.size());
+    const model::ParamLayout layout(a.config);
+    const size_t C = size_t(a.config.n_embd);
     double worst = 0;
-    for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a[i] - b[i])));
+    for (size_t i = 0; i < a.params.size(); ++i) {
+        const size_t qkvb = layout.group_offset(model::kQkvb);
+        const bool key_bias = i >= qkvb && i < qkvb + layout.group_size(model::kQkvb) &&
+                              (i - qkvb) % (3 * C) / C == 1;
+        if (!key_bias) worst = std::max(worst, double(std::abs(a.params[i] - b.params[i])));
+    }
     CHECK(worst < 1e-5);
 }
 
