@@ -187,7 +187,9 @@ TEST_CASE("gpt2 train refuses the new options' bad values in one line, and --hel
         {" --keep-best --best-metric lambada:acc",
          "gpt2: error: --best-metric: 'lambada:acc' is not measured by this run"},
     };
-    for (const auto& [args, expected] : cases) {
+    for (const auto& entry : cases) {
+        const auto& args = std::get<0>(entry);
+        const auto& expected = std::get<1>(entry);
         const Run r = run_gpt2(train + args + " 2>&1");
         INFO(args);
         INFO(r.out);

@@ -97,7 +97,7 @@ TEST_CASE("read_cbt names the file and line of what is wrong") {
     struct Bad {
         std::string text, message;
     };
-    for (const auto& [text, message] : std::vector<Bad>{
+    for (const auto& entry : std::vector<Bad>{
              {"1 a .\n2 b .\n3 no placeholder\tb\t\ta|b\n", "bad.txt:3: query has no XXXXX"},
              {"1 a .\r\n2 XXXXX\tc\t\ta|b\r\n",
               "bad.txt:2: answer 'c' is not among the candidates"},
@@ -108,6 +108,8 @@ TEST_CASE("read_cbt names the file and line of what is wrong") {
              {"1 a .\n\n", "bad.txt:2: example ends without a question line"},
              {"1 a .\n2 b .\n", "bad.txt:2: context without a question line"},
              {"\n\n", "bad.txt: no examples"}}) {
+        const auto& text = entry.text;
+        const auto& message = entry.message;
         CAPTURE(text);
         CHECK_THROWS_WITH_AS(eval::read_cbt(write(w, "bad.txt", text)),
                              doctest::Contains(message.c_str()), std::runtime_error);
@@ -118,7 +120,7 @@ TEST_CASE("the cbt detokenizer joins quotes, punctuation and clitics on CBT line
     struct Case {
         std::string text, expected;
     };
-    for (const auto& [text, expected] : std::vector<Case>{
+    for (const auto& entry : std::vector<Case>{
              {"`` I do n't believe in fairies , '' said the queen ; `` they 've never existed . ''",
               "\"I don't believe in fairies,\" said the queen; \"they've never existed.\""},
              {"The king 's face grew long , but he said nothing .",
@@ -130,6 +132,8 @@ TEST_CASE("the cbt detokenizer joins quotes, punctuation and clitics on CBT line
              {"They 're off -- away !", "They're off -- away!"},
              {"  two  spaces ,  and an edge  ''", "two spaces, and an edge\""},
              {"", ""}}) {
+        const auto& text = entry.text;
+        const auto& expected = entry.expected;
         CAPTURE(text);
         CHECK(eval::detokenize(text, eval::Detokenizer::cbt) == expected);
     }

@@ -245,7 +245,9 @@ TEST_CASE("gpt2 names the option whose value a library rejects, in one line") {
          "gpt2: error: --batch: must be positive, got 0 (see 'gpt2 eval ppl --help')\n"},
         {ppl + " --context 33", "gpt2: error: --context: must be in 1..32"},
     };
-    for (const auto& [args, expected] : cases) {
+    for (const auto& entry : cases) {
+        const auto& args = std::get<0>(entry);
+        const auto& expected = std::get<1>(entry);
         const Run r = run(args);
         INFO(args);
         INFO(r.out);
@@ -366,7 +368,9 @@ TEST_CASE("command-line parse errors are one line and exit 2 with a hint; --help
         {"convert a.bin b.bin c.bin", "gpt2: error: c.bin: unexpected argument"},
         {"train --shuffle maybe --train-data x --steps 1", "gpt2: error: --shuffle: maybe"},
     };
-    for (const auto& [args, expected] : cases) {
+    for (const auto& entry : cases) {
+        const auto& args = std::get<0>(entry);
+        const auto& expected = std::get<1>(entry);
         const Run r = run(args);
         INFO(args);
         check_one_line_error(r, 2, expected);
@@ -414,7 +418,9 @@ TEST_CASE("option values out of range are refused before any work, and --help st
         {"tokenize --input a.txt --output o --shard-tokens 0",
          "--shard-tokens: must be at least 1, got 0"},
     };
-    for (const auto& [args, expected] : cases) {
+    for (const auto& entry : cases) {
+        const auto& args = std::get<0>(entry);
+        const auto& expected = std::get<1>(entry);
         INFO(args);
         check_one_line_error(run(args), 2, "gpt2: error: " + expected + " (see 'gpt2 ");
     }
@@ -473,7 +479,9 @@ TEST_CASE("an output that is one of the inputs is refused, and the input is left
         {"tokenize --input " + (w / "shard.bin") + " --output " + (w / "shard.bin") + tok,
          "--output: "},
     };
-    for (const auto& [args, option] : cases) {
+    for (const auto& entry : cases) {
+        const auto& args = std::get<0>(entry);
+        const auto& option = std::get<1>(entry);
         INFO(args);
         check_one_line_error(run(args), 2, "gpt2: error: " + option);
     }
@@ -560,7 +568,9 @@ TEST_CASE("train checks its evaluators, samples and memory before the first step
         {" --batch 1 --seq 64", "--seq: must be at most the model's 32 positions"},
         {" --eval bogus", "--eval: unknown evaluator 'bogus'"},
     };
-    for (const auto& [args, part] : usage) {
+    for (const auto& entry : usage) {
+        const auto& args = std::get<0>(entry);
+        const auto& part = std::get<1>(entry);
         INFO(args);
         const Run r = run(train + args +
                           (args.find("--seq") != std::string::npos ? "" : " --batch 1 --seq 8"));
@@ -573,7 +583,9 @@ TEST_CASE("train checks its evaluators, samples and memory before the first step
         {" --eval lambada:" + (w / "empty.txt"), "empty.txt: no passages"},
         {" --sample-every 1", "none: no such folder"},
     };
-    for (const auto& [args, part] : failures) {
+    for (const auto& entry : failures) {
+        const auto& args = std::get<0>(entry);
+        const auto& part = std::get<1>(entry);
         INFO(args);
         const std::string tokenizer = args == " --sample-every 1" ? (w / "none") : TOKENIZER_DIR;
         const Run r = run(train + args + " --batch 1 --seq 8 --tokenizer " + tokenizer);

@@ -153,7 +153,7 @@ TEST_CASE("count_words is str.split and count_words_lm_eval is re.split on \\s+"
         std::string_view text;
         size_t split, re_split;
     };
-    for (auto [text, split, re_split] :
+    for (const auto& entry :
          std::vector<W>{{"", 0, 1},
                         {" ", 0, 2},
                         {"a", 1, 1},
@@ -162,6 +162,9 @@ TEST_CASE("count_words is str.split and count_words_lm_eval is re.split on \\s+"
                         {"  \n\n a  b\n", 2, 4},      // leading and trailing runs count once each
                         {"\u00a0a\u3000b\x1c", 2, 4}, // Unicode spaces and \x1c split
                         {"a\u200bb", 1, 1}}) {        // the zero-width space does not
+        const auto& text = entry.text;
+        const auto& split = entry.split;
+        const auto& re_split = entry.re_split;
         CAPTURE(text);
         CHECK(eval::count_words(text) == split);
         CHECK(eval::count_words_lm_eval(text) == re_split);

@@ -117,7 +117,7 @@ TEST_CASE("hellaswag_preprocess and python_capitalize as the harness's Python") 
     struct Case {
         std::string in, out;
     };
-    for (const auto& [in, out] : std::vector<Case>{
+    for (const auto& entry : std::vector<Case>{
              {"  Cut it [title] Then wait.  ", "Cut it. Then wait."},
              {"[header] How to x [step] Do y.", " How to x Do y."}, // stripped before,
              {"a [b] c [d", "a c [d"},                              // an unclosed bracket stays
@@ -125,6 +125,8 @@ TEST_CASE("hellaswag_preprocess and python_capitalize as the harness's Python") 
              {"a [[b]] c", "a ] c"},                                // non-greedy: "[[b]" goes
              {"one   three    four", "one  three  four"},           // one pass of "  " -> " "
              {"\t\n", ""}}) {
+        const auto& in = entry.in;
+        const auto& out = entry.out;
         CAPTURE(in);
         CHECK(eval::hellaswag_preprocess(in) == out);
     }
@@ -262,7 +264,7 @@ TEST_CASE("read_hellaswag names the file and line of bad input") {
     struct Bad {
         std::string text, message;
     };
-    for (const auto& [text, message] :
+    for (const auto& entry :
          std::vector<Bad>{{good + "{\"ctx\": \n", "bad.jsonl:2: not JSON (column 9: syntax error"},
                           {good + "\n" + "[1, 2]\n", "bad.jsonl:3: not a JSON object"},
                           {no_ctx_b.dump() + "\n", "bad.jsonl:1: no field 'ctx_b'"},
@@ -273,6 +275,8 @@ TEST_CASE("read_hellaswag names the file and line of bad input") {
                           {number_ctx.dump(), "bad.jsonl:1: field 'ctx_a' is not a string"},
                           {empty_ending.dump(), "bad.jsonl:1: ending 1 is empty"},
                           {"\n \n", "bad.jsonl: no examples"}}) {
+        const auto& text = entry.text;
+        const auto& message = entry.message;
         CAPTURE(text);
         CHECK_THROWS_WITH_AS(
             eval::read_hellaswag(write(w, "bad.jsonl", text), tok, HellaswagVariant::harness),
@@ -330,11 +334,13 @@ TEST_CASE("gpt2 eval hellaswag prints acc and acc_norm as JSON, one line per exa
     struct Bad {
         std::string text, message;
     };
-    for (const auto& [text, message] :
+    for (const auto& entry :
          std::vector<Bad>{{"{\"label\": 1}\n", ":2: no field 'endings'"},
                           {"not json\n", ":2: not JSON ("},
                           {three.dump() + "\n", ":2: has 3 endings, expected 4"},
                           {label9.dump() + "\n", ":2: label 9 is out of range 0..3"}}) {
+        const auto& text = entry.text;
+        const auto& message = entry.message;
         const testing::Run bad =
             testing::run_gpt2(base + write(w, "bad.jsonl", docs()[0].dump() + "\n" + text));
         INFO(bad.out);

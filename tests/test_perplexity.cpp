@@ -35,7 +35,9 @@ TEST_CASE("windowed scoring scores every token once, each after its predecessor"
     for (size_t j = 0; j < tokens.size(); ++j)
         expected.push_back(pair_nll(m, j == 0 ? eot : tokens[j - 1], tokens[j]));
 
-    for (const auto& [C, S] : {std::pair{16, 16}, {16, 1}, {16, 5}, {8, 3}, {1, 1}, {16, 15}}) {
+    for (const auto& entry : {std::pair{16, 16}, {16, 1}, {16, 5}, {8, 3}, {1, 1}, {16, 15}}) {
+        const auto& C = std::get<0>(entry);
+        const auto& S = std::get<1>(entry);
         for (int batch : {1, 3}) {
             INFO("context ", C, " stride ", S, " batch ", batch);
             GPT2<float> fresh = bigram_model();

@@ -234,7 +234,9 @@ TEST_CASE("tokenize refuses settings that do not fit the input format") {
          "--input: mixes JSON Lines (" + (w / "ex.jsonl") + ") and text (" + (w / "t.txt") + ")"},
         {jsonl + " --pack off --seq 0", "--seq: "},
     };
-    for (const auto& [args, expected] : cases) {
+    for (const auto& entry : cases) {
+        const auto& args = std::get<0>(entry);
+        const auto& expected = std::get<1>(entry);
         const Run r = tokenize(args);
         check_one_line_error(r, 2, "gpt2: error: " + expected);
         CHECK(r.out.ends_with(" --help')\n"));
@@ -264,7 +266,9 @@ TEST_CASE("a JSON Lines line is a text or a prompt and a completion, and nothing
         {R"({"text": ""})", "\"text\" is empty"},
         {R"({"prompt": "a", "completion": ""})", "\"completion\" is empty"},
     };
-    for (const auto& [line, problem] : bad) {
+    for (const auto& entry : bad) {
+        const auto& line = std::get<0>(entry);
+        const auto& problem = std::get<1>(entry);
         CAPTURE(line);
         try {
             data::parse_example(line, path, 7);

@@ -598,13 +598,13 @@ std::string Trainer::best_path() const {
 // This step's checkpoint at path (collective; the root writes it and returns path).
 // Pruning counts only ckpt_*.h5 files, never best.h5.
 std::string Trainer::write_checkpoint(const std::string& path, bool prune) {
-    const auto [m, v] = dp_->full_moments(m_buf_, v_buf_);
+    const auto moments = dp_->full_moments(m_buf_, v_buf_); // {m, v}
     loop_.loss_outliers = loss_outliers_.state();
     loop_.grad_norm_outliers = grad_norm_outliers_.state();
     agreed(comm_, [&] {
         if (!root_) return;
         save_checkpoint(path, gpt_->config(), std::as_const(*gpt_).params(),
-                        {m, v, dp_->adam().t(), dp_->adam().config()}, step_,
+                        {moments[0], moments[1], dp_->adam().t(), dp_->adam().config()}, step_,
                         train_loader_->state(), to_json(o_), run_id_, loop_);
         if (!prune) return;
         prune_checkpoints(o_.out, o_.keep, run_id_, step_, damaged_);
