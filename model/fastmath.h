@@ -13,7 +13,7 @@ namespace model {
 // e^x to about 1 ulp (Cephes' polynomial on [-ln2/2, ln2/2]) for x in [-87, 88]. Below
 // the smallest normal float it flushes to 0 (x < -87.33), and x in [-87.33, -87) gives
 // e^-87 (at most ~40% off values under 1.7e-38, nothing in a softmax); x > 88 gives
-// ~1.7e38 instead of inf.
+// ~1.7e38 instead of inf. NaN gives NaN.
 inline float exp_fast(float x) {
     const bool underflow = x < -87.33f;
     x = std::clamp(x, -87.0f, 88.0f);
@@ -26,7 +26,9 @@ inline float exp_fast(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    const float e = p * std::bit_cast<float>((int32_t(k) + 127) << 23); // times 2^k
+    // NaN goes on through p; only the conversion to the exponent must not see it.
+    const int32_t ki = k == k ? int32_t(k) : 0;
+    const float e = p * std::bit_cast<float>((ki + 127) << 23); // times 2^k
     return underflow ? 0.0f : e;
 }
 

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <tuple>
 #include <utility>
@@ -11,6 +12,7 @@
 
 #include <doctest/doctest.h>
 
+#include "model/fastmath.h"
 #include "model/gradcheck.h"
 #include "model/layers.h"
 #include "model/matmul.h"
@@ -18,6 +20,24 @@
 
 using doctest::Approx;
 using namespace model;
+
+TEST_CASE("exp_fast and tanh_fast follow libm, saturate at the ends and pass NaN on") {
+    CHECK(exp_fast(0.0f) == 1.0f);
+    double worst_exp = 0, worst_tanh = 0;
+    for (float x = -87.0f; x <= 88.0f; x += 0.01234f) {
+        const double e = std::exp(double(x));
+        worst_exp = std::max(worst_exp, std::abs(exp_fast(x) - e) / e);
+        worst_tanh = std::max(worst_tanh, std::abs(tanh_fast(x / 8) - std::tanh(double(x) / 8)));
+    }
+    CHECK(worst_exp < 2.5e-7); // about 2 ulp
+    CHECK(worst_tanh < 1.2e-7);
+    CHECK(exp_fast(-88.0f) == 0.0f); // below the smallest normal float
+    CHECK(exp_fast(1000.0f) > 1e38f);
+    CHECK(std::abs(tanh_fast(-50.0f) + 1.0f) < 1.2e-7f);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    CHECK(std::isnan(exp_fast(nan)));
+    CHECK(std::isnan(tanh_fast(nan)));
+}
 
 TEST_CASE("encoder adds the token's and the position's embedding") {
     // Vp = 3 tokens, C = 2, B = 1, T = 2
@@ -107,7 +127,10 @@ TEST_CASE("the model's float Matmul computes what the layer functions do, in bot
 
     std::mt19937 rng(9);
     std::uniform_real_distribution<float> u(-1, 1);
-    for (const auto& [N, C, OC] : {std::tuple{1, 16, 40}, {7, 33, 5}, {64, 48, 96}}) {
+    for (const auto& entry : {std::tuple{1, 16, 40}, {7, 33, 5}, {64, 48, 96}}) {
+        const auto& N = std::get<0>(entry);
+        const auto& C = std::get<1>(entry);
+        const auto& OC = std::get<2>(entry);
         CAPTURE(N);
         CAPTURE(C);
         CAPTURE(OC);
@@ -145,7 +168,10 @@ TEST_CASE("bf16 products equal the exact products of bf16-rounded inputs, accumu
 
     std::mt19937 rng(11);
     std::uniform_real_distribution<float> u(-1, 1);
-    for (const auto& [N, C, OC] : {std::tuple{1, 16, 40}, {7, 33, 5}, {64, 48, 96}}) {
+    for (const auto& entry : {std::tuple{1, 16, 40}, {7, 33, 5}, {64, 48, 96}}) {
+        const auto& N = std::get<0>(entry);
+        const auto& C = std::get<1>(entry);
+        const auto& OC = std::get<2>(entry);
         CAPTURE(N);
         CAPTURE(C);
         CAPTURE(OC);
@@ -412,7 +438,9 @@ template <class T> void check_attention_against_naive(double tolerance) {
     // Sequence lengths around the blocks (32 positions for double, 64 for float); head
     // sizes of whole registers (64, 16) and not (5).
     for (const int Tn : {1, 7, 32, 33, 64, 65, 130, 257})
-        for (const auto& [C, NH] : {std::pair{128, 2}, {48, 3}, {15, 3}}) {
+        for (const auto& entry : {std::pair{128, 2}, {48, 3}, {15, 3}}) {
+            const auto& C = std::get<0>(entry);
+            const auto& NH = std::get<1>(entry);
             CAPTURE(Tn);
             CAPTURE(C);
             CAPTURE(NH);
@@ -454,7 +482,9 @@ TEST_CASE("bf16 attention matches the float kernel to bfloat16 precision") {
     // about 0.5% of the largest value; 1% is the bound.
     std::mt19937 rng(13);
     for (const int Tn : {1, 7, 64, 65, 130, 257})
-        for (const auto& [C, NH] : {std::pair{128, 2}, {48, 3}, {15, 3}}) {
+        for (const auto& entry : {std::pair{128, 2}, {48, 3}, {15, 3}}) {
+            const auto& C = std::get<0>(entry);
+            const auto& NH = std::get<1>(entry);
             CAPTURE(Tn);
             CAPTURE(C);
             CAPTURE(NH);
