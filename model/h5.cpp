@@ -1,9 +1,11 @@
 #include "model/h5.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <stdexcept>
 
 #include "base/error.h"
+#include "base/file.h"
 
 namespace model::h5 {
 
@@ -79,6 +81,31 @@ std::string error_text() {
         return d.substr(at + key.size(), end == std::string::npos ? end : end - at - key.size());
     }
     return stack.empty() ? "unknown HDF5 error" : stack.front();
+}
+
+Id open_file(const std::string& path) {
+    // The superblock starts at 0 or at a power of two from 512 on (after a user block),
+    // with the 8-byte signature and then its version.
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail(path, "cannot open (" + base::errno_text() + ")");
+    static constexpr unsigned char kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    int version = -1;
+    for (long at = 0; version < 0 && at >= 0 && at < (1L << 40); at = at ? at * 2 : 512) {
+        unsigned char head[9];
+        if (std::fseek(f, at, SEEK_SET) != 0 || std::fread(head, 1, 9, f) != 9) break;
+        if (std::equal(kSignature, kSignature + 8, head)) version = head[8];
+    }
+    std::fclose(f);
+    if (version < 0) fail(path, "not an HDF5 file");
+    if (version < 2)
+        fail(path, "HDF5 file without metadata checksums (superblock version " +
+                       std::to_string(version) +
+                       ": h5py's default, and gpt2's before 2026-12-02), which gpt2 does not "
+                       "parse; 'h5repack --low=1 --high=1 " +
+                       path + " NEW.h5' rewrites it with checksums");
+    Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+    if (!file.ok()) fail(path, "cannot open as HDF5 (" + error_text() + ")");
+    return file;
 }
 
 Id create_file(const std::string& tmp, const std::string& path) {

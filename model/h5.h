@@ -54,6 +54,13 @@ private:
 // the system's reason when there is one ("write failed (No space left on device)").
 std::string error_text();
 
+// `path` opened for reading. A file whose superblock is older than version 2 is refused
+// before HDF5 parses it: that format has no checksums on its metadata, and libhdf5 1.10
+// reads out of bounds on some damaged files of it (tests/fuzz/fuzz_hdf5_model found one),
+// while from version 2 on HDF5 verifies each object header's checksum before parsing it.
+// FileError "not an HDF5 file" when there is no superblock.
+Id open_file(const std::string& path);
+
 // A new file at `tmp` for writing `path` (the name in errors), in the HDF5 1.8 format,
 // whose object headers carry checksums. close_file closes it, checking the close, where
 // HDF5 writes most of the file; FileError on failure. On an error in between, close the

@@ -30,14 +30,8 @@ herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* out) {
 } // namespace
 
 ModelFile read_hdf5(const std::string& path) {
-    // A missing file is "cannot open", not "not an HDF5 file".
-    if (std::FILE* f = std::fopen(path.c_str(), "rb"))
-        std::fclose(f);
-    else
-        throw FileError(path, "cannot open (" + base::errno_text() + ")");
     h5::Quiet quiet;
-    h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-    if (!file.ok()) throw FileError(path, "not an HDF5 file");
+    h5::Id file = h5::open_file(path);
 
     ModelFile m;
     Config& c = m.config;

@@ -324,6 +324,30 @@ TEST_CASE("file with an .h5 extension that is not HDF5 is rejected") {
     check_rejected(tmp / "x.h5", "not an HDF5 file");
 }
 
+TEST_CASE("HDF5 file in the format without metadata checksums is refused, and h5repack "
+          "as the message says makes it readable") {
+    TempDir tmp;
+    const auto c = small_config();
+    const auto params = pattern(c);
+    model::write_hdf5(tmp / "m.h5", c, params.data());
+    // Superblock version 0, as h5py writes by default.
+    REQUIRE(
+        testing::run_shell("h5repack --low=0 --high=1 " + (tmp / "m.h5") + " " + (tmp / "old.h5"))
+            .status == 0);
+    CHECK(read_bytes(tmp / "old.h5")[8] == 0);
+    check_rejected(tmp / "old.h5", "(superblock version 0");
+    const std::string message = error_of(tmp / "old.h5");
+    const std::string fix = "h5repack --low=1 --high=1 " + (tmp / "old.h5") + " NEW.h5";
+    REQUIRE(message.find(fix) != std::string::npos);
+
+    std::string command = fix;
+    command.replace(command.size() - 6, 6, tmp / "new.h5");
+    REQUIRE(testing::run_shell(command).status == 0);
+    const model::ModelFile m = model::read_model(tmp / "new.h5");
+    CHECK(m.config == c);
+    CHECK(m.params == params);
+}
+
 TEST_CASE("HDF5 model file missing a tensor is rejected") {
     TempDir tmp;
     {

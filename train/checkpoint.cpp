@@ -142,8 +142,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     const hsize_t n = c.params.size();
 
     h5::Quiet quiet;
-    h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-    if (!file.ok()) throw base::FileError(path, "cannot open (" + h5::error_text() + ")");
+    h5::Id file = h5::open_file(path);
     if (H5Lexists(file, "optimizer", H5P_DEFAULT) <= 0 ||
         H5Lexists(file, "training", H5P_DEFAULT) <= 0)
         throw base::FileError(path, "a model file, not a training checkpoint (no optimizer "
@@ -220,11 +219,11 @@ std::string new_run_id() {
 
 std::string checkpoint_run_id(const std::string& path) {
     h5::Quiet quiet;
-    h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-    if (!file.ok() || H5Lexists(file, "training", H5P_DEFAULT) <= 0) return "";
-    h5::Id g(H5Gopen2(file, "training", H5P_DEFAULT), H5Gclose);
-    if (!g.ok() || H5Aexists(g, "run_id") <= 0) return "";
     try {
+        h5::Id file = h5::open_file(path);
+        if (H5Lexists(file, "training", H5P_DEFAULT) <= 0) return "";
+        h5::Id g(H5Gopen2(file, "training", H5P_DEFAULT), H5Gclose);
+        if (!g.ok() || H5Aexists(g, "run_id") <= 0) return "";
         return h5::read_string(g, "run_id", path);
     } catch (const base::FileError&) {
         return "";
