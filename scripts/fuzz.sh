@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets of tests/fuzz with Clang (ASan + UBSan) in build-fuzz/ and
+# Builds the libFuzzer targets of tests/fuzz with Clang (ASan + UBSan) in build-san/ and
 # runs each one for SECONDS (default 30) on its seed corpus, tests/fuzz/corpus/TARGET
 # (crashes found earlier stay there as regression inputs, so they run first). Inputs the
-# fuzzer finds go to build-fuzz/corpus/TARGET; a crashing input is saved as
-# build-fuzz/artifacts/TARGET/crash-* and fails the run.
+# fuzzer finds go to build-san/corpus/TARGET; a crashing input is saved as
+# build-san/artifacts/TARGET/crash-* and fails the run.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,13 +28,9 @@ targets=("$@")
   fuzz_tokenizer_files fuzz_encode fuzz_lambada fuzz_cbt fuzz_examples)
 for t in "${targets[@]}"; do [ -n "${max_len[$t]:-}" ] || { echo "fuzz: unknown target $t" >&2; usage; }; done
 
-dir=build-fuzz
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+dir=build-san
 start=$(date +%s)
-cmake -S . -B "$dir" -DGPT2_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
-  "${launcher[@]}" >/dev/null
+bash scripts/configure_asan.sh
 cmake --build "$dir" --target "${targets[@]}" -j"$(nproc)"
 echo "fuzz: built in $(($(date +%s) - start)) s; ${#targets[@]} targets x ${seconds} s"
 

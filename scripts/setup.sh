@@ -18,12 +18,13 @@ packages=(
 )
 # The tests also read our HDF5 files with h5py, compare the model with PyTorch and the
 # tokenizer with a Python transcription of OpenAI's encoder (which needs regex).
-# CI also checks the formatting with clang-format, runs the tests under ASan and UBSan
-# (GCC's, scripts/sanitize.sh) and fuzzes the parsers with Clang's libFuzzer, whose
-# runtime is in libclang-rt-14-dev; llvm-14 has the symbolizer for its reports
-# (scripts/fuzz.sh).
+# CI also checks the formatting with clang-format, and builds everything with Clang's
+# ASan, UBSan and libFuzzer (scripts/configure_asan.sh) to run the tests under the
+# sanitizers (scripts/sanitize.sh) and fuzz the parsers (scripts/fuzz.sh): the runtimes
+# are in libclang-rt-14-dev, Clang's OpenMP in libomp-dev, the symbolizer for reports in
+# llvm-14.
 test_packages=(python3-h5py python3-torch python3-regex clang-format
-  clang libclang-rt-14-dev llvm-14)
+  clang libclang-rt-14-dev libomp-dev llvm-14)
 
 want=("${packages[@]}")
 for arg in "$@"; do
