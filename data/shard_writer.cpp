@@ -1,12 +1,26 @@
 #include "data/shard_writer.h"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "base/error.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
 
 namespace data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// "_val_000000.bin", "_train_000001.bin", ...
+std::string shard_suffix(bool val, int index) {
+    char name[32];
+    std::snprintf(name, sizeof name, "_%s_%06d.bin", val ? "val" : "train", index);
+    return name;
+}
+
+} // namespace
 
 ShardWriter::ShardWriter(const ShardWriterOptions& o)
     : o_(o), single_(o.output.ends_with(".bin")), in_val_(!single_ && o.val_tokens > 0) {
@@ -36,18 +50,50 @@ void ShardWriter::add_example(const Example& example) {
     if (!single_ && buffer_.size() >= (in_val_ ? o_.val_tokens : o_.shard_tokens)) flush();
 }
 
+ShardWriter::~ShardWriter() {
+    if (finished_) return;
+    std::error_code ec; // best effort: this runs while an error goes up
+    for (const auto& path : paths_) {
+        fs::remove(staged(path), ec);
+        fs::remove(mask_path(staged(path)), ec);
+    }
+}
+
 void ShardWriter::finish() {
     if (!buffer_.empty() || (single_ && written_.empty())) flush();
+    for (const auto& path : paths_) {
+        std::error_code ec;
+        if (o_.masked)
+            fs::rename(mask_path(staged(path)), mask_path(path), ec);
+        else
+            fs::remove(mask_path(path), ec); // none is fine
+        if (!ec) fs::rename(staged(path), path, ec);
+        if (ec)
+            throw base::FileError(path,
+                                  "cannot move the new shard into place (" + ec.message() + ")");
+    }
+    finished_ = true;
+}
+
+std::vector<std::string> ShardWriter::stale() const {
+    std::vector<std::string> found;
+    if (single_) return found;
+    for (int i = index_; found.size() < 1000; ++i) {
+        const std::string path = o_.output + shard_suffix(false, i);
+        std::error_code ec;
+        if (!fs::exists(path, ec)) break;
+        found.push_back(path);
+    }
+    return found;
 }
 
 void ShardWriter::flush() {
-    char name[32];
-    std::snprintf(name, sizeof name, "_%s_%06d.bin", in_val_ ? "val" : "train", index_);
-    const std::string path = single_ ? o_.output : o_.output + name;
+    const std::string path = single_ ? o_.output : o_.output + shard_suffix(in_val_, index_);
+    paths_.push_back(path);
     if (o_.masked)
-        write_shard(path, buffer_.data(), buffer_.size(), classes_.data(), o_.row_tokens);
+        write_shard(staged(path), buffer_.data(), buffer_.size(), classes_.data(), o_.row_tokens);
     else
-        write_shard(path, buffer_.data(), buffer_.size());
+        write_shard(staged(path), buffer_.data(), buffer_.size());
     written_.push_back(path + " (" + std::to_string(buffer_.size()) + " tokens)");
     buffer_.clear();
     classes_.clear();

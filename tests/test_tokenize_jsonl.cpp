@@ -2,10 +2,12 @@
 // one example per row, and the loader reading them back.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -215,6 +217,47 @@ TEST_CASE("tokenize stops at a bad JSON Lines line naming file and line, or skip
     CHECK(all.out == "gpt2: error: " + (w / "worse.jsonl") +
                          ": every one of the 2 lines is bad; none is an example\n");
     CHECK(!fs::exists(w / "p.bin"));
+}
+
+TEST_CASE("tokenize is all or nothing: a run that fails leaves an earlier run's shards as "
+          "they were") {
+    Workdir w;
+    const std::string args = " --val-tokens 2 --shard-tokens 5 --output " + (w / "out");
+    std::ofstream(w / "ex.jsonl") << kExamples;
+    REQUIRE(tokenize("--input " + (w / "ex.jsonl") + args).status == 0);
+    auto files = [&] {
+        std::vector<std::pair<std::string, std::string>> found;
+        for (const auto& entry : fs::directory_iterator(w.dir))
+            found.emplace_back(entry.path().filename().string(), read_bytes(entry.path()));
+        std::sort(found.begin(), found.end());
+        return found;
+    };
+    const auto before = files();
+    REQUIRE(before.size() == 7); // the input, 3 shards and 3 masks
+
+    // Two shards' worth of other examples, then a bad line.
+    std::ofstream(w / "bad.jsonl") << "{\"text\": \"One two three four five.\"}\n"
+                                   << "{\"text\": \"Six seven eight nine ten.\"}\n"
+                                   << "{\"prompt\": \"a\"}\n";
+    const Run bad = tokenize("--input " + (w / "bad.jsonl") + args);
+    check_one_line_error(bad, 1, "gpt2: error: " + (w / "bad.jsonl") + ":3: ");
+    fs::remove(w / "bad.jsonl");
+    CHECK(files() == before); // no shard replaced, no .partial left
+
+    // Plain text over masked shards: the masks go with them. One shard of three: the
+    // other two are named on stderr.
+    std::ofstream(w / "a.txt") << "Hello";
+    const Run text =
+        tokenize("--input " + (w / "a.txt") + " --val-tokens 1 --output " + (w / "out"));
+    INFO(text.out);
+    REQUIRE(text.status == 0);
+    CHECK(read_shard(w / "out_val_000000.bin", 0) == Tokens{{15496}, {2}});
+    CHECK(!fs::exists(w / "out_val_000000.bin.mask"));
+    CHECK(text.out.find("warning: " + (w / "out_train_000001.bin") +
+                        " is an earlier run's shard, not replaced by this one") !=
+          std::string::npos);
+    CHECK(text.out.find((w / "out_train_000002.bin") + " is an earlier run's shard") !=
+          std::string::npos);
 }
 
 TEST_CASE("tokenize refuses settings that do not fit the input format") {

@@ -155,6 +155,17 @@ struct ExampleCounts {
     size_t rows = 0, padding = 0, split = 0, dropped = 0;
 };
 
+// The shards written, and a warning for each one of an earlier run that a glob over the
+// prefix would still find.
+void print_written(const data::ShardWriter& shards) {
+    for (const auto& w : shards.written()) std::printf("wrote %s\n", w.c_str());
+    for (const auto& path : shards.stale())
+        std::fprintf(stderr,
+                     "warning: %s is an earlier run's shard, not replaced by this one: remove it "
+                     "if the shards of this prefix are read by a glob\n",
+                     path.c_str());
+}
+
 void tokenize_jsonl(const TokenizeOptions& o, data::Tokenizer& tok, data::ShardWriter& shards,
                     size_t total_bytes) {
     TokenizeProgress progress(total_bytes);
@@ -204,7 +215,7 @@ void tokenize_jsonl(const TokenizeOptions& o, data::Tokenizer& tok, data::ShardW
     shards.finish();
     progress.finish();
     const double s = progress.seconds();
-    for (const auto& w : shards.written()) std::printf("wrote %s\n", w.c_str());
+    print_written(shards);
     std::printf("%zu files, %zu examples, %zu bytes -> %zu tokens (%zu scored, %zu prompt) in "
                 "%zu shards, %.2f s (%.0f tokens/s, %.2f MB/s)\n",
                 o.inputs.size(), n.examples, total_bytes, shards.total(), n.scored, n.prompt,
@@ -252,7 +263,7 @@ void run_tokenize(const TokenizeOptions& options) {
     shards.finish();
     progress.finish();
     const double s = progress.seconds();
-    for (const auto& w : shards.written()) std::printf("wrote %s\n", w.c_str());
+    print_written(shards);
     std::printf("%zu files, %zu documents, %zu bytes -> %zu tokens in %zu shards, %.2f s "
                 "(%.0f tokens/s, %.2f MB/s)\n",
                 o.inputs.size(), docs, total_bytes, shards.total(), shards.written().size(), s,
