@@ -29,8 +29,9 @@ private:
 
 // A setting given to a library is out of its range, or two settings disagree.
 // setting() is the library's own name for it: the field of its options struct
-// ("stride", "grad_clip"), which the program maps to its own option name. what() is
-// "SETTING: PROBLEM".
+// ("stride", "grad_clip"), which the program maps to its own option name. The problem
+// may name other settings as {name} ("resume it with {resume}"), which the program shows
+// as their options too. what() is "SETTING: PROBLEM".
 class SettingError : public std::invalid_argument {
 public:
     SettingError(const std::string& setting, const std::string& problem)

@@ -188,6 +188,48 @@ TEST_CASE("a non-finite loss stops the run naming the step, and checkpoints are 
     CHECK(r.status == 1);
     CHECK(r.out.find("step 1: the loss is nan") != std::string::npos);
     CHECK(read_bytes(w / "run/ckpt_00000001.h5") == good);
+
+    // Finite losses, but an update that overflows the weights: no checkpoint of them is
+    // written, and the last good one is not pruned.
+    std::string args = train_args(w, "run");
+    args.replace(args.find("--lr 3e-3"), 9, "--lr 1e300");
+    const Run huge =
+        run_gpt2(args + " --steps 3 --resume " + (w / "run") + " --keep 1 --checkpoint-every 1");
+    INFO(huge.out);
+    CHECK(huge.status == 1);
+    CHECK(huge.out.find("a weight is not a finite number after the update") != std::string::npos);
+    CHECK(count_lines(huge.out.substr(huge.out.find("gpt2: error:"))) == 1);
+    CHECK(read_bytes(w / "run/ckpt_00000001.h5") == good);
+    CHECK(!std::filesystem::exists(w / "run/ckpt_00000002.h5"));
+}
+
+TEST_CASE("epochs that make more steps than a checkpoint records, and a resume that names "
+          "another model, are refused before any work") {
+    Workdir w;
+    make_shards(w);
+    const Run epochs = run_gpt2("train " + kModel + " --train-data '" + (w / "train_*.bin") +
+                                "' --batch 1 --seq 1 --epochs 1e9 --out " + (w / "e"));
+    INFO(epochs.out);
+    CHECK(epochs.status == 2);
+    CHECK(epochs.out.starts_with("gpt2: error: --epochs: makes 5.5e+12 steps of this data, "
+                                 "more than 1e9"));
+
+    REQUIRE(run_gpt2(train_args(w, "run") + " --steps 1").status == 0);
+    const std::string resume = " --steps 2 --resume " + (w / "run");
+    std::string other_shape = train_args(w, "run");
+    other_shape.replace(other_shape.find("--n-embd 32"), 11, "--n-embd 64");
+    const Run shape = run_gpt2(other_shape + resume);
+    INFO(shape.out);
+    CHECK(shape.status == 2);
+    CHECK(shape.out.find("gpt2: error: --n-embd: is 64, but " + (w / "run") +
+                         "/ckpt_00000001.h5 holds n_embd 32") != std::string::npos);
+    std::string other_model = train_args(w, "run");
+    other_model.replace(other_model.find(kModel), kModel.size(), "--model gpt2");
+    const Run model = run_gpt2(other_model + resume);
+    INFO(model.out);
+    CHECK(model.status == 2);
+    CHECK(model.out.find("gpt2: error: --model: is gpt2, but ") != std::string::npos);
+    CHECK(run_gpt2(train_args(w, "run") + resume).status == 0); // the same model goes on
 }
 
 TEST_CASE("a checkpoint holds the weights, moments, step and loader position, and converts to a "
@@ -333,7 +375,8 @@ TEST_CASE("a folder holding another run's checkpoints is refused, and --overwrit
     INFO(refused.out);
     CHECK(refused.status == 2); // a usage error: --out needs --resume or --overwrite
     CHECK(count_lines(refused.out) == 1);
-    CHECK(refused.out.find("holds another run's checkpoints (newest ckpt_00000004.h5)") !=
+    CHECK(refused.out.find("holds another run's checkpoints (newest ckpt_00000004.h5): resume "
+                           "that run with --resume, or start a new one there with --overwrite") !=
           std::string::npos);
 
     // A new run with --overwrite keeps its own newest checkpoint and the old run's.

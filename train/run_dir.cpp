@@ -29,6 +29,7 @@ base::FileLock lock_folder(const std::string& dir) {
     try {
         return base::FileLock(lock);
     } catch (const base::FileError& e) {
+        if (!e.problem().starts_with("held by")) throw; // cannot create or lock it at all
         throw base::FileError(dir,
                               "in use by another training run (" + lock + " " + e.problem() + ")");
     }
@@ -46,9 +47,10 @@ RunDir::RunDir(const std::string& dir, bool resuming, bool overwrite) : lock_(lo
     if (resuming || overwrite) return;
     if (const std::string newest = latest_checkpoint(dir); !newest.empty())
         throw base::SettingError(
-            "out", dir + " holds another run's checkpoints (newest " +
-                       fs::path(newest).filename().string() +
-                       "): resume that run, or allow overwriting to start a new run there");
+            "out",
+            dir + " holds another run's checkpoints (newest " +
+                fs::path(newest).filename().string() +
+                "): resume that run with {resume}, or start a new one there with {overwrite}");
 }
 
 void truncate_log(const std::string& path, int64_t step) {

@@ -1,6 +1,7 @@
 #include "train/cli/common.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -54,6 +55,24 @@ std::string option_for(const CLI::App& cmd, const std::string& setting) {
     std::replace(name.begin(), name.end(), '_', '-');
     if (const auto it = kAliases.find(setting); it != kAliases.end()) name = it->second;
     return cmd.get_option_no_throw(name) ? name : setting;
+}
+
+// A SettingError's problem with each {setting} in it that is an option of cmd shown as
+// that option; other braces stay as they are.
+std::string with_options(const CLI::App& cmd, std::string problem) {
+    for (size_t open = 0; (open = problem.find('{', open)) != std::string::npos;) {
+        const size_t close = problem.find('}', open);
+        if (close == std::string::npos) break;
+        const std::string setting = problem.substr(open + 1, close - open - 1);
+        const std::string option = option_for(cmd, setting);
+        if (option == setting) {
+            ++open;
+            continue;
+        }
+        problem.replace(open, close + 1 - open, option);
+        open += option.size();
+    }
+    return problem;
 }
 
 // "gpt2 eval ppl": how the command is typed.
@@ -267,6 +286,18 @@ CLI::Validator at_least(double low) {
     return range_validator(">= " + number_text(low), "at least " + number_text(low),
                            [low](double v) { return v >= low; });
 }
+CLI::Validator seed_range() {
+    return CLI::Validator(
+        [](std::string& value) -> std::string {
+            uint64_t v = 0;
+            const char* end = value.data() + value.size();
+            const auto [at, ec] = std::from_chars(value.data(), end, v);
+            if (value.empty() || ec != std::errc() || at != end)
+                return "must be a whole number in [0, 18446744073709551615], got " + value;
+            return {};
+        },
+        "[0, 2^64)");
+}
 CLI::Validator above(double low) {
     return range_validator("> " + number_text(low),
                            low == 0 ? "positive" : "greater than " + number_text(low),
@@ -320,6 +351,13 @@ void require_folder(const std::string& path) {
     if (!problem.empty()) throw base::FileError(path, "cannot access (" + problem + ")");
     if (st.type() == fs::file_type::not_found) throw base::FileError(path, "no such folder");
     if (st.type() != fs::file_type::directory) throw base::FileError(path, "not a folder");
+}
+
+void require_output(const std::string& path) {
+    const fs::path folder = fs::path(path).parent_path();
+    require_folder(folder.empty() ? "." : folder.string());
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) throw base::FileError(path, "is a folder, not a file");
 }
 
 void require_tokenizer(const std::string& dir) {
@@ -416,7 +454,7 @@ int report_error(const CLI::App& app) {
     } catch (const base::SettingError& e) {
         // The same on every rank: rank 0 speaks for the job.
         if (!prints_job_errors()) return 2;
-        return usage_error(cmd, option_for(cmd, e.setting()), e.problem());
+        return usage_error(cmd, option_for(cmd, e.setting()), with_options(cmd, e.problem()));
     } catch (const base::MemoryError& e) {
         print_error(option_for(cmd, e.setting()),
                     std::string(e.what()) + "; " + how_to_use_less_memory(cmd));

@@ -76,11 +76,14 @@ CLI::Validator above(double low);                   // (low, inf)
 CLI::Validator in_range(double low, double high);   // [low, high]
 CLI::Validator from_below(double low, double high); // [low, high)
 CLI::Validator above_to(double low, double high);   // (low, high]
+CLI::Validator seed_range();                        // a uint64 written in decimal digits
 
 // Input paths, checked before anything is opened (opening a FIFO blocks): each throws
 // base::FileError unless the path exists and is a regular file, or a folder.
 void require_file(const std::string& path);
 void require_folder(const std::string& path);
+// An output file: its folder exists and it is not itself a folder (FileError otherwise).
+void require_output(const std::string& path);
 // The tokenizer folder and its encoder.json and vocab.bpe.
 void require_tokenizer(const std::string& dir);
 // Model files the loaders read for `path`: the file, and a .safetensors file's
