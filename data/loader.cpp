@@ -13,9 +13,7 @@
 
 namespace data {
 
-namespace {
-
-std::vector<std::string> expand_glob(const std::string& pattern) {
+std::vector<std::string> shard_files(const std::string& pattern) {
     glob_t g{};
     const int rc = ::glob(pattern.c_str(), 0, nullptr, &g); // sorted: no GLOB_NOSORT
     std::vector<std::string> paths;
@@ -28,6 +26,8 @@ std::vector<std::string> expand_glob(const std::string& pattern) {
     if (rc != 0) throw std::runtime_error("cannot expand the glob '" + pattern + "'");
     return paths;
 }
+
+namespace {
 
 void check_options(const LoaderOptions& o) {
     auto require = [](bool ok, const char* setting, const std::string& what, int got) {
@@ -72,7 +72,7 @@ std::string rows_text(int row_tokens) {
 
 Loader::Loader(const std::string& pattern, const LoaderOptions& options) : options_(options) {
     check_options(options_);
-    files_ = expand_glob(pattern);
+    files_ = shard_files(pattern);
     starts_.push_back(0);
     for (const auto& path : files_) {
         shards_.emplace_back(path);

@@ -32,6 +32,10 @@
 
 namespace data {
 
+// The shards a glob matches, in sorted path order, masks left out. Throws
+// std::runtime_error if it matches none.
+std::vector<std::string> shard_files(const std::string& pattern);
+
 struct LoaderOptions {
     int batch = 4; // B
     int seq = 64;  // T

@@ -414,6 +414,10 @@ TEST_CASE("option values out of range are refused before any work, and --help st
         {sample + " --top-p nan", "--top-p: must be in (0, 1], got nan"},
         {sample + " --top-p 2", "--top-p: must be in (0, 1], got 2"},
         {sample + " --top-k -1", "--top-k: must be at least 0, got -1"},
+        {sample + " --seed -1",
+         "--seed: must be a whole number in [0, 18446744073709551615], got -1"},
+        {train + " --seed 18446744073709551616",
+         "--seed: must be a whole number in [0, 18446744073709551615], got 18446744073709551616"},
         {"eval loss --model m.bin --data s.bin --batch 0", "--batch: must be positive, got 0"},
         {"tokenize --input a.txt --output o --shard-tokens 0",
          "--shard-tokens: must be at least 1, got 0"},
@@ -445,6 +449,7 @@ TEST_CASE("a FIFO or a folder given as an input file is refused before it is ope
         "convert " + (w / "fifo.bin") + " " + (w / "out.h5"),
         "eval loss --model " + (w / "model.bin") + " --data " + (w / "fifo.bin"),
         "eval lambada --model " + (w / "m.bin") + tok + " --data " + (w / "fifo.bin"),
+        "eval hellaswag " + (w / "fifo.bin") + " --model " + (w / "m.bin") + tok,
         "encode --input " + (w / "fifo.bin") + tok,
         "tokenize --input " + (w / "fifo.bin") + " --output " + (w / "o") + tok,
         "train --model " + (w / "model.bin") + " --train-data " + (w / "fifo.bin") +
@@ -465,6 +470,11 @@ TEST_CASE("an output that is one of the inputs is refused, and the input is left
     const std::string model = read_bytes(w / "model.bin"), m = read_bytes(w / "m.bin");
     const std::string tok = " --tokenizer " TOKENIZER_DIR;
     fs::create_directories(w / "sub");
+    fs::copy_file(w / "shard.bin", w / "shard.1");
+    std::ofstream(w / "shard") << "{\"step\": 1}\n";
+    const std::string train = "train --model " + (w / "model.bin") + " --train-data " +
+                              (w / "shard.bin") + " --steps 1 --batch 1 --seq 8 --out " +
+                              (w / "run");
     const std::pair<std::string, std::string> cases[] = {
         {"convert " + (w / "model.bin") + " " + (w / "model.bin"), "output: "},
         {"convert " + (w / "model.bin") + " " + (w / "sub/../model.bin"), "output: "},
@@ -478,6 +488,17 @@ TEST_CASE("an output that is one of the inputs is refused, and the input is left
          "--out: "},
         {"tokenize --input " + (w / "shard.bin") + " --output " + (w / "shard.bin") + tok,
          "--output: "},
+        {"eval hellaswag " + (w / "model.bin") + " --model " + (w / "m.bin") + tok +
+             " --per-example " + (w / "m.bin"),
+         "--per-example: "},
+        // The log is appended to, or set aside as LOG.1: never an input, nor a checkpoint.
+        {train + " --log-file " + (w / "shard.bin"), "--log-file: "},
+        {train + " --log-file " + (w / "model.bin"), "--log-file: "},
+        // An old log LOG would be set aside as LOG.1, the training data here.
+        {"train --model " + (w / "model.bin") + " --train-data " + (w / "shard.1") +
+             " --steps 1 --batch 1 --seq 8 --out " + (w / "run") + " --log-file " + (w / "shard"),
+         "--log-file: "},
+        {train + " --log-file " + (w / "run/ckpt_00000001.h5"), "--log-file: "},
     };
     for (const auto& entry : cases) {
         const auto& args = std::get<0>(entry);
@@ -487,6 +508,8 @@ TEST_CASE("an output that is one of the inputs is refused, and the input is left
     }
     CHECK(read_bytes(w / "model.bin") == model);
     CHECK(read_bytes(w / "m.bin") == m);
+    CHECK(read_bytes(w / "shard.1") == read_bytes(w / "shard.bin"));
+    CHECK(fs::exists(w / "shard"));
 
     // Shards of a prefix that would replace an input.
     std::ofstream(w / "t.txt") << "Some text to tokenize.";

@@ -1,9 +1,12 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -76,6 +79,24 @@ void check_same_run(const TrainOptions& now, const TrainOptions& saved, const st
     differs("seed", std::to_string(now.seed), std::to_string(saved.seed));
 }
 
+// A resumed run trains the checkpoint's model: a model or shape given again must be it
+// (one left at its default is not compared).
+void check_same_model(const TrainOptions& now, const TrainOptions& saved,
+                      const model::Config& config, const std::string& path) {
+    auto refuse = [&](const char* setting, const std::string& a, const std::string& b) {
+        throw base::SettingError(setting, "is " + a + ", but " + path + " holds " + b +
+                                              ": a resumed run goes on with its own model");
+    };
+    if (now.model != TrainOptions{}.model && now.model != saved.model)
+        refuse("model", now.model, "a run of " + saved.model);
+    for (auto [given, held, name] : {std::tuple{now.n_layer, config.n_layer, "n_layer"},
+                                     {now.n_head, config.n_head, "n_head"},
+                                     {now.n_embd, config.n_embd, "n_embd"},
+                                     {now.max_seq, config.max_seq, "max_seq"}})
+        if (given && given != held)
+            refuse(name, std::to_string(given), std::string(name) + " " + std::to_string(held));
+}
+
 } // namespace
 
 // Where training starts, as the root reads it.
@@ -94,6 +115,7 @@ Trainer::Start Trainer::load_start(const TrainOptions& o) {
         Checkpoint c = fs::is_directory(o.resume) ? load_latest_valid(o.resume, path, s.skipped)
                                                   : load_checkpoint(o.resume);
         check_same_run(o, train_options_from_json(c.args_json), path);
+        check_same_model(o, train_options_from_json(c.args_json), c.config, path);
         s.config = c.config;
         s.from = path + " (step " + std::to_string(c.step) + ")";
         s.checkpoint = std::move(c);
@@ -224,7 +246,17 @@ Trainer::Plan Trainer::make_plan() const {
         p.grad_accum = int(o_.total_batch_tokens / per_micro);
     }
     const double batches = double(train_loader_->batches_per_epoch());
-    p.steps = o_.steps > 0 ? o_.steps : int(std::ceil(o_.epochs * batches / p.grad_accum));
+    if (o_.steps > 0) {
+        p.steps = o_.steps;
+        return p;
+    }
+    const double steps = std::ceil(o_.epochs * batches / p.grad_accum);
+    if (steps > 1e9) { // as many as a checkpoint may record
+        char text[64];
+        std::snprintf(text, sizeof text, "makes %.3g steps of this data, more than 1e9", steps);
+        throw base::SettingError("epochs", text);
+    }
+    p.steps = int(steps);
     return p;
 }
 
@@ -603,6 +635,14 @@ std::string Trainer::write_checkpoint(const std::string& path, bool prune) {
     loop_.grad_norm_outliers = grad_norm_outliers_.state();
     agreed(comm_, [&] {
         if (!root_) return;
+        // A checkpoint that resume would refuse is never written (nor an older one pruned).
+        const float* params = std::as_const(*gpt_).params();
+        if (!std::all_of(params, params + gpt_->num_params(),
+                         [](float w) { return std::isfinite(w); }))
+            throw std::runtime_error("step " + std::to_string(step_) +
+                                     ": a weight is not a finite number after the update (is "
+                                     "the learning rate too high?); stopping (checkpoints "
+                                     "untouched)");
         save_checkpoint(path, gpt_->config(), std::as_const(*gpt_).params(),
                         {moments[0], moments[1], dp_->adam().t(), dp_->adam().config()}, step_,
                         train_loader_->state(), to_json(o_), run_id_, loop_);

@@ -151,6 +151,7 @@ void add_sample(CLI::App& app) {
         ->check(above_to(0, 1))
         ->capture_default_str();
     cmd->add_option("--seed", s.seed, "Random seed (sample i uses seed + i)")
+        ->check(seed_range())
         ->capture_default_str();
     cmd->add_option("--num-samples", o->num_samples, "Samples to draw")
         ->check(at_least(1))

@@ -89,7 +89,9 @@ void add_gradcheck(CLI::App& app) {
     cmd->add_option("--seq", o->seq, "Sequence length T")
         ->check(at_least(1))
         ->capture_default_str();
-    cmd->add_option("--seed", o->seed, "Seed for weights and tokens")->capture_default_str();
+    cmd->add_option("--seed", o->seed, "Seed for weights and tokens")
+        ->check(seed_range())
+        ->capture_default_str();
     cmd->add_option("--step", o->h, "Finite-difference step h")
         ->check(above(0))
         ->capture_default_str();

@@ -1,6 +1,11 @@
 // gpt2 train: pretraining and fine-tuning.
 #include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
+#include "data/loader.h"
+#include "data/shard.h"
 #include "eval/evaluators.h"
 #include "model/config.h"
 #include "train/cli/common.h"
@@ -121,6 +126,7 @@ void add_optimizer_options(CLI::App& cmd, TrainOptions& o) {
         ->capture_default_str()
         ->group("Optimizer");
     cmd.add_option("--seed", o.seed, "Seed for init, shuffling and samples")
+        ->check(seed_range())
         ->capture_default_str()
         ->group("Optimizer");
     cmd.add_option("--skip-loss-z", o.skip_loss_z,
@@ -260,8 +266,39 @@ void check_paths(const TrainOptions& o) {
         for (const auto& file : model_inputs(o.model)) require_file(file);
     }
     if (o.sample_every > 0 || !o.evals.empty()) require_tokenizer(o.tokenizer);
-    for (const auto& spec : eval::parse_evaluator_specs(o.evals, o.datasets))
+    std::vector<std::string> inputs;
+    for (const auto& spec : eval::parse_evaluator_specs(o.evals, o.datasets)) {
         require_file(spec.path);
+        inputs.push_back(spec.path);
+    }
+    // The log is appended to (or set aside as LOG.1): never one of the inputs.
+    if (!o.log_file.empty()) {
+        if (!o.resume.empty()) inputs.push_back(o.resume);
+        if (o.resume.empty() && !model::is_preset(o.model))
+            for (const auto& file : model_inputs(o.model)) inputs.push_back(file);
+        for (const std::string* glob : {&o.train_data, &o.val_data}) {
+            if (glob->empty()) continue;
+            std::vector<std::string> shards;
+            try {
+                shards = data::shard_files(*glob);
+            } catch (const std::runtime_error&) {
+                continue; // the loader says so, naming the option
+            }
+            for (const auto& shard : shards) {
+                inputs.push_back(shard);
+                inputs.push_back(data::mask_path(shard));
+            }
+        }
+        require_not_input(o.log_file, "log_file", inputs);
+        require_not_input(o.log_file + ".1", "log_file", inputs);
+        namespace fs = std::filesystem;
+        const auto name = fs::path(o.log_file).filename().string();
+        std::error_code ec;
+        const fs::path folder = fs::weakly_canonical(fs::absolute(o.log_file).parent_path(), ec);
+        if (!ec && folder == fs::weakly_canonical(fs::absolute(o.out), ec) && !ec &&
+            (name == "best.h5" || (name.starts_with("ckpt_") && name.ends_with(".h5"))))
+            throw base::SettingError("log_file", o.log_file + " is a checkpoint's name in --out");
+    }
 }
 
 } // namespace

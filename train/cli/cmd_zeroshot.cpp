@@ -60,7 +60,9 @@ struct ExampleEval {
         require_tokenizer(tokenizer);
         inputs.push_back(tokenizer + "/encoder.json");
         inputs.push_back(tokenizer + "/vocab.bpe");
-        if (!per_example.empty()) require_not_input(per_example, "per_example", inputs);
+        if (per_example.empty()) return;
+        require_not_input(per_example, "per_example", inputs);
+        require_output(per_example);
     }
 };
 
@@ -218,6 +220,7 @@ struct EvalHellaswagOptions {
 
 void run_hellaswag(EvalHellaswagOptions o) {
     if (!o.file.empty()) o.in.data = o.file;
+    o.in.check();
     auto gpt = load_model_as(o.in.model, o.in.precision);
     data::Tokenizer tok(o.in.tokenizer);
     const auto examples = eval::read_hellaswag(o.in.data, tok, o.variant, o.in.max_examples);
