@@ -61,6 +61,13 @@ ShardWriter::~ShardWriter() {
 
 void ShardWriter::finish() {
     if (!buffer_.empty() || (single_ && written_.empty())) flush();
+    // What would stop a rename, found before the first one.
+    for (const auto& path : paths_) {
+        std::error_code ec;
+        for (const std::string& target : {path, mask_path(path)})
+            if (fs::is_directory(target, ec))
+                throw base::FileError(target, "is a folder, where the new shard goes");
+    }
     for (const auto& path : paths_) {
         std::error_code ec;
         if (o_.masked)

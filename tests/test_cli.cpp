@@ -629,4 +629,9 @@ TEST_CASE("train checks its evaluators, samples and memory before the first step
     const Run eval_memory = run("eval loss --model " + (w / "model.bin") + " --data " +
                                 (w / "shard.bin") + " --batch 100000000 --seq 16");
     check_one_line_error(eval_memory, 1, "--batch: activations for batch 100000000 x seq 16 need");
+    // A preset too large for the machine: refused before its weights are initialised.
+    const Run huge = run_within_a_minute("train --model gpt2-xl --n-layer 4096 --train-data " +
+                                         (w / "shard.bin") + " --steps 1 --out " + (w / "run3"));
+    check_one_line_error(huge, 1, "--model: weights, gradients and AdamW moments of gpt2-xl need");
+    CHECK(huge.out.find("; use a smaller model") != std::string::npos);
 }

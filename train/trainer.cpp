@@ -14,6 +14,7 @@
 #include "base/memory.h"
 #include "eval/sample.h"
 #include "model/io.h"
+#include "model/layout.h"
 
 namespace train {
 
@@ -124,6 +125,10 @@ Trainer::Start Trainer::load_start(const TrainOptions& o) {
         s.config = model::make_config(
             o.n_layer ? o.n_layer : p.n_layer, o.n_head ? o.n_head : p.n_head,
             o.n_embd ? o.n_embd : p.n_embd, p.vocab, o.max_seq ? o.max_seq : p.max_seq);
+        // Before the initialisation, which takes a minute for the largest presets: the
+        // weights (twice while they are copied out), gradients and AdamW's moments.
+        base::check_memory(5 * model::ParamLayout(s.config).total() * sizeof(float), "model",
+                           "weights, gradients and AdamW moments of " + o.model);
         model::GPT2<float> init(s.config);
         init.init_weights(o.seed);
         s.params.assign(init.params(), init.params() + init.num_params());

@@ -456,8 +456,10 @@ int report_error(const CLI::App& app) {
         if (!prints_job_errors()) return 2;
         return usage_error(cmd, option_for(cmd, e.setting()), with_options(cmd, e.problem()));
     } catch (const base::MemoryError& e) {
-        print_error(option_for(cmd, e.setting()),
-                    std::string(e.what()) + "; " + how_to_use_less_memory(cmd));
+        print_error(
+            option_for(cmd, e.setting()),
+            std::string(e.what()) + "; " +
+                (e.setting() == "model" ? "use a smaller model" : how_to_use_less_memory(cmd)));
     } catch (const std::bad_alloc&) {
         print_error(name, "ran out of memory; " + how_to_use_less_memory(cmd));
     } catch (const CLI::ParseError& e) {
