@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -52,11 +53,20 @@ std::vector<LambadaExample> read_lambada(const std::string& path, data::Tokenize
     if (!in) throw base::FileError(path, "cannot open");
     std::vector<LambadaExample> examples;
     std::string line;
+    // JSON Lines (a .jsonl file, or one whose first passage is a JSON object) or plain
+    // text, one passage a line; a line of the other kind is an error, not a passage.
+    std::optional<bool> json_lines;
+    if (path.ends_with(".jsonl")) json_lines = true;
     for (size_t line_no = 1; std::getline(in, line); ++line_no) {
         if (!line.empty() && line.back() == '\r') line.pop_back(); // CRLF line ends
         if (line.empty()) continue;
+        if (!json_lines) json_lines = line.front() == '{';
+        if (*json_lines != (line.front() == '{'))
+            throw base::FileError(path, "line " + std::to_string(line_no) +
+                                            (*json_lines ? " is not a JSON object in JSON Lines"
+                                                         : " is a JSON object in plain text"));
         std::string text = line;
-        if (line.front() == '{') {
+        if (*json_lines) {
             try {
                 text = nlohmann::json::parse(line).at("text").get<std::string>();
             } catch (const nlohmann::json::exception& e) {

@@ -92,6 +92,23 @@ TEST_CASE("LAMBADA's last-token variant and bad files") {
     { std::ofstream(w / "bad.jsonl") << "{\"txt\": 1}\n"; }
     CHECK_THROWS_WITH_AS(eval::read_lambada(w / "bad.jsonl", tok, eval::LambadaTarget::word),
                          doctest::Contains("bad.jsonl: line 1"), std::runtime_error);
+
+    // A file is JSON Lines or plain text throughout: a line of the other kind is an error,
+    // never scored as a passage.
+    { std::ofstream(w / "mixed.jsonl") << "{\"text\": \"a b c\"}\n[1, 2]\n"; }
+    CHECK_THROWS_WITH_AS(
+        eval::read_lambada(w / "mixed.jsonl", tok, eval::LambadaTarget::word),
+        doctest::Contains("mixed.jsonl: line 2 is not a JSON object in JSON Lines"),
+        std::runtime_error);
+    { std::ofstream(w / "plain.jsonl") << "plain text line here\n"; }
+    CHECK_THROWS_WITH_AS(
+        eval::read_lambada(w / "plain.jsonl", tok, eval::LambadaTarget::word),
+        doctest::Contains("plain.jsonl: line 1 is not a JSON object in JSON Lines"),
+        std::runtime_error);
+    { std::ofstream(w / "mixed.txt") << "a b c\n{\"text\": \"a b c\"}\n"; }
+    CHECK_THROWS_WITH_AS(eval::read_lambada(w / "mixed.txt", tok, eval::LambadaTarget::word),
+                         doctest::Contains("mixed.txt: line 2 is a JSON object in plain text"),
+                         std::runtime_error);
 }
 
 TEST_CASE(
