@@ -35,11 +35,15 @@ CbtExample parse_question(std::string_view text, const auto& fail) {
     CbtExample ex;
     ex.query = std::string(trim(fields[0]));
     ex.answer = std::string(trim(fields[1]));
-    for (std::string_view c : split(fields[3], '|'))
-        if (!trim(c).empty()) ex.candidates.emplace_back(trim(c));
     if (ex.query.find("XXXXX") == std::string::npos) fail("query has no XXXXX");
     if (ex.answer.empty()) fail("no answer");
-    if (ex.candidates.empty()) fail("no candidates");
+    if (trim(fields[3]).empty()) fail("no candidates");
+    for (std::string_view c : split(fields[3], '|')) {
+        // An empty one would shift every later candidate's position: refused, not dropped.
+        if (trim(c).empty())
+            fail("candidate " + std::to_string(ex.candidates.size() + 1) + " is empty");
+        ex.candidates.emplace_back(trim(c));
+    }
     if (std::find(ex.candidates.begin(), ex.candidates.end(), ex.answer) == ex.candidates.end())
         fail("answer '" + ex.answer + "' is not among the candidates");
     return ex;

@@ -102,6 +102,7 @@ TEST_CASE("read_cbt names the file and line of what is wrong") {
              {"1 a .\r\n2 XXXXX\tc\t\ta|b\r\n",
               "bad.txt:2: answer 'c' is not among the candidates"},
              {"1 a .\n2 XXXXX\ta\t\t\n", "bad.txt:2: no candidates"},
+             {"1 a .\n2 XXXXX\ta\t\tb||a\n", "bad.txt:2: candidate 2 is empty"},
              {"1 a .\n2 XXXXX\ta\n", "bad.txt:2: question line has 2 tab-separated fields"},
              {"1 a .\n3 b .\n", "bad.txt:2: line numbered 3, expected 2"},
              {"1 a .\nb .\n", "bad.txt:2: expected a numbered line"},
