@@ -70,7 +70,8 @@ std::string rows_text(int row_tokens) {
 
 } // namespace
 
-Loader::Loader(const std::string& pattern, const LoaderOptions& options) : options_(options) {
+Loader::Loader(const std::string& pattern, const LoaderOptions& options)
+    : options_(options), pattern_(pattern) {
     check_options(options_);
     files_ = shard_files(pattern);
     starts_.push_back(0);
@@ -165,9 +166,11 @@ void Loader::enter_epoch(uint64_t epoch) {
 
 void Loader::restore(const LoaderState& state) {
     if (state.window >= windows_per_epoch_)
-        throw base::SettingError("window", "cannot restore window " + std::to_string(state.window) +
-                                               " of an epoch of " +
-                                               std::to_string(windows_per_epoch_) + " windows");
+        throw base::SettingError("train_data", pattern_ + ": an epoch of these shards is " +
+                                                   std::to_string(windows_per_epoch_) +
+                                                   " windows, and the state resumes at window " +
+                                                   std::to_string(state.window) +
+                                                   ": not the data the run was trained on");
     enter_epoch(state.epoch);
     state_.window = state.window;
     end_epoch_if_short(); // possible when the rank count changed

@@ -73,12 +73,13 @@ public:
     void next(int* inputs, int* targets);
 
     LoaderState state() const { return state_; }
-    // Throws std::invalid_argument if the window is not in the epoch; starts the next
+    // Throws base::SettingError("train_data") if the window is not in the epoch; starts the next
     // epoch if fewer than W windows are left from it.
     void restore(const LoaderState& state);
 
     const LoaderOptions& options() const { return options_; }
     const std::vector<std::string>& files() const { return files_; }
+    const std::string& pattern() const { return pattern_; } // the glob given
     size_t num_tokens() const { return n_tokens_; }
     size_t batches_per_epoch() const { return windows_per_epoch_ / size_t(options_.world); }
     size_t windows_per_epoch() const { return windows_per_epoch_; }
@@ -96,6 +97,7 @@ private:
     void read_window(size_t pos, int* inputs, int* targets) const;
 
     LoaderOptions options_;
+    std::string pattern_;
     std::vector<std::string> files_;
     std::vector<Shard> shards_;
     std::vector<ShardMask> masks_; // empty for a shard without one

@@ -35,8 +35,8 @@ LossResult loss_over_batches(model::GPT2<float>& model, data::Loader& loader, in
         kept += size_t(model.targets_kept());
     }
     if (kept == 0)
-        throw std::runtime_error("no target of the " + std::to_string(n) +
-                                 " batches is scored by the loss masks");
+        throw base::FileError(loader.pattern(), "no target of the " + std::to_string(n) +
+                                                    " batches is scored by the loss masks");
     return {sum / n * (double(bt) * n / double(kept)), n, kept};
 }
 
