@@ -323,6 +323,25 @@ ModelFile read_safetensors(const std::string& path) {
 }
 
 void write_safetensors(const std::string& path, const Config& config, const float* params) {
+    // The folder's config.json describes every .safetensors file beside it: one that holds
+    // another model's config, or cannot be replaced, is found before anything is written.
+    const std::string cfg = config_path(path);
+    std::error_code ec;
+    if (fs::is_directory(cfg, ec))
+        throw base::FileError(cfg, "is a folder, where config.json goes");
+    if (fs::exists(cfg, ec)) {
+        Config held;
+        try {
+            held = read_hf_config(path);
+        } catch (const base::FileError&) {
+            throw base::FileError(cfg, "exists and is not a GPT-2 config: write the model into "
+                                       "another folder");
+        }
+        if (!(held == config))
+            throw base::FileError(cfg, "holds another model's config (" + held.describe() +
+                                           "), which the .safetensors files beside it need: "
+                                           "write the model into another folder");
+    }
     const ParamLayout layout(config);
     std::vector<const TensorInfo*> tensors;
     for (const TensorInfo& t : layout.tensors()) tensors.push_back(&t);

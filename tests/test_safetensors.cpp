@@ -437,3 +437,29 @@ TEST_CASE("safetensors whose tensors overlap, leave a gap or disagree with dtype
         check_rejected(path, path, "expected a span of 8 bytes");
     }
 }
+
+TEST_CASE("a safetensors file is not written beside another model's config.json, nor when "
+          "config.json cannot be replaced, and nothing is touched then") {
+    testing::Workdir w;
+    const auto a = model::make_config(1, 1, 8, 64, 16), b = model::make_config(1, 2, 16, 64, 16);
+    const std::vector<float> pa(model::ParamLayout(a).total(), 0.5f),
+        pb(model::ParamLayout(b).total(), 0.25f);
+    model::write_safetensors(w / "a.safetensors", a, pa.data());
+    const std::string a_bytes = read_bytes(w / "a.safetensors"),
+                      config = read_bytes(w / "config.json");
+    CHECK_THROWS_WITH_AS(model::write_safetensors(w / "b.safetensors", b, pb.data()),
+                         doctest::Contains("config.json: holds another model's config (L1 NH1 C8"),
+                         std::runtime_error);
+    CHECK(!std::filesystem::exists(w / "b.safetensors"));
+    CHECK(read_bytes(w / "config.json") == config);
+    // The same model again, under another name: its config is the folder's already.
+    model::write_safetensors(w / "c.safetensors", a, pa.data());
+    CHECK(read_bytes(w / "c.safetensors") == a_bytes);
+    CHECK(model::read_model(w / "a.safetensors").config == a);
+
+    std::filesystem::create_directories(w / "sub/config.json");
+    std::ofstream(w / "sub/x.safetensors") << "precious";
+    CHECK_THROWS_WITH_AS(model::write_safetensors(w / "sub/x.safetensors", a, pa.data()),
+                         doctest::Contains("config.json: is a folder"), std::runtime_error);
+    CHECK(read_bytes(w / "sub/x.safetensors") == "precious");
+}
