@@ -1,5 +1,6 @@
 // Training: the Trainer in this process (records through a MemorySink, exact resume) and
 // gpt2 train end to end (Ctrl-C, NaN, checkpoints, errors).
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -167,6 +168,28 @@ TEST_CASE("Ctrl-C finishes the step, writes a checkpoint and exits 0") {
     const std::string latest = train::latest_checkpoint(w / "run");
     REQUIRE(!latest.empty());
     CHECK(train::load_checkpoint(latest).step >= 2);
+}
+
+TEST_CASE("a second SIGTERM ends a step too long to wait for, at once") {
+    Workdir w;
+    make_shards(w);
+    // A billion micro-batches: the first step would take days. The CPU-time limit (prlimit
+    // execs the program, keeping the pid) only ends the test if the run does not stop.
+    std::string args = train_args(w, "run");
+    args.replace(args.find("--grad-accum 2"), 14, "--grad-accum 1000000000");
+    const auto start = std::chrono::steady_clock::now();
+    const Run r =
+        signalled_run("prlimit --cpu=120 " + std::string(GPT2_BINARY) + " " + args + " --steps 2",
+                      "step 0 | val loss", [](pid_t pid) {
+                          usleep(1'000'000); // into step 1
+                          kill(pid, SIGTERM);
+                          usleep(300'000);
+                          kill(pid, SIGTERM);
+                      });
+    INFO(r.out);
+    CHECK(r.status == -1); // ended by a signal
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(30));
+    CHECK(train::latest_checkpoint(w / "run").empty());
 }
 
 TEST_CASE("a non-finite loss stops the run naming the step, and checkpoints are untouched") {

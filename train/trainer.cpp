@@ -28,11 +28,12 @@ namespace {
 volatile std::sig_atomic_t g_stop_signal = 0;
 
 extern "C" void request_stop(int sig) {
-    // A second Ctrl-C stops at once. Any other repeat only asks again: under mpirun a
-    // rank may get the terminal's SIGINT and then mpirun's SIGTERM for the same Ctrl-C.
-    if (sig == SIGINT && g_stop_signal == SIGINT) {
-        std::signal(SIGINT, SIG_DFL);
-        std::raise(SIGINT);
+    // A second Ctrl-C, or a second SIGTERM, stops at once (a step can be long). Other
+    // repeats only ask again: under mpirun a rank may get the terminal's SIGINT and then
+    // mpirun's SIGTERM for the same Ctrl-C.
+    if ((sig == SIGINT || sig == SIGTERM) && g_stop_signal == sig) {
+        std::signal(sig, SIG_DFL);
+        std::raise(sig);
         return;
     }
     g_stop_signal = sig;
