@@ -25,6 +25,9 @@ std::string shard_suffix(bool val, int index) {
 ShardWriter::ShardWriter(const ShardWriterOptions& o)
     : o_(o), single_(o.output.ends_with(".bin")), in_val_(!single_ && o.val_tokens > 0) {
     if (o.shard_tokens == 0) throw base::SettingError("shard_tokens", "must be positive");
+    if (single_ && o.val_tokens > 0)
+        throw base::SettingError("val_tokens", "needs a prefix as the output: one .bin shard "
+                                               "holds every token");
     if (o.row_tokens < 0 || (o.row_tokens > 0 && !o.masked))
         throw base::SettingError("row_tokens", "must be 0, or positive for masked shards (got " +
                                                    std::to_string(o.row_tokens) + ")");

@@ -33,7 +33,8 @@ struct ShardWriterOptions {
 
 class ShardWriter {
 public:
-    // Throws base::SettingError("shard_tokens") if shard_tokens is 0, or
+    // Throws base::SettingError("shard_tokens") if shard_tokens is 0,
+    // base::SettingError("val_tokens") if it is set for one .bin output, or
     // base::SettingError("row_tokens") if it is negative or set without masked.
     explicit ShardWriter(const ShardWriterOptions& options);
     ~ShardWriter(); // removes the staged shards if finish() did not run

@@ -421,6 +421,13 @@ TEST_CASE("option values out of range are refused before any work, and --help st
         {"eval loss --model m.bin --data s.bin --batch 0", "--batch: must be positive, got 0"},
         {"tokenize --input a.txt --output o --shard-tokens 0",
          "--shard-tokens: must be at least 1, got 0"},
+        // Settings that would be ignored without a word.
+        {train + " --eval-every 1", "--eval-every: runs the --eval evaluators: none given"},
+        {train + " --total-batch-tokens 16 --grad-accum 3",
+         "--grad-accum: is set by --total-batch-tokens: give one of the two"},
+        {"tokenize --input " + (w / "text.txt") + " --output " + (w / "o.bin") +
+             " --val-tokens 5 --tokenizer " TOKENIZER_DIR,
+         "--val-tokens: needs a prefix as the output: one .bin shard holds every token"},
     };
     for (const auto& entry : cases) {
         const auto& args = std::get<0>(entry);

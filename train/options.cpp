@@ -159,7 +159,7 @@ void TrainOptions::validate() const {
     at_least(sample_top_k, 0, "sample_top_k");
     at_least(sample_temperature, 0, "sample_temperature");
     at_least(eval_every, 0, "eval_every");
-    eval::parse_evaluator_specs(evals, datasets); // throws for a spec it does not know
+    const bool evaluates = !eval::parse_evaluator_specs(evals, datasets).empty(); // or throws
     require(!out.empty(), "out", "a run folder is needed");
     at_least(checkpoint_every, 0, "checkpoint_every");
     at_least(keep, 0, "keep");
@@ -177,6 +177,10 @@ void TrainOptions::validate() const {
             require(eval_every > 0, setting,
                     "follows " + tracked.name + ", which needs the evaluators run every N steps");
     }
+    // Settings that would do nothing, or be overruled, without a word.
+    require(eval_every == 0 || evaluates, "eval_every", "runs the {evals} evaluators: none given");
+    require(total_batch_tokens == 0 || grad_accum == 1, "grad_accum",
+            "is set by {total_batch_tokens}: give one of the two");
     require(zero == 0 || zero == 1, "zero", "must be 0 or 1, got " + std::to_string(zero));
 }
 
