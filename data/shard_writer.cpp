@@ -88,11 +88,15 @@ void ShardWriter::finish() {
 std::vector<std::string> ShardWriter::stale() const {
     std::vector<std::string> found;
     if (single_) return found;
+    std::error_code ec;
+    const std::string val = o_.output + shard_suffix(true, 0);
+    if (index_ == 0 && fs::exists(val, ec)) found.push_back(val);
     for (int i = index_; found.size() < 1000; ++i) {
         const std::string path = o_.output + shard_suffix(false, i);
-        std::error_code ec;
-        if (!fs::exists(path, ec)) break;
-        found.push_back(path);
+        if (fs::exists(path, ec))
+            found.push_back(path);
+        else if (i > 0) // train shards start at 0 without a val shard, at 1 with one
+            break;
     }
     return found;
 }

@@ -560,6 +560,9 @@ TEST_CASE("eval: an empty text, a one-word LAMBADA line and sample past the cont
     std::ofstream(w / "empty.txt");
     check_one_line_error(run("eval ppl" + with + " --data " + (w / "empty.txt")), 1,
                          "empty.txt: empty: there is no text to score");
+    check_one_line_error(
+        run("embed" + with + " --input " + (w / "empty.txt") + " --out " + (w / "e.h5")), 1,
+        "empty.txt: empty: there is no text to embed");
 
     std::ofstream(w / "lambada.txt", std::ios::binary) << "hello\r\nthe cat sat\r\n";
     const Run lambada = run("eval lambada" + with + " --data " + (w / "lambada.txt") +

@@ -258,6 +258,11 @@ TEST_CASE("tokenize is all or nothing: a run that fails leaves an earlier run's 
           std::string::npos);
     CHECK(text.out.find((w / "out_train_000002.bin") + " is an earlier run's shard") !=
           std::string::npos);
+
+    // Nothing to write is an error, not a run that leaves the old shards looking new.
+    std::ofstream(w / "empty.txt").flush();
+    check_one_line_error(tokenize("--input " + (w / "empty.txt") + args), 1,
+                         "gpt2: error: " + (w / "empty.txt") + ": no tokens to write");
 }
 
 TEST_CASE("tokenize refuses settings that do not fit the input format") {

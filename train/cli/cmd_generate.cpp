@@ -117,6 +117,7 @@ void run_embed(const EmbedOptions& o) {
     auto gpt = load_model_as(o.model, o.precision);
     data::Tokenizer tok(o.tokenizer);
     const auto ids = tok.encode(is_file ? read_input(o.input) : o.input);
+    if (is_file && ids.empty()) throw base::FileError(o.input, "empty: there is no text to embed");
     eval::write_hidden_states(o.out, *gpt, ids, o.all_layers, o.model);
     const model::Config& c = gpt->config();
     std::printf(

@@ -155,6 +155,15 @@ struct ExampleCounts {
     size_t rows = 0, padding = 0, split = 0, dropped = 0;
 };
 
+// Shards under a prefix are written only if there is something to write (one .bin
+// output is written even empty, as asked).
+void require_tokens(const TokenizeOptions& o, const data::ShardWriter& shards) {
+    if (shards.total() > 0 || o.shards.output.ends_with(".bin")) return;
+    throw base::FileError(o.inputs.size() == 1 ? o.inputs[0] : "the --input files",
+                          "no tokens to write (no text, or every example left out by --long "
+                          "drop)");
+}
+
 // The shards written, and a warning for each one of an earlier run that a glob over the
 // prefix would still find.
 void print_written(const data::ShardWriter& shards) {
@@ -212,6 +221,7 @@ void tokenize_jsonl(const TokenizeOptions& o, data::Tokenizer& tok, data::ShardW
         throw base::FileError(o.inputs.size() == 1 ? o.inputs[0] : "the --input files",
                               "every one of the " + std::to_string(n.lines) +
                                   " lines is bad; none is an example");
+    require_tokens(o, shards);
     shards.finish();
     progress.finish();
     const double s = progress.seconds();
@@ -260,6 +270,7 @@ void run_tokenize(const TokenizeOptions& options) {
             progress(done_bytes, shards.total());
         }
     }
+    require_tokens(o, shards);
     shards.finish();
     progress.finish();
     const double s = progress.seconds();
