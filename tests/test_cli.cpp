@@ -517,6 +517,14 @@ TEST_CASE("an output that is one of the inputs is refused, and the input is left
     CHECK(read_bytes(w / "m.bin") == m);
     CHECK(read_bytes(w / "shard.1") == read_bytes(w / "shard.bin"));
     CHECK(fs::exists(w / "shard"));
+    // A checkpoint of the folder resumed from, written into another --out.
+    REQUIRE(run(train).status == 0);
+    const std::string ckpt = read_bytes(w / "run/ckpt_00000001.h5");
+    check_one_line_error(run("train --train-data " + (w / "shard.bin") + " --steps 2 --batch 1 " +
+                             "--seq 8 --resume " + (w / "run") + " --out " + (w / "run2") +
+                             " --log-file " + (w / "run/ckpt_00000001.h5")),
+                         2, "gpt2: error: --log-file: ");
+    CHECK(read_bytes(w / "run/ckpt_00000001.h5") == ckpt);
 
     // Shards of a prefix that would replace an input.
     std::ofstream(w / "t.txt") << "Some text to tokenize.";

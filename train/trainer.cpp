@@ -89,7 +89,11 @@ void check_same_model(const TrainOptions& now, const TrainOptions& saved,
         throw base::SettingError(setting, "is " + a + ", but " + path + " holds " + b +
                                               ": a resumed run goes on with its own model");
     };
-    if (now.model != TrainOptions{}.model && now.model != saved.model)
+    std::error_code ec;
+    const bool same_file =
+        !model::is_preset(now.model) && !model::is_preset(saved.model) &&
+        fs::weakly_canonical(now.model, ec) == fs::weakly_canonical(saved.model, ec);
+    if (now.model != TrainOptions{}.model && now.model != saved.model && !same_file)
         refuse("model", now.model, "a run of " + saved.model);
     for (auto [given, held, name] : {std::tuple{now.n_layer, config.n_layer, "n_layer"},
                                      {now.n_head, config.n_head, "n_head"},

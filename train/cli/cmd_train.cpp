@@ -274,6 +274,10 @@ void check_paths(const TrainOptions& o) {
     // The log is appended to (or set aside as LOG.1): never one of the inputs.
     if (!o.log_file.empty()) {
         if (!o.resume.empty()) inputs.push_back(o.resume);
+        std::error_code ec;
+        if (std::filesystem::is_directory(o.resume, ec)) // every checkpoint it may resume
+            for (const auto& entry : std::filesystem::directory_iterator(o.resume, ec))
+                if (entry.path().extension() == ".h5") inputs.push_back(entry.path().string());
         if (o.resume.empty() && !model::is_preset(o.model))
             for (const auto& file : model_inputs(o.model)) inputs.push_back(file);
         for (const std::string* glob : {&o.train_data, &o.val_data}) {
@@ -293,7 +297,6 @@ void check_paths(const TrainOptions& o) {
         require_not_input(o.log_file + ".1", "log_file", inputs);
         namespace fs = std::filesystem;
         const auto name = fs::path(o.log_file).filename().string();
-        std::error_code ec;
         const fs::path folder = fs::weakly_canonical(fs::absolute(o.log_file).parent_path(), ec);
         if (!ec && folder == fs::weakly_canonical(fs::absolute(o.out), ec) && !ec &&
             (name == "best.h5" || (name.starts_with("ckpt_") && name.ends_with(".h5"))))
