@@ -17,7 +17,10 @@ namespace model {
 inline float exp_fast(float x) {
     const bool underflow = x < -87.33f;
     x = std::clamp(x, -87.0f, 88.0f);
-    const float k = std::nearbyint(x * 1.44269504088896341f); // x = k ln2 + r
+    // x = k ln2 + r, k rounded to nearest by adding 1.5 * 2^23: the integer k is then the
+    // low bits of j, read without a float-to-int conversion (which NaN would make UB).
+    const float j = x * 1.44269504088896341f + 12582912.0f;
+    const float k = j - 12582912.0f;
     const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -26,9 +29,8 @@ inline float exp_fast(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    // NaN goes on through p; only the conversion to the exponent must not see it.
-    const int32_t ki = k == k ? int32_t(k) : 0;
-    const float e = p * std::bit_cast<float>((ki + 127) << 23); // times 2^k
+    const int32_t ki = std::bit_cast<int32_t>(j) - 0x4B400000;
+    const float e = p * std::bit_cast<float>(uint32_t(ki + 127) << 23); // times 2^k
     return underflow ? 0.0f : e;
 }
 

@@ -90,7 +90,7 @@ Id open_file(const std::string& path) {
     if (!f) fail(path, "cannot open (" + base::errno_text() + ")");
     static constexpr unsigned char kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     int version = -1;
-    for (long at = 0; version < 0 && at >= 0 && at < (1L << 40); at = at ? at * 2 : 512) {
+    for (long at = 0; version < 0 && at < (1L << 40); at = at ? at * 2 : 512) {
         unsigned char head[9];
         if (std::fseek(f, at, SEEK_SET) != 0 || std::fread(head, 1, 9, f) != 9) break;
         if (std::equal(kSignature, kSignature + 8, head)) version = head[8];

@@ -120,8 +120,9 @@ Trainer::Start Trainer::load_start(const TrainOptions& o) {
         std::string path = o.resume;
         Checkpoint c = fs::is_directory(o.resume) ? load_latest_valid(o.resume, path, s.skipped)
                                                   : load_checkpoint(o.resume);
-        check_same_run(o, train_options_from_json(c.args_json), path);
-        check_same_model(o, train_options_from_json(c.args_json), c.config, path);
+        const TrainOptions saved = train_options_from_json(c.args_json);
+        check_same_run(o, saved, path);
+        check_same_model(o, saved, c.config, path);
         s.config = c.config;
         s.from = path + " (step " + std::to_string(c.step) + ")";
         s.checkpoint = std::move(c);

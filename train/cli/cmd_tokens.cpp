@@ -318,7 +318,8 @@ void add_tokenize(CLI::App& app) {
         ->check(at_least(1))
         ->capture_default_str();
     cmd->add_option("--val-tokens", t->shards.val_tokens,
-                    "Tokens of the validation shard, taken first (0 = none)")
+                    "Tokens of the validation shard, taken first (0 = none; needs a prefix "
+                    "as --output)")
         ->check(at_least(0))
         ->capture_default_str();
     add_choice(*cmd, "--doc-split", t->doc_split,

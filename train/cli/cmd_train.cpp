@@ -257,6 +257,42 @@ void add_parallel_options(CLI::App& cmd, TrainOptions& o) {
         ->group("Parallel");
 }
 
+// --log-file is appended to, or set aside as LOG.1 by a new run: neither may be one of
+// the run's inputs (evaluated: the evaluators' files), nor a checkpoint's name in --out.
+void check_log_file(const TrainOptions& o, std::vector<std::string> inputs) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!o.resume.empty()) inputs.push_back(o.resume);
+    if (fs::is_directory(o.resume, ec)) // every checkpoint it may resume
+        for (const auto& entry : fs::directory_iterator(o.resume, ec))
+            if (entry.path().extension() == ".h5") inputs.push_back(entry.path().string());
+    if (o.resume.empty() && !model::is_preset(o.model))
+        for (const auto& file : model_inputs(o.model)) inputs.push_back(file);
+    for (const std::string* glob : {&o.train_data, &o.val_data}) {
+        std::vector<std::string> shards;
+        try {
+            if (!glob->empty()) shards = data::shard_files(*glob);
+        } catch (const std::runtime_error&) {
+            // the loader says so, naming the option
+        }
+        for (const auto& shard : shards) {
+            inputs.push_back(shard);
+            inputs.push_back(data::mask_path(shard));
+        }
+    }
+    require_not_input(o.log_file, "log_file", inputs);
+    require_not_input(o.log_file + ".1", "log_file", inputs);
+    const auto name = fs::path(o.log_file).filename().string();
+    const bool checkpoint_name =
+        name == "best.h5" || (name.starts_with("ckpt_") && name.ends_with(".h5"));
+    std::error_code ec_log, ec_out;
+    if (checkpoint_name &&
+        fs::weakly_canonical(fs::absolute(o.log_file).parent_path(), ec_log) ==
+            fs::weakly_canonical(fs::absolute(o.out), ec_out) &&
+        !ec_log && !ec_out)
+        throw base::SettingError("log_file", o.log_file + " is a checkpoint's name in --out");
+}
+
 // Every input exists and is what it should be, before anything is opened.
 void check_paths(const TrainOptions& o) {
     if (!o.resume.empty()) {
@@ -266,42 +302,12 @@ void check_paths(const TrainOptions& o) {
         for (const auto& file : model_inputs(o.model)) require_file(file);
     }
     if (o.sample_every > 0 || !o.evals.empty()) require_tokenizer(o.tokenizer);
-    std::vector<std::string> inputs;
+    std::vector<std::string> evaluated;
     for (const auto& spec : eval::parse_evaluator_specs(o.evals, o.datasets)) {
         require_file(spec.path);
-        inputs.push_back(spec.path);
+        evaluated.push_back(spec.path);
     }
-    // The log is appended to (or set aside as LOG.1): never one of the inputs.
-    if (!o.log_file.empty()) {
-        if (!o.resume.empty()) inputs.push_back(o.resume);
-        std::error_code ec;
-        if (std::filesystem::is_directory(o.resume, ec)) // every checkpoint it may resume
-            for (const auto& entry : std::filesystem::directory_iterator(o.resume, ec))
-                if (entry.path().extension() == ".h5") inputs.push_back(entry.path().string());
-        if (o.resume.empty() && !model::is_preset(o.model))
-            for (const auto& file : model_inputs(o.model)) inputs.push_back(file);
-        for (const std::string* glob : {&o.train_data, &o.val_data}) {
-            if (glob->empty()) continue;
-            std::vector<std::string> shards;
-            try {
-                shards = data::shard_files(*glob);
-            } catch (const std::runtime_error&) {
-                continue; // the loader says so, naming the option
-            }
-            for (const auto& shard : shards) {
-                inputs.push_back(shard);
-                inputs.push_back(data::mask_path(shard));
-            }
-        }
-        require_not_input(o.log_file, "log_file", inputs);
-        require_not_input(o.log_file + ".1", "log_file", inputs);
-        namespace fs = std::filesystem;
-        const auto name = fs::path(o.log_file).filename().string();
-        const fs::path folder = fs::weakly_canonical(fs::absolute(o.log_file).parent_path(), ec);
-        if (!ec && folder == fs::weakly_canonical(fs::absolute(o.out), ec) && !ec &&
-            (name == "best.h5" || (name.starts_with("ckpt_") && name.ends_with(".h5"))))
-            throw base::SettingError("log_file", o.log_file + " is a checkpoint's name in --out");
-    }
+    if (!o.log_file.empty()) check_log_file(o, evaluated);
 }
 
 } // namespace
