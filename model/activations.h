@@ -28,10 +28,14 @@ template <class T> struct LayerActivations {
     T* fch;       // (N,4C)
     T* fch_gelu;  // (N,4C)
     T* residual3; // (N,C) block output: residual2 + MLP branch
-    // In bf16 precision the linear layers' inputs are kept in bf16, rounded once, in
-    // these instead, and ln1, ln2 and fch_gelu are null (float models only).
+    // In bf16 precision what the products and attention read is kept in bf16, rounded
+    // once where it is written, in these instead, and ln1, qkv, atty, ln2, fch and
+    // fch_gelu are null (float models only).
     bf16* ln1_bf16;      // (N,C)
+    bf16* qkv_bf16;      // (N,3C)
+    bf16* atty_bf16;     // (N,C)
     bf16* ln2_bf16;      // (N,C)
+    bf16* fch_bf16;      // (N,4C)
     bf16* fch_gelu_bf16; // (N,4C)
 };
 
@@ -65,8 +69,11 @@ template <class T> struct Activations {
     T* fch;              // (L,B,T,4C)
     T* fch_gelu;         // (L,B,T,4C)
     T* residual3;        // (L,B,T,C)
-    bf16* ln1_bf16;      // (L,B,T,C) in bf16 precision, instead of ln1, ln2, fch_gelu
+    bf16* ln1_bf16;      // (L,B,T,C) in bf16 precision, instead of ln1, qkv, ..., fch_gelu
+    bf16* qkv_bf16;      // (L,B,T,3C)
+    bf16* atty_bf16;     // (L,B,T,C)
     bf16* ln2_bf16;      // (L,B,T,C)
+    bf16* fch_bf16;      // (L,B,T,4C)
     bf16* fch_gelu_bf16; // (L,B,T,4C)
     T* lnf;              // (B,T,C)
     T* lnf_mean;         // (B,T)
@@ -90,19 +97,22 @@ template <class T> struct Activations {
                 .ln1 = at(ln1, l * ln_step),
                 .ln1_mean = ln1_mean + lbt,
                 .ln1_rstd = ln1_rstd + lbt,
-                .qkv = qkv + lbtc * 3,
-                .atty = atty + lbtc,
+                .qkv = at(qkv, lbtc * 3),
+                .atty = at(atty, lbtc),
                 .lse = lse + size_t(l) * bht,
                 .proj = proj,
                 .residual2 = residual2 + lbtc,
                 .ln2 = at(ln2, l * ln_step),
                 .ln2_mean = ln2_mean + lbt,
                 .ln2_rstd = ln2_rstd + lbt,
-                .fch = fch + lbtc * 4,
+                .fch = at(fch, lbtc * 4),
                 .fch_gelu = at(fch_gelu, l * gelu_step),
                 .residual3 = residual3 + lbtc,
                 .ln1_bf16 = at(ln1_bf16, l * ln_step),
+                .qkv_bf16 = at(qkv_bf16, lbtc * 3),
+                .atty_bf16 = at(atty_bf16, lbtc),
                 .ln2_bf16 = at(ln2_bf16, l * ln_step),
+                .fch_bf16 = at(fch_bf16, lbtc * 4),
                 .fch_gelu_bf16 = at(fch_gelu_bf16, l * gelu_step)};
     }
 };
@@ -110,11 +120,11 @@ template <class T> struct Activations {
 // The one list of activation buffers and their sizes. take(n) hands out n elements of T
 // (or, for sizing, just counts them), take_bf16(n) n of bf16; backward scratch is only
 // taken for training, the attention's scratch (slots threads) always. logit_rows: the
-// rows of the logits buffer (B*T, or a training model's chunk). bf16_inputs: keep the
-// linear layers' inputs in bf16 (bf16 precision).
+// rows of the logits buffer (B*T, or a training model's chunk). bf16_kept: keep what the
+// products and attention read in bf16 (bf16 precision).
 template <class T, class Take, class TakeBf16>
 void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn, bool training,
-                        size_t slots, Recompute recompute, size_t logit_rows, bool bf16_inputs,
+                        size_t slots, Recompute recompute, size_t logit_rows, bool bf16_kept,
                         Take&& take, TakeBf16&& take_bf16) {
     const size_t L = c.n_layer, C = c.n_embd, NH = c.n_head, BT = B * Tn;
     a.bt = BT;
@@ -124,28 +134,28 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
     a.gelu_step = recompute == Recompute::off ? 4 * a.btc : 0;
     const size_t ln_size = a.ln_step ? L * a.btc : a.btc;
     const size_t gelu_size = a.gelu_step ? L * a.btc * 4 : a.btc * 4;
-    auto take_input = [&](size_t n, T*& f, bf16*& h) { // a linear layer's input
-        f = bf16_inputs ? nullptr : take(n);
-        h = bf16_inputs ? take_bf16(n) : nullptr;
+    auto take_kept = [&](size_t n, T*& f, bf16*& h) { // in T, or in bf16 if bf16_kept
+        f = bf16_kept ? nullptr : take(n);
+        h = bf16_kept ? take_bf16(n) : nullptr;
     };
     a.encoded = take(BT * C);
-    take_input(ln_size, a.ln1, a.ln1_bf16);
+    take_kept(ln_size, a.ln1, a.ln1_bf16);
     a.ln1_mean = take(L * a.bt);
     a.ln1_rstd = take(L * a.bt);
-    a.qkv = take(L * a.btc * 3);
-    a.atty = take(L * a.btc);
+    take_kept(L * a.btc * 3, a.qkv, a.qkv_bf16);
+    take_kept(L * a.btc, a.atty, a.atty_bf16);
     a.lse = take(L * a.bht);
     a.residual2 = take(L * a.btc);
     if (a.ln_step) {
-        take_input(ln_size, a.ln2, a.ln2_bf16);
+        take_kept(ln_size, a.ln2, a.ln2_bf16);
     } else { // one buffer for both
         a.ln2 = a.ln1;
         a.ln2_bf16 = a.ln1_bf16;
     }
     a.ln2_mean = take(L * a.bt);
     a.ln2_rstd = take(L * a.bt);
-    a.fch = take(L * a.btc * 4);
-    take_input(gelu_size, a.fch_gelu, a.fch_gelu_bf16);
+    take_kept(L * a.btc * 4, a.fch, a.fch_bf16);
+    take_kept(gelu_size, a.fch_gelu, a.fch_gelu_bf16);
     a.residual3 = take(L * a.btc);
     a.lnf = take(BT * C);
     a.lnf_mean = take(BT);
@@ -200,8 +210,11 @@ template <class T> struct StepActivations {
                 .fch = fch,
                 .fch_gelu = fch_gelu,
                 .residual3 = x,
-                .ln1_bf16 = nullptr, // float inputs: a step rounds them in its products
+                .ln1_bf16 = nullptr, // all in T: a step rounds in its products
+                .qkv_bf16 = nullptr,
+                .atty_bf16 = nullptr,
                 .ln2_bf16 = nullptr,
+                .fch_bf16 = nullptr,
                 .fch_gelu_bf16 = nullptr};
     }
 };

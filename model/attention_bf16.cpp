@@ -2,8 +2,9 @@
 // layers.h.
 //
 // The blocked attention of attention.cpp, with q, k, v, the probabilities, dout and dS
-// rounded to bfloat16 per block and multiplied by AVX512_BF16 dot products
-// (vdpbf16ps), which accumulate in float; softmax, lse, D and all outputs stay float.
+// rounded to bfloat16 per block (q, k, v may come in bf16 already) and multiplied by
+// AVX512_BF16 dot products (vdpbf16ps), which accumulate in float; softmax, lse, D and
+// the gradients stay float, and the output is float or rounded once to bf16.
 // vdpbf16ps pairs neighbours along the reduction (lane i: acc += a[2i] b[2i] +
 // a[2i+1] b[2i+1]), so blocks are packed as 32-bit units of two bf16 values that are
 // neighbours along a product's reduction, the first in the low half. A block X of n rows
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include <immintrin.h>
 #include <omp.h>
@@ -50,8 +52,17 @@ BF16_TARGET inline __m256i bf16x16(const float* x, int count) {
     return (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, x));
 }
 
-// Y in the rows layout from n rows of X (row stride ld, hs values).
-BF16_TARGET void pack_rows(Unit* Y, const float* X, int ld, int n, int hs, int hsp) {
+// The same from values already in bf16.
+BF16_TARGET inline __m256i bf16x16(const bf16* x, int count) {
+    const __mmask16 mask =
+        count >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(count, 0)) - 1);
+    return _mm256_maskz_loadu_epi16(mask, x);
+}
+
+// Y in the rows layout from n rows of X (row stride ld, hs values); X in float or bf16,
+// as for every pack_* below.
+template <class In>
+BF16_TARGET void pack_rows(Unit* Y, const In* X, int ld, int n, int hs, int hsp) {
     for (int j = 0; j < n; ++j)
         for (int c0 = 0; c0 < hsp; c0 += 16)
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(Y + size_t(j) * (hsp / 2) + c0 / 2),
@@ -59,10 +70,11 @@ BF16_TARGET void pack_rows(Unit* Y, const float* X, int ld, int n, int hs, int h
 }
 
 // Y in the pairs layout from n rows of X; an odd last row pairs with zeros.
-BF16_TARGET void pack_pairs(Unit* Y, const float* X, int ld, int n, int hs, int hsp) {
+template <class In>
+BF16_TARGET void pack_pairs(Unit* Y, const In* X, int ld, int n, int hs, int hsp) {
     for (int u = 0; u < (n + 1) / 2; ++u) {
-        const float* x0 = X + size_t(2 * u) * ld;
-        const float* x1 = x0 + ld;
+        const In* x0 = X + size_t(2 * u) * ld;
+        const In* x1 = x0 + ld;
         const bool second = 2 * u + 1 < n;
         for (int c0 = 0; c0 < hsp; c0 += 16) {
             const __m512i lo = _mm512_cvtepu16_epi32(bf16x16(x0 + c0, hs - c0));
@@ -100,7 +112,8 @@ BF16_TARGET void pairs_from_rows(Unit* Y, const Unit* R, int n, int hsp) {
 }
 
 // Bt in the transposed layout from n rows of X; zero beyond n columns.
-BF16_TARGET void pack_transposed(Unit* Bt, const float* X, int ld, int n, int hs, int hsp) {
+template <class In>
+BF16_TARGET void pack_transposed(Unit* Bt, const In* X, int ld, int n, int hs, int hsp) {
     for (int j = 0; j < n; ++j)
         for (int c0 = 0; c0 < hsp; c0 += 16) {
             alignas(32) Unit units[8];
@@ -221,14 +234,15 @@ struct ForwardSlot {
     float* alpha; // (Bk)
 };
 
-// Query block i0 of head (b, h): out's rows and lse.
-BF16_TARGET void forward_block(float* out, float* lse, const ForwardSlot& s, const float* qkv,
-                               int b, int h, int i0, int Tn, int C, int NH) {
+// Query block i0 of head (b, h): out's rows and lse; qkv and out in float or bf16.
+template <class In>
+BF16_TARGET void forward_block(In* out, float* lse, const ForwardSlot& s, const In* qkv, int b,
+                               int h, int i0, int Tn, int C, int NH) {
     const int hs = C / NH, hsp = padded<float>(hs), rows = std::min(Bk, Tn - i0);
     const float scale = 1.0f / std::sqrt(float(hs));
-    const float* q = qkv + size_t(b) * Tn * 3 * C + size_t(h) * hs;
-    const float* k = q + C;
-    const float* v = q + 2 * C;
+    const In* q = qkv + size_t(b) * Tn * 3 * C + size_t(h) * hs;
+    const In* k = q + C;
+    const In* v = q + 2 * C;
     pack_transposed(s.qt, q + size_t(i0) * 3 * C, 3 * C, rows, hs, hsp);
     std::fill(s.o, s.o + size_t(Bk) * hsp, 0.0f);
     std::fill(s.m, s.m + Bk, -std::numeric_limits<float>::infinity());
@@ -248,11 +262,11 @@ BF16_TARGET void forward_block(float* out, float* lse, const ForwardSlot& s, con
         pack_pairs(s.pb, s.st, Bk, n, Bk, Bk);
         mix_rows(s.o, hsp, s.pb, 1, Bk, rows, n, s.vb, hsp, hsp, Mask::kAbove, i0 - j0); // o += p v
     }
-    float* ob = out + (size_t(b) * Tn + i0) * C + size_t(h) * hs;
+    In* ob = out + (size_t(b) * Tn + i0) * C + size_t(h) * hs;
     float* lb = lse + (size_t(b) * NH + h) * Tn + i0;
     for (int i = 0; i < rows; ++i) {
         const float inv = 1.0f / s.l[i];
-        for (int d = 0; d < hs; ++d) ob[size_t(i) * C + d] = s.o[i * hsp + d] * inv;
+        for (int d = 0; d < hs; ++d) ob[size_t(i) * C + d] = store_as<In>(s.o[i * hsp + d] * inv);
         lb[i] = s.m[i] + std::log(s.l[i]);
     }
 }
@@ -277,21 +291,29 @@ struct BackwardSlot {
     float* dd; // (T) the head's D
 };
 
-// Head (b, h): dqkv += its gradients.
-BF16_TARGET void backward_head(float* dqkv, const BackwardSlot& s, const float* dout,
-                               const float* qkv, const float* out, const float* lse, int b, int h,
-                               int Tn, int C, int NH) {
+// Head (b, h): dqkv += its gradients; qkv and out in float or bf16.
+template <class In>
+BF16_TARGET void backward_head(float* dqkv, const BackwardSlot& s, const float* dout, const In* qkv,
+                               const In* out, const float* lse, int b, int h, int Tn, int C,
+                               int NH) {
     const int hs = C / NH, hsp = padded<float>(hs);
     const float scale = 1.0f / std::sqrt(float(hs));
     const size_t head = size_t(b) * Tn * 3 * C + size_t(h) * hs;
     const size_t head_c = size_t(b) * Tn * C + size_t(h) * hs;
-    const float* q = qkv + head;
-    const float* k = q + C;
-    const float* v = q + 2 * C;
+    const In* q = qkv + head;
+    const In* k = q + C;
+    const In* v = q + 2 * C;
     const float* lse_h = lse + (size_t(b) * NH + h) * Tn;
     for (int t = 0; t < Tn; ++t) {
         const float* dot = dout + head_c + size_t(t) * C;
-        const float* ot = out + head_c + size_t(t) * C;
+        const In* ot_in = out + head_c + size_t(t) * C;
+        const float* ot = nullptr; // out's row in float; the sum below reads floats either way,
+        if constexpr (std::is_same_v<In, float>) { // so that it adds in the same order
+            ot = ot_in;
+        } else {
+            for (int d = 0; d < hs; ++d) s.dk[d] = value_of(ot_in[d]); // dk is free until below
+            ot = s.dk;
+        }
         float sum = 0;
 #pragma omp simd reduction(+ : sum)
         for (int d = 0; d < hs; ++d) sum += dot[d] * ot[d];
@@ -307,7 +329,7 @@ BF16_TARGET void backward_head(float* dqkv, const BackwardSlot& s, const float* 
         std::fill(s.dv, s.dv + size_t(Bk) * hsp, 0.0f);
         for (int i0 = j0; i0 < Tn; i0 += Bk) {
             const int rows = std::min(Bk, Tn - i0), off = i0 - j0;
-            const float* qi = q + size_t(i0) * 3 * C;
+            const In* qi = q + size_t(i0) * 3 * C;
             const float* dout_i = dout + head_c + size_t(i0) * C;
             pack_rows(s.qr, qi, 3 * C, rows, hs, hsp);
             pairs_from_rows(s.qp, s.qr, rows, hsp);
@@ -359,12 +381,11 @@ BF16_TARGET void backward_head(float* dqkv, const BackwardSlot& s, const float* 
     }
 }
 
-} // namespace
-
 // out (B,T,C), lse (B,NH,T);  qkv (B,T,3C). Threads take (batch, head, query block)
 // triples, largest first, as attention_forward.
-void attention_forward_bf16(float* out, float* lse, float* scratch, int n_slots, const float* qkv,
-                            int B, int Tn, int C, int NH) {
+template <class In>
+void forward_all(In* out, float* lse, float* scratch, int n_slots, const In* qkv, int B, int Tn,
+                 int C, int NH) {
     const int hs = C / NH, hsp = padded<float>(hs), n_blocks = (Tn + Bk - 1) / Bk;
     const size_t half_tile = size_t(Bk) * hsp / 2;
 #pragma omp parallel num_threads(std::max(1, n_slots))
@@ -389,9 +410,9 @@ void attention_forward_bf16(float* out, float* lse, float* scratch, int n_slots,
 }
 
 // dqkv (B,T,3C) += ...; threads take whole (batch, head) pairs, as attention_backward.
-void attention_backward_bf16(float* dqkv, float* scratch, int n_slots, const float* dout,
-                             const float* qkv, const float* out, const float* lse, int B, int Tn,
-                             int C, int NH) {
+template <class In>
+void backward_all(float* dqkv, float* scratch, int n_slots, const float* dout, const In* qkv,
+                  const In* out, const float* lse, int B, int Tn, int C, int NH) {
     const int hs = C / NH, hsp = padded<float>(hs);
     const size_t half_tile = size_t(Bk) * hsp / 2, half_square = size_t(Bk) * Bk / 2;
 #pragma omp parallel num_threads(std::max(1, n_slots))
@@ -419,6 +440,30 @@ void attention_backward_bf16(float* dqkv, float* scratch, int n_slots, const flo
             for (int h = 0; h < NH; ++h)
                 backward_head(dqkv, s, dout, qkv, out, lse, b, h, Tn, C, NH);
     }
+}
+
+} // namespace
+
+void attention_forward_bf16(float* out, float* lse, float* scratch, int n_slots, const float* qkv,
+                            int B, int Tn, int C, int NH) {
+    forward_all(out, lse, scratch, n_slots, qkv, B, Tn, C, NH);
+}
+
+void attention_forward_bf16(bf16* out, float* lse, float* scratch, int n_slots, const bf16* qkv,
+                            int B, int Tn, int C, int NH) {
+    forward_all(out, lse, scratch, n_slots, qkv, B, Tn, C, NH);
+}
+
+void attention_backward_bf16(float* dqkv, float* scratch, int n_slots, const float* dout,
+                             const float* qkv, const float* out, const float* lse, int B, int Tn,
+                             int C, int NH) {
+    backward_all(dqkv, scratch, n_slots, dout, qkv, out, lse, B, Tn, C, NH);
+}
+
+void attention_backward_bf16(float* dqkv, float* scratch, int n_slots, const float* dout,
+                             const bf16* qkv, const bf16* out, const float* lse, int B, int Tn,
+                             int C, int NH) {
+    backward_all(dqkv, scratch, n_slots, dout, qkv, out, lse, B, Tn, C, NH);
 }
 
 } // namespace model

@@ -23,6 +23,14 @@ inline bf16 to_bf16(float x) {
 inline float to_float(bf16 x) {
     return std::bit_cast<float>(uint32_t(x.bits) << 16);
 }
+// An element of a buffer of T or of bf16 as a number: bf16 widened to float, any other
+// type unchanged; for code that reads either.
+template <class T> inline T value_of(T x) {
+    return x;
+}
+inline float value_of(bf16 x) {
+    return to_float(x);
+}
 
 // v as an element of an Out buffer: rounded for bf16, unchanged for float or double.
 template <class Out, class T> inline Out store_as(T v) {

@@ -207,7 +207,7 @@ template <class T> void GPT2<T>::reserve(int max_batch, int max_seq, bool for_tr
     cap_seq_ = max_seq;
     cap_training_ = for_training;
     if (for_training) allocate_grads();
-    prepare_matmuls(max_batch * max_seq, for_training);
+    prepare_matmuls(max_batch * max_seq, for_training, bf16_kept());
 }
 
 // Elements of the float and the bf16 activation buffers for (max_batch, max_seq), with
@@ -220,7 +220,7 @@ std::pair<size_t, size_t> GPT2<T>::activation_elements(int max_batch, int max_se
     size_t total = 0, total_bf16 = 0;
     assign_activations(sizing, config(), max_batch, max_seq, for_training,
                        size_t(omp_get_max_threads()), recompute_, logit_rows(BT, for_training),
-                       bf16_inputs(), counter<T>(total), counter<bf16>(total_bf16));
+                       bf16_kept(), counter<T>(total), counter<bf16>(total_bf16));
     return {total, total_bf16};
 }
 
@@ -233,15 +233,16 @@ size_t GPT2<T>::reserve_bytes(int max_batch, int max_seq, bool for_training) con
 }
 
 // Every linear product of a pass on N rows, prepared now rather than in the first pass.
-// With the weights, so that derived copies (bf16) are made here too.
-template <class T> void GPT2<T>::prepare_matmuls(int N, bool training) {
+// With the weights, so that derived copies (bf16) are made here too. kept_bf16: qkv and
+// fch are kept in bf16 (Activations), so their products write bf16.
+template <class T> void GPT2<T>::prepare_matmuls(int N, bool training, bool kept_bf16) {
     const int C = config().n_embd, Vp = config().padded_vocab;
     const ParamViews<const T> p(params_.data(), layout_);
     for (int l = 0; l < config().n_layer; ++l) {
         const LayerParams<const T> w = p.layer(l);
-        mm_.prepare(N, C, 3 * C, true, training, w.qkv_w);
+        mm_.prepare(N, C, 3 * C, true, training, w.qkv_w, kept_bf16);
         mm_.prepare(N, C, C, true, training, w.attproj_w);
-        mm_.prepare(N, C, 4 * C, true, training, w.fc_w);
+        mm_.prepare(N, C, 4 * C, true, training, w.fc_w, kept_bf16);
         mm_.prepare(N, 4 * C, C, true, training, w.fcproj_w);
     }
     if (!training) {
@@ -261,7 +262,7 @@ template <class T> size_t GPT2<T>::logit_rows(size_t BT, bool training) const {
 // Points the activation fields into act_memory_ for this (B, T).
 template <class T> void GPT2<T>::carve(int B, int Tn) {
     assign_activations(acts_, config(), B, Tn, cap_training_, attn_slots_, recompute_,
-                       logit_rows(size_t(B) * Tn, cap_training_), bf16_inputs(),
+                       logit_rows(size_t(B) * Tn, cap_training_), bf16_kept(),
                        carver(act_memory_.data()), carver(act_bf16_.data()));
 }
 
@@ -271,12 +272,18 @@ template <class T> void fill_zero(T* x, size_t n) {
     std::fill(x, x + n, T(0));
 }
 
-// use(x) on a linear layer's input as LayerActivations keeps it: x = h when it is kept
-// in bf16 (bf16 precision), else f.
-template <class T, class Use> void kept_input(T* f, bf16* h, Use&& use) {
+// The activations of a block that bf16 precision keeps in bf16, all of one type A: T
+// (float or double), or bf16.
+template <class A> struct Kept { A *ln1, *qkv, *atty, *ln2, *fch, *fch_gelu; };
+
+// use(kept) on a's Kept activations: in bf16 where the model keeps them so (bf16
+// precision), else in T.
+template <class T, class Use> void with_kept(const LayerActivations<T>& a, Use&& use) {
     if constexpr (std::is_same_v<T, float>)
-        if (h) return use(h);
-    use(f);
+        if (a.qkv_bf16)
+            return use(Kept<bf16>{a.ln1_bf16, a.qkv_bf16, a.atty_bf16, a.ln2_bf16, a.fch_bf16,
+                                  a.fch_gelu_bf16});
+    use(Kept<T>{a.ln1, a.qkv, a.atty, a.ln2, a.fch, a.fch_gelu});
 }
 
 // One transformer block on N rows, through p's weights and a's buffers:
@@ -289,24 +296,20 @@ template <class T, class Attend>
 void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, int N, int C,
                    Matmul<T>& mm, Attend&& attend, const StageTimer& timer) {
     const size_t NC = size_t(N) * C;
-    kept_input(a.ln1, a.ln1_bf16, [&](auto* ln1) {
+    with_kept(a, [&](const auto& k) {
         TIMED(kNorm,
-              layernorm_forward(ln1, a.ln1_mean, a.ln1_rstd, a.residual, p.ln1_w, p.ln1_b, N, C));
-        TIMED(kMatmul, mm.forward(a.qkv, ln1, p.qkv_w, p.qkv_b, N, C, 3 * C));
+              layernorm_forward(k.ln1, a.ln1_mean, a.ln1_rstd, a.residual, p.ln1_w, p.ln1_b, N, C));
+        TIMED(kMatmul, mm.forward(k.qkv, k.ln1, p.qkv_w, p.qkv_b, N, C, 3 * C));
+        TIMED(kAttention, attend(k.atty, a.lse, k.qkv));
+        TIMED(kMatmul, mm.forward(a.proj, k.atty, p.attproj_w, p.attproj_b, N, C, C));
+        TIMED(kPointwise, residual_forward(a.residual2, a.residual, a.proj, NC));
+        TIMED(kNorm, layernorm_forward(k.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2_w, p.ln2_b,
+                                       N, C));
+        TIMED(kMatmul, mm.forward(k.fch, k.ln2, p.fc_w, p.fc_b, N, C, 4 * C));
+        TIMED(kPointwise, gelu_forward(k.fch_gelu, k.fch, NC * 4));
+        TIMED(kMatmul, mm.forward(a.proj, k.fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C));
+        TIMED(kPointwise, residual_forward(a.residual3, a.residual2, a.proj, NC));
     });
-    TIMED(kAttention, attend(a.atty, a.lse, a.qkv));
-    TIMED(kMatmul, mm.forward(a.proj, a.atty, p.attproj_w, p.attproj_b, N, C, C));
-    TIMED(kPointwise, residual_forward(a.residual2, a.residual, a.proj, NC));
-    kept_input(a.ln2, a.ln2_bf16, [&](auto* ln2) {
-        TIMED(kNorm,
-              layernorm_forward(ln2, a.ln2_mean, a.ln2_rstd, a.residual2, p.ln2_w, p.ln2_b, N, C));
-        TIMED(kMatmul, mm.forward(a.fch, ln2, p.fc_w, p.fc_b, N, C, 4 * C));
-    });
-    kept_input(a.fch_gelu, a.fch_gelu_bf16, [&](auto* fch_gelu) {
-        TIMED(kPointwise, gelu_forward(fch_gelu, a.fch, NC * 4));
-        TIMED(kMatmul, mm.forward(a.proj, fch_gelu, p.fcproj_w, p.fcproj_b, N, 4 * C, C));
-    });
-    TIMED(kPointwise, residual_forward(a.residual3, a.residual2, a.proj, NC));
 }
 
 // block_forward in reverse, into the block's gradients g (accumulated). d.dresidual (N,C)
@@ -323,39 +326,35 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
                     const StageTimer& timer) {
     const size_t NC = size_t(N) * C;
     const bool recompute_ln = recompute == Recompute::all;
-    // MLP branch.
-    kept_input(a.fch_gelu, a.fch_gelu_bf16, [&](auto* fch_gelu) {
-        if (recompute != Recompute::off) TIMED(kPointwise, gelu_forward(fch_gelu, a.fch, NC * 4));
+    with_kept(a, [&](const auto& k) {
+        // MLP branch.
+        if (recompute != Recompute::off) TIMED(kPointwise, gelu_forward(k.fch_gelu, k.fch, NC * 4));
         TIMED(kPointwise, fill_zero(d.dfch_gelu, NC * 4));
-        TIMED(kMatmul, mm.backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, fch_gelu,
+        TIMED(kMatmul, mm.backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, k.fch_gelu,
                                    p.fcproj_w, N, 4 * C, C));
-    });
-    TIMED(kPointwise, fill_zero(d.dfch, NC * 4));
-    TIMED(kPointwise, gelu_backward(d.dfch, a.fch, d.dfch_gelu, NC * 4));
-    TIMED(kPointwise, fill_zero(d.dbt_c, NC));
-    kept_input(a.ln2, a.ln2_bf16, [&](auto* ln2) {
+        TIMED(kPointwise, fill_zero(d.dfch, NC * 4));
+        TIMED(kPointwise, gelu_backward(d.dfch, k.fch, d.dfch_gelu, NC * 4));
+        TIMED(kPointwise, fill_zero(d.dbt_c, NC));
         if (recompute_ln)
-            TIMED(kNorm, layernorm_recompute(ln2, a.residual2, p.ln2_w, p.ln2_b, a.ln2_mean,
+            TIMED(kNorm, layernorm_recompute(k.ln2, a.residual2, p.ln2_w, p.ln2_b, a.ln2_mean,
                                              a.ln2_rstd, N, C));
-        TIMED(kMatmul, mm.backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, ln2, p.fc_w, N, C, 4 * C));
-    });
-    TIMED(kNorm, layernorm_backward(d.dresidual, g.ln2_w, g.ln2_b, d.dbt_c, a.residual2, p.ln2_w,
-                                    a.ln2_mean, a.ln2_rstd, N, C));
-    // Attention branch.
-    TIMED(kPointwise, fill_zero(d.dbt_c, NC));
-    TIMED(kMatmul, mm.backward(d.dbt_c, g.attproj_w, g.attproj_b, d.dresidual, a.atty, p.attproj_w,
-                               N, C, C));
-    TIMED(kPointwise, fill_zero(d.dqkv, NC * 3));
-    TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, a.qkv, a.atty, a.lse));
-    TIMED(kPointwise, fill_zero(d.dbt_c, NC));
-    kept_input(a.ln1, a.ln1_bf16, [&](auto* ln1) {
+        TIMED(kMatmul, mm.backward(d.dbt_c, g.fc_w, g.fc_b, d.dfch, k.ln2, p.fc_w, N, C, 4 * C));
+        TIMED(kNorm, layernorm_backward(d.dresidual, g.ln2_w, g.ln2_b, d.dbt_c, a.residual2,
+                                        p.ln2_w, a.ln2_mean, a.ln2_rstd, N, C));
+        // Attention branch.
+        TIMED(kPointwise, fill_zero(d.dbt_c, NC));
+        TIMED(kMatmul, mm.backward(d.dbt_c, g.attproj_w, g.attproj_b, d.dresidual, k.atty,
+                                   p.attproj_w, N, C, C));
+        TIMED(kPointwise, fill_zero(d.dqkv, NC * 3));
+        TIMED(kAttention, attend_backward(d.dqkv, d.dbt_c, k.qkv, k.atty, a.lse));
+        TIMED(kPointwise, fill_zero(d.dbt_c, NC));
         if (recompute_ln)
-            TIMED(kNorm, layernorm_recompute(ln1, a.residual, p.ln1_w, p.ln1_b, a.ln1_mean,
+            TIMED(kNorm, layernorm_recompute(k.ln1, a.residual, p.ln1_w, p.ln1_b, a.ln1_mean,
                                              a.ln1_rstd, N, C));
-        TIMED(kMatmul, mm.backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, ln1, p.qkv_w, N, C, 3 * C));
+        TIMED(kMatmul, mm.backward(d.dbt_c, g.qkv_w, g.qkv_b, d.dqkv, k.ln1, p.qkv_w, N, C, 3 * C));
+        TIMED(kNorm, layernorm_backward(d.dresidual, g.ln1_w, g.ln1_b, d.dbt_c, a.residual, p.ln1_w,
+                                        a.ln1_mean, a.ln1_rstd, N, C));
     });
-    TIMED(kNorm, layernorm_backward(d.dresidual, g.ln1_w, g.ln1_b, d.dbt_c, a.residual, p.ln1_w,
-                                    a.ln1_mean, a.ln1_rstd, N, C));
 }
 
 } // namespace
@@ -402,11 +401,12 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pa
     const ParamViews<const T> p(params_.data(), layout_);
     const Activations<T>& a = acts_;
     const StageTimer timer(profile_);
-    auto attend = [&](T* atty, T* lse, const T* qkv) {
+    const bool bf16 = precision() == Precision::bf16;
+    auto attend = [&](auto* atty, T* lse, const auto* qkv) { // in T, or kept in bf16
+        if constexpr (std::is_same_v<decltype(atty), T*>)
+            if (!bf16) return attention_forward(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
         if constexpr (std::is_same_v<T, float>)
-            if (precision() == Precision::bf16)
-                return attention_forward_bf16(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
-        attention_forward(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
+            attention_forward_bf16(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
     };
 
     TIMED(kPointwise, encoder_forward(a.encoded, tokens_.data(), p.wte, p.wpe, B, Tn, C));
@@ -494,12 +494,15 @@ template <class T> void GPT2<T>::backward() {
     const Activations<T>& a = acts_;
     const BackwardScratch<T>& d = a.backward;
     const StageTimer timer(profile_);
-    auto attend_backward = [&](T* dqkv, const T* datty, const T* qkv, const T* atty, const T* lse) {
+    const bool bf16 = precision() == Precision::bf16;
+    auto attend_backward = [&](T* dqkv, const T* datty, const auto* qkv, const auto* atty,
+                               const T* lse) { // qkv and atty in T, or kept in bf16
+        if constexpr (std::is_same_v<decltype(qkv), const T*>)
+            if (!bf16)
+                return attention_backward(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B, Tn,
+                                          C, NH);
         if constexpr (std::is_same_v<T, float>)
-            if (precision() == Precision::bf16)
-                return attention_backward_bf16(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B,
-                                               Tn, C, NH);
-        attention_backward(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B, Tn, C, NH);
+            attention_backward_bf16(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B, Tn, C, NH);
     };
 
     // The forward's classifier left d loss/d lnf in d.dbt_c and added its part of dwte.
@@ -527,7 +530,7 @@ template <class T> void GPT2<T>::start_generation(int max_positions) {
     assign_step_activations(step_acts_, c, max_positions, counter<T>(total));
     step_memory_.assign(total, T(0));
     assign_step_activations(step_acts_, c, max_positions, carver(step_memory_.data()));
-    prepare_matmuls(1, false);
+    prepare_matmuls(1, false, false); // a step's activations are all in T
 }
 
 // The forward pass of one position, B = T = 1, with attention over the cache.
@@ -548,9 +551,12 @@ template <class T> const T* GPT2<T>::step(int token, int pos) {
     encoder_forward(s.x, &token, p.wte, p.wpe + size_t(pos) * C, 1, 1, C); // wpe row pos
     for (int l = 0; l < c.n_layer; ++l) {
         T* kv = s.layer_kv(l);
-        auto attend = [&](T* atty, T*, const T* qkv) {
-            std::copy(qkv + C, qkv + 3 * C, kv + size_t(pos) * 2 * C); // this position's k | v
-            attention_step(atty, s.scores, qkv, kv, pos + 1, C, NH);
+        // A step's buffers are all in T (StepActivations::block), never kept in bf16.
+        auto attend = [&](auto* atty, T*, const auto* qkv) {
+            if constexpr (std::is_same_v<decltype(qkv), const T*>) {
+                std::copy(qkv + C, qkv + 3 * C, kv + size_t(pos) * 2 * C); // this position's k | v
+                attention_step(atty, s.scores, qkv, kv, pos + 1, C, NH);
+            }
         };
         block_forward(p.layer(l), s.block(), 1, C, mm_, attend, untimed);
     }

@@ -139,13 +139,13 @@ public:
 
 private:
     void carve(int B, int Tn);
-    void prepare_matmuls(int N, bool training);
+    void prepare_matmuls(int N, bool training, bool kept_bf16);
     size_t logit_rows(size_t BT, bool training) const; // rows of the logits buffer
     std::pair<size_t, size_t> activation_elements(int max_batch, int max_seq,
                                                   bool for_training) const;
     double classify(int N, bool training, int loss_divisor);
-    // Whether the linear layers' inputs are kept in bf16: bf16 precision.
-    bool bf16_inputs() const { return std::is_same_v<T, float> && precision() == Precision::bf16; }
+    // Whether what the products and attention read is kept in bf16: bf16 precision.
+    bool bf16_kept() const { return std::is_same_v<T, float> && precision() == Precision::bf16; }
 
     ParamLayout layout_;
     std::vector<T> params_, grads_;

@@ -78,6 +78,14 @@ void attention_forward_bf16(float* out, float* lse, float* scratch, int n_slots,
 void attention_backward_bf16(float* dqkv, float* scratch, int n_slots, const float* dout,
                              const float* qkv, const float* out, const float* lse, int B, int Tn,
                              int C, int NH);
+// The same with qkv and out kept in bf16, as a bf16 model keeps them: what the float
+// versions compute on inputs already rounded to bf16, with out rounded once (nearest
+// even) as it is written.
+void attention_forward_bf16(bf16* out, float* lse, float* scratch, int n_slots, const bf16* qkv,
+                            int B, int Tn, int C, int NH);
+void attention_backward_bf16(float* dqkv, float* scratch, int n_slots, const float* dout,
+                             const bf16* qkv, const bf16* out, const float* lse, int B, int Tn,
+                             int C, int NH);
 
 // One query position against cached keys and values, for generation (no backward).
 // out (C) = softmax(q k^T / sqrt(hs)) v per head over positions 0..n-1;
@@ -91,6 +99,9 @@ void attention_step(T* out, T* scores, const T* q, const T* kv, int n, int C, in
 template <class T, class Out> void gelu_forward(Out* out, const T* inp, size_t n);
 // dinp (n) += gelu'(inp) * dout
 template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n);
+// The same on an input kept in bf16 (bf16 precision), in float arithmetic.
+void gelu_forward(bf16* out, const bf16* inp, size_t n);
+void gelu_backward(float* dinp, const bf16* inp, const float* dout, size_t n);
 
 // Residual add. out (n) = a + b
 template <class T> void residual_forward(T* out, const T* a, const T* b, size_t n);

@@ -32,10 +32,15 @@ public:
     void forward(T* out, const bf16* inp, const T* weight, const T* bias, int N, int C, int OC);
     void backward(T* dinp, T* dweight, T* dbias, const T* dout, const bf16* inp, const T* weight,
                   int N, int C, int OC);
+    // The bf16 forward product with out rounded to bf16 (nearest even) as it is written,
+    // for outputs kept in bf16 (qkv, fch).
+    void forward(bf16* out, const bf16* inp, const T* weight, const T* bias, int N, int C, int OC);
     // Prepares a shape's products before their first use: the forward one (with a bias
-    // or without), and with `training` the two backward ones too; given the weight
-    // tensor, also the room for its derived copies (bf16).
-    void prepare(int N, int C, int OC, bool bias, bool training, const T* weight = nullptr);
+    // or without; with `bf16_out` the one above, in bf16 precision), and with `training`
+    // the two backward ones too; given the weight tensor, also the room for its derived
+    // copies (bf16).
+    void prepare(int N, int C, int OC, bool bias, bool training, const T* weight = nullptr,
+                 bool bf16_out = false);
 
     // bf16: products read bfloat16 copies of their inputs and weights and accumulate in
     // float (float only; check_precision_supported first). Default fp32.

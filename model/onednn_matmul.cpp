@@ -22,10 +22,10 @@ void check(dnnl_status_t status, const char* what) {
 }
 
 // The memory descriptors of a product (see Impl::Product) and whether it accumulates.
-// bf16: src and weights in bf16, dst, bias and accumulation in f32. Weights stay in
-// their plain (OC,C) layout, so that one bf16 copy serves the forward product and the
-// input gradient: oneDNN 2.6's reorders into its blocked layouts run at under 1 GB/s,
-// which would cost more per step than the blocked layout gains.
+// bf16: src and weights in bf16, dst (unless bf16_dst), bias and accumulation in f32. Weights stay
+// in their plain (OC,C) layout, so that one bf16 copy serves the forward product and the input
+// gradient: oneDNN 2.6's reorders into its blocked layouts run at under 1 GB/s, which would cost
+// more per step than the blocked layout gains.
 struct Shapes {
     memory::desc src, weights, bias, dst;
     bool accumulate = false;
@@ -41,7 +41,7 @@ Shapes shapes_of(const Impl::Key& k) {
     case Impl::Product::forward_bias:
         s.src = memory::desc({N, C}, in, tag::ab);
         s.weights = memory::desc({C, OC}, in, tag::ba);
-        s.dst = memory::desc({N, OC}, f32, tag::ab);
+        s.dst = memory::desc({N, OC}, k.bf16_dst ? memory::data_type::bf16 : f32, tag::ab);
         if (k.product == Impl::Product::forward_bias) s.bias = memory::desc({1, OC}, f32, tag::ab);
         break;
     case Impl::Product::input_grad:
@@ -127,8 +127,7 @@ const bf16* Impl::round(std::vector<bf16>& into, const float* x, size_t n) {
     return into.data();
 }
 
-void Impl::run(const Key& key, const void* src, const void* weights, const float* bias,
-               float* dst) {
+void Impl::run(const Key& key, const void* src, const void* weights, const float* bias, void* dst) {
     Prepared& p = get(key);
     p.src.set_data_handle(const_cast<void*>(src));
     p.weights.set_data_handle(const_cast<void*>(weights));
@@ -144,6 +143,15 @@ void Matmul<float>::forward(float* out, const bf16* inp, const float* weight, co
                             int N, int C, int OC) {
     if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 input in fp32");
     const Impl::Key key = impl_->forward_key(N, C, OC, bias);
+    const void* w = impl_->weight_copy(weight, size_t(OC) * C);
+    impl_->run(key, inp, w, bias, out);
+}
+
+template <>
+void Matmul<float>::forward(bf16* out, const bf16* inp, const float* weight, const float* bias,
+                            int N, int C, int OC) {
+    if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 output in fp32");
+    const Impl::Key key = impl_->forward_key(N, C, OC, bias, true, true);
     const void* w = impl_->weight_copy(weight, size_t(OC) * C);
     impl_->run(key, inp, w, bias, out);
 }
@@ -187,9 +195,10 @@ void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const fl
 }
 
 template <>
-void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, const float* weight) {
+void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, const float* weight,
+                            bool bf16_out) {
     const bool bf16 = precision_ == Precision::bf16;
-    impl_->get(impl_->forward_key(N, C, OC, bias, bf16));
+    impl_->get(impl_->forward_key(N, C, OC, bias, bf16, bf16 && bf16_out));
     if (bf16 && weight) impl_->copy_of(weight, size_t(OC) * C);
     if (!training) return;
     impl_->get({Impl::Product::input_grad, N, C, OC, bf16});

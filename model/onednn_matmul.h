@@ -26,7 +26,8 @@ template <> struct Matmul<float>::Impl {
     struct Key {
         Product product;
         int N, C, OC;
-        bool bf16;
+        bool bf16;             // src and weights in bf16
+        bool bf16_dst = false; // dst too (forward products only)
         auto operator<=>(const Key&) const = default;
     };
     struct Prepared {
@@ -42,15 +43,16 @@ template <> struct Matmul<float>::Impl {
         bool fresh = false;
     };
 
-    static Key forward_key(int N, int C, int OC, bool bias, bool bf16 = true) {
-        return {bias ? Product::forward_bias : Product::forward, N, C, OC, bf16};
+    static Key forward_key(int N, int C, int OC, bool bias, bool bf16 = true,
+                           bool bf16_dst = false) {
+        return {bias ? Product::forward_bias : Product::forward, N, C, OC, bf16, bf16_dst};
     }
     Prepared& get(const Key& key); // prepares the product on first use
     // The bf16 copy of `weight` (n elements): copy_of finds or makes its buffer,
     // weight_copy also brings its values up to date.
     WeightCopy& copy_of(const float* weight, size_t n);
     const void* weight_copy(const float* weight, size_t n);
-    void run(const Key& key, const void* src, const void* weights, const float* bias, float* dst);
+    void run(const Key& key, const void* src, const void* weights, const float* bias, void* dst);
     // Rounds n floats to bf16 into `into` (grown at preparation, not here).
     const bf16* round(std::vector<bf16>& into, const float* x, size_t n);
 

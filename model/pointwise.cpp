@@ -8,28 +8,50 @@
 
 namespace model {
 
-// out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-template <class T, class Out> void gelu_forward(Out* out, const T* inp, size_t n) {
+namespace {
+
+// out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in T arithmetic on an input
+// of T or bf16.
+template <class T, class Out, class In> void gelu_forward_in(Out* out, const In* inp, size_t n) {
     const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
-        const T x = inp[i];
+        const T x = value_of(inp[i]);
         out[i] = store_as<Out>(T(0.5) * x * (T(1) + tanh_fast(s * (x + T(0.044715) * x * x * x))));
     }
 }
 
 // gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) s (1 + 3 * 0.044715 x^2),
 // u = s (x + 0.044715 x^3)
-template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n) {
+template <class T, class In>
+void gelu_backward_in(T* dinp, const In* inp, const T* dout, size_t n) {
     const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
-        const T x = inp[i];
+        const T x = value_of(inp[i]);
         const T th = tanh_fast(s * (x + T(0.044715) * x * x * x));
         const T grad = T(0.5) * (T(1) + th) +
                        T(0.5) * x * (T(1) - th * th) * s * (T(1) + T(3 * 0.044715) * x * x);
         dinp[i] += grad * dout[i];
     }
+}
+
+} // namespace
+
+template <class T, class Out> void gelu_forward(Out* out, const T* inp, size_t n) {
+    gelu_forward_in<T>(out, inp, n);
+}
+
+template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n) {
+    gelu_backward_in(dinp, inp, dout, n);
+}
+
+void gelu_forward(bf16* out, const bf16* inp, size_t n) {
+    gelu_forward_in<float>(out, inp, n);
+}
+
+void gelu_backward(float* dinp, const bf16* inp, const float* dout, size_t n) {
+    gelu_backward_in(dinp, inp, dout, n);
 }
 
 // out (n) = a + b

@@ -325,6 +325,56 @@ TEST_CASE("bf16 products on inputs kept in bf16 equal those on float inputs, bit
                     std::logic_error);
 }
 
+TEST_CASE("bf16 products written in bf16 round the float result once") {
+    if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
+    const int N = 19, C = 40, OC = 72;
+    std::mt19937 rng(8);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> x(size_t(N) * C), w(size_t(OC) * C), bias(OC);
+    for (auto* v : {&x, &w, &bias})
+        for (float& e : *v) e = u(rng);
+    std::vector<bf16> xh(x.size());
+    to_bf16(xh.data(), x.data(), x.size());
+    Matmul<float> mm;
+    mm.set_precision(Precision::bf16);
+    mm.prepare(N, C, OC, true, false, w.data(), true);
+    std::vector<float> y(size_t(N) * OC);
+    std::vector<bf16> yh(y.size());
+    for (const float* b :
+         {static_cast<const float*>(bias.data()), static_cast<const float*>(nullptr)}) {
+        CAPTURE(b != nullptr);
+        mm.forward(y.data(), xh.data(), w.data(), b, N, C, OC);
+        mm.forward(yh.data(), xh.data(), w.data(), b, N, C, OC);
+        size_t mismatches = 0;
+        for (size_t i = 0; i < y.size(); ++i) mismatches += yh[i].bits != to_bf16(y[i]).bits;
+        CHECK(mismatches == 0);
+    }
+    Matmul<float> fp32; // outputs in bf16 belong to bf16 precision only
+    CHECK_THROWS_AS(fp32.forward(yh.data(), xh.data(), w.data(), nullptr, N, C, OC),
+                    std::logic_error);
+}
+
+TEST_CASE("GELU on an input kept in bf16 is GELU on its value in float") {
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    const size_t n = 1000;
+    std::vector<bf16> xh(n);
+    std::vector<float> x(n), dout(n);
+    for (size_t i = 0; i < n; ++i) {
+        xh[i] = to_bf16(nd(rng));
+        x[i] = to_float(xh[i]);
+        dout[i] = nd(rng);
+    }
+    std::vector<bf16> g_from_float(n), g_from_bf16(n);
+    gelu_forward(g_from_float.data(), x.data(), n);
+    gelu_forward(g_from_bf16.data(), xh.data(), n);
+    std::vector<float> dx(n, 0.5f), dx_h(n, 0.5f);
+    gelu_backward(dx.data(), x.data(), dout.data(), n);
+    gelu_backward(dx_h.data(), xh.data(), dout.data(), n);
+    for (size_t i = 0; i < n; ++i) CHECK(g_from_bf16[i].bits == g_from_float[i].bits);
+    CHECK(dx_h == dx);
+}
+
 TEST_CASE("attention is causal and mixes values by softmax(q k^T / sqrt(hs))") {
     // B = 1, T = 2, C = 2, one head. Rows of qkv are q | k | v.
     std::vector<double> qkv = {1, 0, 1, 0, 1, 2,  // t = 0
@@ -503,13 +553,55 @@ TEST_CASE("bf16 attention matches the float kernel to bfloat16 precision") {
                 return std::array{out, lse, dqkv};
             };
             const auto fp32 = run(attention_forward<float>, attention_backward<float>);
-            const auto bf16 = run(attention_forward_bf16, attention_backward_bf16);
+            const auto bf16 = run([](auto... x) { attention_forward_bf16(x...); },
+                                  [](auto... x) { attention_backward_bf16(x...); });
             for (int i = 0; i < 3; ++i) {
                 CAPTURE(i); // out, lse, dqkv
                 CHECK(rel_error(bf16[i], std::vector<double>(fp32[i].begin(), fp32[i].end())) <
                       1e-2);
             }
         }
+}
+
+TEST_CASE("bf16 attention on q, k, v kept in bf16 equals it on the same values in float") {
+    if (!cpu_has_bf16()) return;
+    // The float-input kernel rounds q, k, v as it packs them: given values that are bf16
+    // already, both read the same bits, so their results agree exactly, the output
+    // rounded once where the bf16 kernel writes it.
+    std::mt19937 rng(17);
+    for (const int Tn : {1, 7, 64, 65, 130, 257}) {
+        CAPTURE(Tn);
+        const int B = 2, C = 96, NH = 2, slots = 2;
+        const auto qkv64 = random_normal(rng, size_t(B) * Tn * 3 * C, 1.0);
+        const auto dout64 = random_normal(rng, size_t(B) * Tn * C, 1.0);
+        std::vector<bf16> qkv_h(qkv64.size());
+        std::vector<float> qkv(qkv64.size()), dout(dout64.begin(), dout64.end());
+        for (size_t i = 0; i < qkv.size(); ++i) {
+            qkv_h[i] = to_bf16(float(qkv64[i]));
+            qkv[i] = to_float(qkv_h[i]);
+        }
+        std::vector<float> scratch(slots * attention_scratch_size<float>(Tn, C / NH));
+        std::vector<float> out(size_t(B) * Tn * C), lse(size_t(B) * NH * Tn), lse_h(lse.size());
+        std::vector<bf16> out_h(out.size());
+        attention_forward_bf16(out.data(), lse.data(), scratch.data(), slots, qkv.data(), B, Tn, C,
+                               NH);
+        attention_forward_bf16(out_h.data(), lse_h.data(), scratch.data(), slots, qkv_h.data(), B,
+                               Tn, C, NH);
+        CHECK(lse_h == lse);
+        size_t out_mismatches = 0;
+        for (size_t i = 0; i < out.size(); ++i)
+            out_mismatches += out_h[i].bits != to_bf16(out[i]).bits;
+        CHECK(out_mismatches == 0);
+        // Backward reads out as kept: in float the same rounded values.
+        std::vector<float> out_rounded(out.size());
+        for (size_t i = 0; i < out.size(); ++i) out_rounded[i] = to_float(out_h[i]);
+        std::vector<float> dqkv(qkv.size(), 0.5f), dqkv_h(qkv.size(), 0.5f);
+        attention_backward_bf16(dqkv.data(), scratch.data(), slots, dout.data(), qkv.data(),
+                                out_rounded.data(), lse.data(), B, Tn, C, NH);
+        attention_backward_bf16(dqkv_h.data(), scratch.data(), slots, dout.data(), qkv_h.data(),
+                                out_h.data(), lse.data(), B, Tn, C, NH);
+        CHECK(dqkv_h == dqkv);
+    }
 }
 
 TEST_CASE("attention's results do not depend on the number of threads") {
