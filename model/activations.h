@@ -45,9 +45,9 @@ template <class T> struct BackwardScratch {
     T* dresidual; // (B,T,C) gradient of the residual stream
     T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty; from a training
                   // forward until its backward, the classifier's d loss/d lnf
-    T* dqkv;      // (B,T,3C)
-    T* dfch;      // (B,T,4C)
-    T* dfch_gelu; // (B,T,4C)
+    T* dfch;      // (B,T,4C) gradient of fch_gelu, then in place of fch
+    T* dqkv;      // (B,T,3C) in dfch's memory: the attention branch's backward runs after
+                  // the MLP branch's is done with it
 };
 
 // Carved from one allocation sized for at most (max_batch, max_seq) at reserve() time.
@@ -168,9 +168,8 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
     BackwardScratch<T>& d = a.backward;
     d.dresidual = take(k * BT * C);
     d.dbt_c = take(k * BT * C);
-    d.dqkv = take(k * BT * 3 * C);
     d.dfch = take(k * BT * 4 * C);
-    d.dfch_gelu = take(k * BT * 4 * C);
+    d.dqkv = d.dfch;
 }
 
 // Incremental decoding: one position's buffers (B = T = 1) and the key/value cache.

@@ -315,7 +315,7 @@ void block_forward(const LayerParams<const T>& p, const LayerActivations<T>& a, 
 // block_forward in reverse, into the block's gradients g (accumulated). d.dresidual (N,C)
 // holds the gradient of residual3 on entry and that of residual on return: the skip
 // paths pass it through unchanged, and each branch's LayerNorm adds its input gradient.
-// Scratch: d.dbt_c (N,C), d.dqkv (N,3C), d.dfch and d.dfch_gelu (N,4C).
+// Scratch: d.dbt_c (N,C), d.dfch (N,4C), then d.dqkv (N,3C) in the same memory.
 // attend_backward(dqkv (N,3C), datty (N,C), qkv, atty, lse) adds attend's input gradient,
 // from its inputs and outputs. What `recompute` does not keep, it recomputes into the
 // shared buffer just before use.
@@ -329,11 +329,10 @@ void block_backward(const LayerParams<T>& g, const LayerParams<const T>& p,
     with_kept(a, [&](const auto& k) {
         // MLP branch.
         if (recompute != Recompute::off) TIMED(kPointwise, gelu_forward(k.fch_gelu, k.fch, NC * 4));
-        TIMED(kPointwise, fill_zero(d.dfch_gelu, NC * 4));
-        TIMED(kMatmul, mm.backward(d.dfch_gelu, g.fcproj_w, g.fcproj_b, d.dresidual, k.fch_gelu,
-                                   p.fcproj_w, N, 4 * C, C));
         TIMED(kPointwise, fill_zero(d.dfch, NC * 4));
-        TIMED(kPointwise, gelu_backward(d.dfch, k.fch, d.dfch_gelu, NC * 4));
+        TIMED(kMatmul, mm.backward(d.dfch, g.fcproj_w, g.fcproj_b, d.dresidual, k.fch_gelu,
+                                   p.fcproj_w, N, 4 * C, C));             // d fch_gelu
+        TIMED(kPointwise, gelu_backward_in_place(d.dfch, k.fch, NC * 4)); // d fch
         TIMED(kPointwise, fill_zero(d.dbt_c, NC));
         if (recompute_ln)
             TIMED(kNorm, layernorm_recompute(k.ln2, a.residual2, p.ln2_w, p.ln2_b, a.ln2_mean,

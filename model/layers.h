@@ -5,7 +5,8 @@
 // - outputs come first; N = B*T rows; a shape (B,T,C) is row-major, C fastest.
 // - backward functions ACCUMULATE (+=) into every gradient they write, so the caller
 //   zeroes a buffer once and several paths (or micro-batches) can add into it.
-//   The one exception is softmax_crossentropy_backward, which assigns.
+//   The exceptions, which assign, are softmax_crossentropy_backward and
+//   gelu_backward_in_place.
 // - No function allocates; scratch space is passed in.
 #pragma once
 
@@ -99,9 +100,13 @@ void attention_step(T* out, T* scores, const T* q, const T* kv, int n, int C, in
 template <class T, class Out> void gelu_forward(Out* out, const T* inp, size_t n);
 // dinp (n) += gelu'(inp) * dout
 template <class T> void gelu_backward(T* dinp, const T* inp, const T* dout, size_t n);
+// d (n) = gelu'(inp) * d: the gradient of GELU's output becomes that of its input, in
+// place (ASSIGNS; the same numbers as gelu_backward into zeroes, without a second buffer).
+template <class T> void gelu_backward_in_place(T* d, const T* inp, size_t n);
 // The same on an input kept in bf16 (bf16 precision), in float arithmetic.
 void gelu_forward(bf16* out, const bf16* inp, size_t n);
 void gelu_backward(float* dinp, const bf16* inp, const float* dout, size_t n);
+void gelu_backward_in_place(float* d, const bf16* inp, size_t n);
 
 // Residual add. out (n) = a + b
 template <class T> void residual_forward(T* out, const T* a, const T* b, size_t n);

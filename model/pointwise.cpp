@@ -23,17 +23,22 @@ template <class T, class Out, class In> void gelu_forward_in(Out* out, const In*
 
 // gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) s (1 + 3 * 0.044715 x^2),
 // u = s (x + 0.044715 x^3)
+template <class T> inline T gelu_grad(T x) {
+    const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
+    const T th = tanh_fast(s * (x + T(0.044715) * x * x * x));
+    return T(0.5) * (T(1) + th) +
+           T(0.5) * x * (T(1) - th * th) * s * (T(1) + T(3 * 0.044715) * x * x);
+}
+
 template <class T, class In>
 void gelu_backward_in(T* dinp, const In* inp, const T* dout, size_t n) {
-    const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
 #pragma omp parallel for simd
-    for (size_t i = 0; i < n; ++i) {
-        const T x = value_of(inp[i]);
-        const T th = tanh_fast(s * (x + T(0.044715) * x * x * x));
-        const T grad = T(0.5) * (T(1) + th) +
-                       T(0.5) * x * (T(1) - th * th) * s * (T(1) + T(3 * 0.044715) * x * x);
-        dinp[i] += grad * dout[i];
-    }
+    for (size_t i = 0; i < n; ++i) dinp[i] += gelu_grad(T(value_of(inp[i]))) * dout[i];
+}
+
+template <class T, class In> void gelu_backward_in_place_in(T* d, const In* inp, size_t n) {
+#pragma omp parallel for simd
+    for (size_t i = 0; i < n; ++i) d[i] = gelu_grad(T(value_of(inp[i]))) * d[i];
 }
 
 } // namespace
@@ -54,6 +59,14 @@ void gelu_backward(float* dinp, const bf16* inp, const float* dout, size_t n) {
     gelu_backward_in(dinp, inp, dout, n);
 }
 
+template <class T> void gelu_backward_in_place(T* d, const T* inp, size_t n) {
+    gelu_backward_in_place_in(d, inp, n);
+}
+
+void gelu_backward_in_place(float* d, const bf16* inp, size_t n) {
+    gelu_backward_in_place_in(d, inp, n);
+}
+
 // out (n) = a + b
 template <class T> void residual_forward(T* out, const T* a, const T* b, size_t n) {
 #pragma omp parallel for simd
@@ -72,6 +85,7 @@ template <class T> void residual_backward(T* da, T* db, const T* dout, size_t n)
 #define INSTANTIATE(T)                                                                             \
     template void gelu_forward<T, T>(T*, const T*, size_t);                                        \
     template void gelu_backward<T>(T*, const T*, const T*, size_t);                                \
+    template void gelu_backward_in_place<T>(T*, const T*, size_t);                                 \
     template void residual_forward<T>(T*, const T*, const T*, size_t);                             \
     template void residual_backward<T>(T*, T*, const T*, size_t);
 INSTANTIATE(float)

@@ -669,6 +669,37 @@ TEST_CASE("gelu uses GPT-2's tanh approximation") {
     CHECK(y[3] == Approx(1.9545977).epsilon(1e-6));
 }
 
+TEST_CASE("gelu's backward in place gives what it accumulates into zeroes") {
+    std::mt19937 rng(21);
+    std::normal_distribution<double> nd(0.0, 3.0);
+    const size_t n = 1000;
+    std::vector<double> x(n), dout(n);
+    for (size_t i = 0; i < n; ++i) {
+        x[i] = nd(rng);
+        dout[i] = nd(rng);
+    }
+    // gelu'(x) at hand-computed points: gelu'(0) = 0.5, and gelu'(1) = 1.0829640 for
+    // GPT-2's tanh form (its derivative written out, evaluated at x = 1).
+    std::vector<double> d = {2.0, 3.0}, at = {0.0, 1.0};
+    gelu_backward_in_place(d.data(), at.data(), 2);
+    CHECK(d[0] == Approx(1.0));
+    CHECK(d[1] == Approx(3 * 1.0829640).epsilon(1e-6));
+    auto check = [&](auto zero, const auto& xs, auto in_place) {
+        using T = decltype(zero);
+        const std::vector<T> g(dout.begin(), dout.end());
+        std::vector<T> accumulated(n, T(0)), assigned = g;
+        gelu_backward(accumulated.data(), xs.data(), g.data(), n);
+        in_place(assigned.data(), xs.data());
+        CHECK(assigned == accumulated);
+    };
+    check(0.0, x, [&](double* g, const double* xs) { gelu_backward_in_place(g, xs, n); });
+    const std::vector<float> xf(x.begin(), x.end());
+    check(0.0f, xf, [&](float* g, const float* xs) { gelu_backward_in_place(g, xs, n); });
+    std::vector<bf16> xh(n);
+    to_bf16(xh.data(), xf.data(), n);
+    check(0.0f, xh, [&](float* g, const bf16* xs) { gelu_backward_in_place(g, xs, n); });
+}
+
 TEST_CASE("residual add and its backward") {
     const std::vector<float> a = {1, 2}, b = {10, 20};
     std::vector<float> out(2), da = {1, 1}, db = {0, 0};

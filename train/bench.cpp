@@ -104,8 +104,8 @@ Timings time_steps(const BenchOptions& o, Communicator& comm, model::GPT2<float>
     return t;
 }
 
-// The largest peak RSS of any rank, in GB (collective).
-double peak_rss_gb(Communicator& comm) {
+// The largest peak RSS of any rank, in GiB (collective).
+double peak_rss_gib(Communicator& comm) {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     std::vector<float> rss(size_t(comm.size()), 0.0f);
@@ -184,7 +184,7 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     r.tok_per_s_per_rank = double(o.batch) * o.seq / median;
     r.tok_per_s = comm.allreduce_sum(r.tok_per_s_per_rank);
     r.mfu = r.peak_gflops > 0 ? r.flops_per_token * r.tok_per_s / (r.peak_gflops * 1e9) : 0;
-    r.peak_rss_gb = peak_rss_gb(comm);
+    r.peak_rss_gib = peak_rss_gib(comm);
     if (dp && r.ranks > 1) r.reduction = dp->describe();
     fill_breakdown(r, o, *gpt, t);
     return r;

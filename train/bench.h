@@ -24,7 +24,7 @@ struct BenchOptions {
     // The job's peak GFLOP/s in FP32 FMA and in bf16 dot products (0: measure it); MFU
     // is against the one of `precision`.
     double peak_gflops = 0, peak_gflops_bf16 = 0;
-    model::Recompute recompute = model::Recompute::off;
+    model::Recompute recompute = model::Recompute::gelu;
     ParallelOptions parallel;
 
     void validate() const; // throws base::SettingError naming the field
@@ -42,7 +42,7 @@ struct BenchResult {
     // precision used, which mfu is measured against.
     double peak_gflops_fp32 = 0, peak_gflops_bf16 = 0, peak_gflops = 0, mfu = 0;
     double comm_ms_per_step = 0, wait_ms_per_step = 0; // medians; several ranks only
-    double peak_rss_gb = 0;                            // the largest of any rank
+    double peak_rss_gib = 0;                           // the largest of any rank
     std::string reduction; // how gradients were reduced (several ranks, training)
     // Mean milliseconds per step by part: the model's stages, then optimizer,
     // communication, waiting and other; and the mean step they add up to.

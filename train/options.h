@@ -68,8 +68,9 @@ struct TrainOptions {
     // reduction with the backward pass (stage 0 only).
     int zero = 0;
     bool overlap = true;
-    // Memory: what backward recomputes instead of keeping (model/recompute.h).
-    model::Recompute recompute = model::Recompute::off;
+    // Memory: what backward recomputes instead of keeping (model/recompute.h); gelu by
+    // default, as llm.c: about 1% of a step for the largest per-layer activation.
+    model::Recompute recompute = model::Recompute::gelu;
 
     // Throws base::SettingError naming the field (as spelled here) that is out of range
     // or disagrees with another.

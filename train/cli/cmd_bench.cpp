@@ -38,7 +38,7 @@ void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
         {"peak_gflops_bf16", r.peak_gflops_bf16},
         {"peak_gflops", r.peak_gflops},
         {"mfu", r.mfu},
-        {"peak_rss_gb", r.peak_rss_gb},
+        {"peak_rss_gib", r.peak_rss_gib},
         {"breakdown_ms", breakdown}};
     std::printf("%s\n", j.dump().c_str());
 }
@@ -52,9 +52,9 @@ void print_text(const train::BenchOptions& o, const train::BenchResult& r) {
                 o.forward_only ? "forward only" : "training steps (forward, backward, AdamW)",
                 precision, r.matmul.c_str(), model::recompute_name(o.recompute));
     std::printf("median %.1f ms/step over %d steps | %.1f tok/s | %.3g GFLOP/token | "
-                "%.1f GFLOP/s = %.1f%% MFU of the %s peak | peak RSS %.2f GB%s\n",
+                "%.1f GFLOP/s = %.1f%% MFU of the %s peak | peak RSS %.2f GiB%s\n",
                 r.ms_per_step, o.steps, r.tok_per_s, r.flops_per_token / 1e9,
-                r.flops_per_token * r.tok_per_s / 1e9, 100 * r.mfu, precision, r.peak_rss_gb,
+                r.flops_per_token * r.tok_per_s / 1e9, 100 * r.mfu, precision, r.peak_rss_gib,
                 r.ranks > 1 ? " per rank (largest)" : "");
     char bf16[64] = "none (no AVX512_BF16)";
     if (r.peak_gflops_bf16 > 0)

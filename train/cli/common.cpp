@@ -112,7 +112,7 @@ std::string how_to_use_less_memory(const CLI::App& cmd) {
     for (size_t i = 0; i < shapes.size(); ++i)
         how += (i == 0 ? "lower " : i + 1 == shapes.size() ? " or " : ", ") + shapes[i];
     if (cmd.get_option_no_throw("--recompute"))
-        how += (how.empty() ? "use" : ", or use") + std::string(" --recompute gelu|all");
+        how += (how.empty() ? "use" : ", or use") + std::string(" --recompute all");
     return how.empty() ? "use a smaller model or input" : how;
 }
 
