@@ -69,7 +69,7 @@ struct TrainOptions {
     int zero = 0;
     bool overlap = true;
     // Memory: what backward recomputes instead of keeping (model/recompute.h); gelu by
-    // default, as llm.c: about 1% of a step for the largest per-layer activation.
+    // default, as llm.c: a step about as fast (README), without the largest per-layer activation.
     model::Recompute recompute = model::Recompute::gelu;
 
     // Throws base::SettingError naming the field (as spelled here) that is out of range

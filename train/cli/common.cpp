@@ -278,8 +278,9 @@ CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value) {
     return add_choice(cmd, "--recompute", value,
                       {{"off", Recompute::off}, {"gelu", Recompute::gelu}, {"all", Recompute::all}},
                       "what backward recomputes instead of keeping, for less memory: off | gelu "
-                      "(each layer's GELU output, L x B x T x 4C floats) | all (also its two "
-                      "LayerNorm outputs, 2L x B x T x C more); results are bit-identical");
+                      "(each layer's GELU output, L x B x T x 4C values; as llm.c's default) | all "
+                      "(also its two LayerNorm outputs, 2L x B x T x C more); results are "
+                      "bit-identical");
 }
 
 CLI::Validator at_least(double low) {
