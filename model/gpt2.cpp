@@ -400,10 +400,11 @@ double GPT2<T>::forward(const int* tokens, const int* targets, int B, int Tn, Pa
     const ParamViews<const T> p(params_.data(), layout_);
     const Activations<T>& a = acts_;
     const StageTimer timer(profile_);
-    const bool bf16 = precision() == Precision::bf16;
+    const bool in_bf16 = precision() == Precision::bf16;
     auto attend = [&](auto* atty, T* lse, const auto* qkv) { // in T, or kept in bf16
         if constexpr (std::is_same_v<decltype(atty), T*>)
-            if (!bf16) return attention_forward(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
+            if (!in_bf16)
+                return attention_forward(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
         if constexpr (std::is_same_v<T, float>)
             attention_forward_bf16(atty, lse, a.attn, attn_slots_, qkv, B, Tn, C, NH);
     };
@@ -493,11 +494,11 @@ template <class T> void GPT2<T>::backward() {
     const Activations<T>& a = acts_;
     const BackwardScratch<T>& d = a.backward;
     const StageTimer timer(profile_);
-    const bool bf16 = precision() == Precision::bf16;
+    const bool in_bf16 = precision() == Precision::bf16;
     auto attend_backward = [&](T* dqkv, const T* datty, const auto* qkv, const auto* atty,
                                const T* lse) { // qkv and atty in T, or kept in bf16
         if constexpr (std::is_same_v<decltype(qkv), const T*>)
-            if (!bf16)
+            if (!in_bf16)
                 return attention_backward(dqkv, a.attn, attn_slots_, datty, qkv, atty, lse, B, Tn,
                                           C, NH);
         if constexpr (std::is_same_v<T, float>)
