@@ -81,6 +81,8 @@ void ConsoleSink::on_early_stop(int64_t step, const std::string& metric, int mea
 std::optional<double> Record::get(std::string_view name) const {
     for (const auto& [key, value] : values)
         if (key == name) return value;
+    for (const auto& [key, value] : counts)
+        if (key == name) return double(value);
     return std::nullopt;
 }
 
@@ -100,7 +102,7 @@ void RecordSink::on_step(const StepMetrics& m) {
     if (m.comm_seconds) v.emplace_back("comm_ms", *m.comm_seconds * 1e3);
     if (m.loss_z) v.emplace_back("loss_z", *m.loss_z);
     if (m.grad_norm_z) v.emplace_back("grad_norm_z", *m.grad_norm_z);
-    if (m.skipped) v.emplace_back("skipped", 1);
+    if (m.skipped) pending_.counts.emplace_back("skipped", 1);
 }
 
 void RecordSink::on_validation(int64_t, double loss) {
@@ -118,11 +120,11 @@ void RecordSink::on_best(int64_t, const std::string& metric, double value, const
 }
 
 void RecordSink::on_early_stop(int64_t, const std::string&, int measurements) {
-    pending_.values.emplace_back("early_stop", measurements);
+    pending_.counts.emplace_back("early_stop", measurements);
 }
 
 void RecordSink::on_step_end(int64_t step) {
-    if (pending_.values.empty()) return;
+    if (pending_.values.empty() && pending_.counts.empty()) return;
     pending_.step = step;
     write(pending_);
     pending_ = {};
@@ -135,6 +137,7 @@ JsonlSink::JsonlSink(const std::string& path) : path_(path), out_(path, std::ios
 void JsonlSink::write(const Record& record) {
     nlohmann::ordered_json j = {{"step", record.step}};
     for (const auto& [key, value] : record.values) j[key] = value;
+    for (const auto& [key, value] : record.counts) j[key] = value;
     for (const auto& [key, value] : record.texts) j[key] = value;
     out_ << j.dump() << '\n' << std::flush;
     if (!out_) throw base::FileError(path_, "write failed");

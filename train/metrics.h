@@ -79,7 +79,8 @@ private:
 // measurements without improvement that stopped the run).
 struct Record {
     int64_t step = 0;
-    std::vector<std::pair<std::string, double>> values; // in the order they were measured
+    std::vector<std::pair<std::string, double>> values;  // in the order they were measured
+    std::vector<std::pair<std::string, int64_t>> counts; // written as JSON integers
     std::vector<std::pair<std::string, std::string>> texts;
     std::optional<double> get(std::string_view name) const;
     std::optional<std::string> text(std::string_view name) const;
