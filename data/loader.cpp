@@ -39,6 +39,8 @@ void check_options(const LoaderOptions& o) {
     require(o.rank >= 0 && o.rank < o.world, "rank",
             "must be in [0, world = " + std::to_string(o.world) + ")", o.rank);
     require(o.vocab >= 1, "vocab", "must be >= 1", o.vocab);
+    if (o.partial_last && o.shuffle)
+        throw base::SettingError("shuffle", "a partial last window is read in order only");
 }
 
 uint64_t splitmix64(uint64_t x) {
@@ -127,10 +129,9 @@ void Loader::open_masks() {
                                       files_[0] + " holds " + rows_text(row_tokens_) +
                                       " (shards read together must agree)");
     if (row_tokens_ > 0 && options_.seq != row_tokens_ - 1)
-        throw base::SettingError(
-            "seq", "must be " + std::to_string(row_tokens_ - 1) + " (got " +
-                       std::to_string(options_.seq) + "): the shards hold one example per row of " +
-                       std::to_string(row_tokens_ - 1) + " tokens and its last target");
+        throw base::SettingError("seq", "must be " + std::to_string(row_tokens_ - 1) + " (got " +
+                                            std::to_string(options_.seq) + "): the shards hold " +
+                                            rows_text(row_tokens_) + ", seq + 1");
 }
 
 size_t Loader::window_tokens() const {
@@ -138,11 +139,17 @@ size_t Loader::window_tokens() const {
     return size_t(options_.batch) * per_row;
 }
 
-// Windows that start in the first n tokens of a shard (or of the stream) and end in them.
+// Windows that start in the first n tokens of a shard (or of the stream) and end in them;
+// with partial_last, also one that starts in them and ends past them.
 size_t Loader::windows_in(size_t n) const {
     const size_t window = window_tokens();
-    if (row_tokens_) return n / window;
-    return n > 0 ? (n - 1) / window : 0;
+    const size_t targets = row_tokens_ ? n : (n > 0 ? n - 1 : 0); // what windows cover
+    return options_.partial_last ? (targets + window - 1) / window : targets / window;
+}
+
+size_t Loader::batches_per_epoch() const {
+    const size_t W = size_t(options_.world);
+    return options_.partial_last ? (windows_per_epoch_ + W - 1) / W : windows_per_epoch_ / W;
 }
 
 void Loader::enter_epoch(uint64_t epoch) {
@@ -176,9 +183,10 @@ void Loader::restore(const LoaderState& state) {
     end_epoch_if_short(); // possible when the rank count changed
 }
 
-// Fewer than W windows left: the epoch is over.
+// Fewer than W windows left (partial_last: none): the epoch is over.
 void Loader::end_epoch_if_short() {
-    if (state_.window + size_t(options_.world) > windows_per_epoch_) enter_epoch(state_.epoch + 1);
+    const size_t need = options_.partial_last ? 1 : size_t(options_.world);
+    if (state_.window + need > windows_per_epoch_) enter_epoch(state_.epoch + 1);
 }
 
 void Loader::next(int* inputs, int* targets) {
@@ -189,8 +197,10 @@ void Loader::next(int* inputs, int* targets) {
 }
 
 // Calls take(j, token, class) for the n tokens from stream position pos, j in [0, n),
-// which may span shards.
+// which may span shards; those past the stream's end are left out.
 template <class F> void Loader::read_tokens(size_t pos, size_t n, const F& take) const {
+    if (pos >= n_tokens_) return;
+    n = std::min(n, n_tokens_ - pos);
     // The last shard starting at or before pos; empty shards share their start with the next.
     size_t s = size_t(std::upper_bound(starts_.begin(), starts_.end(), pos) - starts_.begin()) - 1;
     for (size_t j = 0; j < n; ++s) {
@@ -211,10 +221,15 @@ template <class F> void Loader::read_tokens(size_t pos, size_t n, const F& take)
 // Packed: copies the B*T+1 tokens at stream position `pos`: inputs[j] = token pos+j,
 // targets[j] = token pos+j+1, for j in [0, B*T). Rows mode: row b of R = T+1 tokens at
 // pos + b*R gives inputs[b*T + j] = its token j and targets[b*T + j] = its token j+1.
-// A target whose class is below the lowest scored one is -1.
+// A target whose class is below the lowest scored one is -1. Past the stream's end
+// (partial_last only), inputs are 0 and targets -1.
 void Loader::read_window(size_t pos, int* inputs, int* targets) const {
     const uint8_t lowest = options_.score_prompts ? kPromptToken : kScoredToken;
     const size_t T = size_t(options_.seq);
+    if (options_.partial_last) {
+        std::fill_n(inputs, size_t(options_.batch) * T, 0);
+        std::fill_n(targets, size_t(options_.batch) * T, -1);
+    }
     if (row_tokens_ == 0) {
         const size_t n = size_t(options_.batch) * T + 1;
         read_tokens(pos, n, [&](size_t j, int token, uint8_t c) {

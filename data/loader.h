@@ -21,6 +21,11 @@
 // n_tokens / (W*B*R) batches; shuffled, the windows of B*R tokens lie at offsets k*B*R
 // inside one shard. Every shard must be in the same mode (a shard without a mask is a
 // packed stream).
+//
+// For evaluation (partial_last, unshuffled), the epoch also holds the window that the
+// stream's end cuts short, and W ranks get ceil(windows / W) batches: what lies past the
+// stream's end (tokens, whole rows, or a whole window for a rank left without one) is
+// padding, input 0 and target -1, so every token of the shards is scored exactly once.
 #pragma once
 
 #include <cstddef>
@@ -45,6 +50,7 @@ struct LoaderOptions {
     uint64_t seed = 1337;
     int vocab = 50257;          // token ids must be below this
     bool score_prompts = false; // masked shards: prompt tokens are targets too
+    bool partial_last = false;  // evaluation: the cut-short last window too, padded
 };
 
 // Where the loader stands, independent of the rank count: the next batch of epoch
@@ -81,7 +87,7 @@ public:
     const std::vector<std::string>& files() const { return files_; }
     const std::string& pattern() const { return pattern_; } // the glob given
     size_t num_tokens() const { return n_tokens_; }
-    size_t batches_per_epoch() const { return windows_per_epoch_ / size_t(options_.world); }
+    size_t batches_per_epoch() const;
     size_t windows_per_epoch() const { return windows_per_epoch_; }
     // Whether some shard has a mask, and the masks' row length (0: packed streams).
     bool masked() const { return masked_; }

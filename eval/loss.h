@@ -12,7 +12,8 @@ struct LossResult {
     size_t tokens = 0; // scored targets
 };
 
-// The loader's first max_batches batches (<= 0: every batch of its first epoch), from
+// The loader's first max_batches batches (<= 0: every batch of its first epoch, with
+// LoaderOptions::partial_last the padded last one too, so every target counts once), from
 // where it stands; it should be unshuffled, for one rank: batch i then holds the B*T+1
 // tokens at i*B*T (or, in rows mode, the B rows at i*B*(T+1)), and targets that a loss
 // mask does not score are left out of the mean. Throws base::FileError naming the shard

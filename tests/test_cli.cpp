@@ -98,6 +98,34 @@ TEST_CASE("gpt2 eval loss prints the mean loss over K consecutive batches") {
     CHECK(r.out.find(expected) != std::string::npos);
 }
 
+TEST_CASE("gpt2 eval loss without --batches scores every target once, whatever B") {
+    Workdir w;
+    make_model_and_shard(w, 1000); // 999 targets: 31 batches of 2 x 16 and 7 left over
+    const auto file = model::read_model(w / "model.bin");
+    model::GPT2<float> m(file.config);
+    m.set_params(file.params.data(), file.params.size());
+    const data::Shard shard(w / "shard.bin");
+    // Row by row: 62 rows of 16 targets and one of 7, padded with targets -1.
+    double sum = 0;
+    for (size_t at = 0; at + 1 < shard.size(); at += 16) {
+        std::vector<int> in(16, 0), out(16, -1);
+        for (size_t j = 0; j < 16 && at + j + 1 < shard.size(); ++j)
+            in[j] = shard[at + j], out[j] = shard[at + j + 1];
+        sum += m.forward(in.data(), out.data(), 1, 16) * m.targets_kept();
+    }
+    for (const char* batch : {"2", "3"}) {
+        CAPTURE(batch);
+        const Run r = run("eval loss --model " + (w / "model.bin") + " --data " +
+                          (w / "shard.bin") + " --batch " + batch + " --seq 16");
+        INFO(r.out);
+        REQUIRE(r.status == 0);
+        CHECK(r.out.find("999 tokens scored") != std::string::npos);
+        const size_t at = r.out.find("loss ");
+        REQUIRE(at != std::string::npos);
+        CHECK(std::stod(r.out.substr(at + 5)) == doctest::Approx(sum / 999).epsilon(1e-5));
+    }
+}
+
 TEST_CASE("gpt2 gives a one-line error and exit 1 for bad files") {
     Workdir w;
     make_model_and_shard(w, 100);
@@ -123,7 +151,8 @@ TEST_CASE("gpt2 gives a one-line error and exit 1 for bad files") {
                           (w / "shard.bin") + " --batch 2 --seq 16 --batches 5");
         CHECK(r.status == 1);
         CHECK(count_lines(r.out) == 1);
-        CHECK(r.out.find("shard.bin: holds 3 batches") != std::string::npos);
+        // 99 targets: 3 batches of 32 and a last one, padded, of 3.
+        CHECK(r.out.find("shard.bin: holds 4 batches") != std::string::npos);
     }
     SUBCASE("a sequence longer than the model's context") {
         const Run r = run("eval loss --model " + (w / "model.bin") + " --data " +

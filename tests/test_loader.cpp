@@ -492,8 +492,7 @@ TEST_CASE("rows mode needs seq = R-1, and every shard in the same mode") {
         } catch (const base::SettingError& e) {
             CHECK(e.setting() == "seq");
             CHECK(std::string(e.problem()) ==
-                  "must be 8 (got 16): the shards hold one example per row of 8 tokens and its "
-                  "last target");
+                  "must be 8 (got 16): the shards hold one example per row of 9 tokens, seq + 1");
         }
     }
     SUBCASE("rows of another length") {
@@ -536,5 +535,82 @@ TEST_CASE("rows mode needs seq = R-1, and every shard in the same mode") {
             data::Loader(tmp.glob(), options(2, 8)),
             (tmp / "shard_00.bin.mask" + ": counts 80 tokens, but its shard holds 90").c_str(),
             base::FileError);
+    }
+}
+
+TEST_CASE("partial_last: W ranks together read every target of the stream once, padded past "
+          "its end") {
+    TempDir tmp;
+    const auto padded = [](Batch b, size_t pos, size_t stream_tokens) {
+        // Input j reads token pos + j, target j token pos + j + 1: past the end, 0 and -1.
+        for (size_t j = 0; j < b.inputs.size(); ++j) {
+            if (pos + j >= stream_tokens) b.inputs[j] = 0;
+            if (pos + j + 1 >= stream_tokens) b.targets[j] = -1;
+        }
+        return b;
+    };
+    SUBCASE("packed: 189 targets, windows of B*T = 8") {
+        write_stream(tmp, kSizes);
+        const int B = 2, T = 4;
+        for (int W : {1, 2, 3}) {
+            std::vector<int> seen(kStreamTokens, 0); // how often each target token was read
+            for (int r = 0; r < W; ++r) {
+                CAPTURE(W);
+                CAPTURE(r);
+                auto o = options(B, T, r, W);
+                o.partial_last = true;
+                data::Loader loader(tmp.glob(), o);
+                CHECK(loader.windows_per_epoch() == 24); // ceil(189 / 8)
+                REQUIRE(loader.batches_per_epoch() == (24 + size_t(W) - 1) / size_t(W));
+                for (size_t i = 0; i < loader.batches_per_epoch(); ++i) {
+                    CAPTURE(i);
+                    const size_t pos = (i * size_t(W) + size_t(r)) * B * T;
+                    const Batch b = next_batch(loader);
+                    CHECK(b == padded(stream_batch(pos, B * T), pos, kStreamTokens));
+                    for (int t : b.targets)
+                        if (t >= 0) ++seen[size_t(t)];
+                }
+                CHECK(loader.state() == data::LoaderState{1, 0}); // the epoch is over
+            }
+            CHECK(seen[0] == 0);
+            CHECK(std::count(seen.begin() + 1, seen.end(), 1) == kStreamTokens - 1);
+        }
+    }
+    SUBCASE("rows: 11 rows of R = 5, windows of B = 2 rows, the last holding one") {
+        const int B = 2, T = 4, R = T + 1;
+        write_masked_stream(tmp, {20, 5, 30}, R);
+        for (int W : {1, 2}) {
+            for (int r = 0; r < W; ++r) {
+                CAPTURE(W);
+                CAPTURE(r);
+                auto o = options(B, T, r, W);
+                o.partial_last = true, o.score_prompts = true;
+                data::Loader loader(tmp.glob(), o);
+                CHECK(loader.windows_per_epoch() == 6); // ceil(55 / 10)
+                REQUIRE(loader.batches_per_epoch() == size_t(6 / W));
+                for (size_t i = 0; i < loader.batches_per_epoch(); ++i) {
+                    CAPTURE(i);
+                    const size_t window = i * size_t(W) + size_t(r);
+                    Batch expected = rows_batch(window * B * R, B, T, true);
+                    if (window == 5) { // row 11 does not exist
+                        std::fill(expected.inputs.begin() + T, expected.inputs.end(), 0);
+                        std::fill(expected.targets.begin() + T, expected.targets.end(), -1);
+                    }
+                    CHECK(next_batch(loader) == expected);
+                }
+            }
+        }
+    }
+    SUBCASE("a rank past the last window gets padding only, and shuffling is refused") {
+        write_stream(tmp, {10}); // 9 targets: 2 windows of B*T = 8
+        auto o = options(2, 4, 2, 3);
+        o.partial_last = true;
+        data::Loader loader(tmp.glob(), o);
+        REQUIRE(loader.batches_per_epoch() == 1);
+        const Batch b = next_batch(loader);
+        CHECK(b.targets == std::vector<int>(8, -1));
+        CHECK(b.inputs == std::vector<int>(8, 0));
+        o.shuffle = true;
+        CHECK_THROWS_AS(data::Loader(tmp.glob(), o), std::invalid_argument);
     }
 }

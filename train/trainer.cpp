@@ -215,7 +215,7 @@ void Trainer::build(const model::Config& config) {
     lo.score_prompts = o_.score_prompts;
     train_loader_.emplace(o_.train_data, lo);
     if (!o_.val_data.empty()) {
-        lo.shuffle = false;
+        lo.shuffle = false, lo.partial_last = true;
         val_loader_.emplace(o_.val_data, lo);
     }
     plan_ = make_plan();

@@ -31,6 +31,7 @@ struct ShardBatches {
     data::Loader loader(int vocab) const {
         data::LoaderOptions o;
         o.batch = batch, o.seq = seq, o.vocab = vocab, o.score_prompts = score_prompts;
+        o.partial_last = true; // every token of the shard, the last batch padded
         return data::Loader(data, o);
     }
 
@@ -103,7 +104,8 @@ void add_loss(CLI::App& eval) {
                 "batch i reads the B*T+1 tokens starting at i*B*T; with a loss mask, the mean "
                 "over the targets it scores");
     o->in.add_to(*cmd);
-    cmd->add_option("--batches", o->batches, "Batches K to score (0 = every full batch)")
+    cmd->add_option("--batches", o->batches,
+                    "Batches K to score (0 = all: every target once, the last batch padded)")
         ->check(at_least(0))
         ->capture_default_str();
     cmd->callback([o] { run_loss(*o); });

@@ -150,7 +150,9 @@ void add_monitoring_options(CLI::App& cmd, TrainOptions& o) {
         ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
-    cmd.add_option("--val-batches", o.val_batches, "Validation batches (0 = the whole val set)")
+    cmd.add_option(
+           "--val-batches", o.val_batches,
+           "Validation batches (0 = the whole val set, every target once, the last batch padded)")
         ->check(at_least(0))
         ->capture_default_str()
         ->group(g);
