@@ -30,4 +30,21 @@ void configure_blas() {
     });
 }
 
+// OpenBLAS's OpenMP build follows omp_get_max_threads() at each call; BLIS keeps its own
+// count, which configure_blas() set.
+ThreadLimit::ThreadLimit(int n) : omp_threads_(omp_get_max_threads()), blas_threads_(0) {
+    omp_set_num_threads(n);
+#ifdef GPT2_BLAS_BLIS
+    blas_threads_ = int(bli_thread_get_num_threads());
+    bli_thread_set_num_threads(n);
+#endif
+}
+
+ThreadLimit::~ThreadLimit() {
+    omp_set_num_threads(omp_threads_);
+#ifdef GPT2_BLAS_BLIS
+    bli_thread_set_num_threads(blas_threads_);
+#endif
+}
+
 } // namespace model

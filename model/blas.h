@@ -24,4 +24,20 @@ inline void gemm(bool trans_a, bool trans_b, int M, int N, int K, double alpha, 
 // it first thing in main(); other programs using model/ should too.
 void configure_blas();
 
+// While alive, the calling thread's OpenMP regions and the BLAS products run on n threads,
+// as before once it ends. Tiny products and loops, as finite-difference checks make, lose
+// more to handing work between threads than they gain, and far more when other processes
+// share the cores (as under ctest -j).
+class ThreadLimit {
+public:
+    explicit ThreadLimit(int n);
+    ~ThreadLimit();
+    ThreadLimit(const ThreadLimit&) = delete;
+    ThreadLimit& operator=(const ThreadLimit&) = delete;
+
+private:
+    int omp_threads_;
+    int blas_threads_;
+};
+
 } // namespace model

@@ -12,6 +12,7 @@
 
 #include <doctest/doctest.h>
 
+#include "model/blas.h"
 #include "model/fastmath.h"
 #include "model/gradcheck.h"
 #include "model/layers.h"
@@ -744,6 +745,7 @@ TEST_CASE("cross-entropy stays finite where a probability underflows") {
 }
 
 TEST_CASE("every layer's backward matches finite differences in double") {
+    const model::ThreadLimit one(1); // tiny layers: threads only cost
     for (const auto& e : check_layer_gradients(7)) {
         INFO(e.name, " max abs err ", e.max_abs);
         CHECK(e.rel < 1e-6);

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include "model/blas.h"
 #include "model/gpt2.h"
 #include "model/gradcheck.h"
 #include "model/precision.h"
@@ -164,6 +165,7 @@ TEST_CASE("out-of-range tokens and oversized batches are rejected") {
 }
 
 TEST_CASE("the whole model's gradients match finite differences in double") {
+    const model::ThreadLimit one(1); // a tiny model: threads only cost
     for (const auto& e : check_model_gradients(kTiny, 2, 8, 1234)) {
         INFO(e.name, " max abs err ", e.max_abs);
         CHECK(e.rel < 1e-6);
@@ -171,6 +173,7 @@ TEST_CASE("the whole model's gradients match finite differences in double") {
 }
 
 TEST_CASE("with a loss divisor the gradient is that of the kept losses' sum / divisor") {
+    const model::ThreadLimit one(1);
     // Every 5th target is ignored: 13 of 16 kept, divided by all 16 positions, as a trainer
     // does to average masked targets over several passes.
     for (const auto& e : check_model_gradients(kTiny, 2, 8, 77, 1e-5, 16)) {
