@@ -27,10 +27,10 @@ export ASAN_OPTIONS="halt_on_error=1:detect_stack_use_after_return=0:strict_stri
 export LSAN_OPTIONS="suppressions=$PWD/tests/sanitizer/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # Two finite-difference checks in double are left out here (169 of the 774 CPU seconds
-# the tests took under the sanitizers, and no code of their own): the gradcheck command on its default model, which runs
-# check_model_gradients as the kept "whole model" test does on a smaller model, and the
-# same check with a loss divisor, whose path masked training runs here too. The normal
-# build (scripts/test.sh) runs both.
+# the tests took under the sanitizers, and no code of their own): the gradcheck command
+# on its default model, which runs check_model_gradients as the kept "whole model" test
+# does on a smaller model, and the same check with a loss divisor, whose path masked
+# training runs here too. The normal build (scripts/test.sh) runs both.
 heavy="gpt2 gradcheck passes on its default small model|with a loss divisor the gradient is"
 ctest --test-dir "$dir" --output-on-failure -j"$(nproc)" --timeout 1200 -E "^mpirun:|^($heavy)" "$@"
 # Under mpirun, OpenMPI's plugins (dlopen'ed and unloaded before exit, so that their

@@ -2,7 +2,6 @@
 // arithmetic, the Trainer's records and files, exact resume, and the options' checks.
 #include <cmath>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -269,8 +268,7 @@ TEST_CASE("--early-stop N stops after N validations without improvement, with a 
     CHECK(steps_with(sink, "early_stop") == std::vector<int64_t>{8});
     CHECK(*sink.records.back().get("early_stop") == 3);
     CHECK(logged(w / "run/log.jsonl", "early_stop") == std::vector<double>{3});
-    std::ifstream log(w / "run/log.jsonl");
-    const std::string text{std::istreambuf_iterator<char>(log), {}};
+    const std::string text = read_bytes(w / "run/log.jsonl");
     CHECK(text.find("\"early_stop\":3") != std::string::npos);
     CHECK(text.find("\"early_stop\":3.") == std::string::npos); // a count, not 3.0
     CHECK(train::latest_checkpoint(w / "run") == train::checkpoint_path(w / "run", 8));
@@ -350,9 +348,8 @@ TEST_CASE("a run with --keep-best, --early-stop and the outlier guard resumes ex
     const auto skipped = steps_with(full, "skipped");
     CHECK(!skipped.empty());
     CHECK(logged(w / "full/log.jsonl", "skipped").size() == skipped.size());
-    std::ifstream log(w / "full/log.jsonl");
-    const std::string text{std::istreambuf_iterator<char>(log), {}};
-    CHECK(text.find("\"skipped\":1.0") == std::string::npos); // a count, written as 1
+    CHECK(read_bytes(w / "full/log.jsonl").find("\"skipped\":1.0") ==
+          std::string::npos); // a count, written as 1
     const auto after = [](const std::vector<int64_t>& steps, int64_t from) {
         std::vector<int64_t> kept;
         for (int64_t s : steps)

@@ -5,9 +5,9 @@
 #include <vector>
 
 #include <doctest/doctest.h>
-#include <omp.h>
 
 #include "base/error.h"
+#include "model/blas.h"
 #include "model/layout.h"
 #include "optim/optim.h"
 #include "train/options.h"
@@ -146,12 +146,12 @@ TEST_CASE("grad_norm is the global L2 norm and does not depend on the thread cou
     const std::vector<float> big = filled(1'000'003, 0.1, 1e-2);
     double expected = 0;
     for (float x : big) expected += double(x) * x;
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    const double one = grad_norm(big.data(), big.size());
-    omp_set_num_threads(2);
-    const double two = grad_norm(big.data(), big.size());
-    omp_set_num_threads(threads);
+    const auto norm_on = [&](int threads) {
+        const model::ThreadLimit limit(threads);
+        return grad_norm(big.data(), big.size());
+    };
+    const double one = norm_on(1);
+    const double two = norm_on(2);
     CHECK(one == two);
     CHECK(one == Approx(std::sqrt(expected)).epsilon(1e-12));
 }
