@@ -238,12 +238,15 @@ size_t GPT2<T>::reserve_bytes(int max_batch, int max_seq, bool for_training) con
 template <class T> void GPT2<T>::prepare_matmuls(int N, bool training, bool kept_bf16) {
     const int C = config().n_embd, Vp = config().padded_vocab;
     const ParamViews<const T> p(params_.data(), layout_);
+    using Io = typename Matmul<T>::Bf16Io;
+    const Io in = kept_bf16 ? Io::bf16_in : Io::rounded_in;
+    const Io in_out = kept_bf16 ? Io::bf16_in_out : Io::rounded_in;
     for (int l = 0; l < config().n_layer; ++l) {
         const LayerParams<const T> w = p.layer(l);
-        mm_.prepare(N, C, 3 * C, true, training, w.qkv_w, kept_bf16);
-        mm_.prepare(N, C, C, true, training, w.attproj_w);
-        mm_.prepare(N, C, 4 * C, true, training, w.fc_w, kept_bf16);
-        mm_.prepare(N, 4 * C, C, true, training, w.fcproj_w);
+        mm_.prepare(N, C, 3 * C, true, training, w.qkv_w, in_out);
+        mm_.prepare(N, C, C, true, training, w.attproj_w, in);
+        mm_.prepare(N, C, 4 * C, true, training, w.fc_w, in_out);
+        mm_.prepare(N, 4 * C, C, true, training, w.fcproj_w, in);
     }
     if (!training) {
         mm_.prepare(N, C, Vp, false, false, p.wte); // the tied LM head

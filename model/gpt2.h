@@ -75,8 +75,8 @@ public:
     void set_recompute(Recompute recompute);
     Recompute recompute() const { return recompute_; }
     // Rows per chunk of the fused classifier of a model reserved for training: its logits
-    // buffer is (rows,Vp) instead of (B,T,Vp). Default 512 (103 MB for GPT-2's vocabulary;
-    // 64 and 128 rows ran slower, more rows no faster). Throws
+    // buffer is (rows,Vp) instead of (B,T,Vp). Default 256 (52 MB for GPT-2's vocabulary;
+    // 64 and 128 rows ran slower, 512 no faster). Throws
     // base::SettingError("classifier_rows") below 1; a reserved model is reserved again.
     void set_classifier_rows(int rows);
     int classifier_rows() const { return classifier_rows_; }
@@ -156,7 +156,7 @@ private:
     int attn_slots_ = 0; // attention's scratch slots: the threads it may use
     bool cap_training_ = false;
     Recompute recompute_ = Recompute::off;
-    int classifier_rows_ = 512;
+    int classifier_rows_ = 256;
     // The last forward's batch, copied in for backward, and the classifier's argmax.
     std::vector<int> tokens_, targets_, predictions_;
     bool has_targets_ = false;     // the last forward had targets

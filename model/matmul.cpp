@@ -81,7 +81,7 @@ INSTANTIATE(double)
     template <> void Matmul<T>::forward(bf16*, const bf16*, const T*, const T*, int, int, int) {   \
         throw std::logic_error("Matmul: bf16 outputs need precision bf16 on oneDNN");              \
     }                                                                                              \
-    template <> void Matmul<T>::prepare(int, int, int, bool, bool, const T*, bool) {}              \
+    template <> void Matmul<T>::prepare(int, int, int, bool, bool, const T*, Bf16Io) {}            \
     template <> void Matmul<T>::weights_changed() {}
 CBLAS_MATMUL(double)
 #ifndef GPT2_MATMUL_ONEDNN

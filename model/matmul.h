@@ -35,12 +35,15 @@ public:
     // The bf16 forward product with out rounded to bf16 (nearest even) as it is written,
     // for outputs kept in bf16 (qkv, fch).
     void forward(bf16* out, const bf16* inp, const T* weight, const T* bias, int N, int C, int OC);
+    // What a shape's products read and write in bf16 precision: inputs in T, rounded by
+    // each product into buffers of its own (the default); inputs already in bf16 (the
+    // overloads above); or those and a forward output in bf16 too.
+    enum class Bf16Io { rounded_in, bf16_in, bf16_in_out };
     // Prepares a shape's products before their first use: the forward one (with a bias
-    // or without; with `bf16_out` the one above, in bf16 precision), and with `training`
-    // the two backward ones too; given the weight tensor, also the room for its derived
-    // copies (bf16).
+    // or without), and with `training` the two backward ones too; given the weight tensor,
+    // also the room for its derived copies (bf16), and per `io` the room for rounded inputs.
     void prepare(int N, int C, int OC, bool bias, bool training, const T* weight = nullptr,
-                 bool bf16_out = false);
+                 Bf16Io io = Bf16Io::rounded_in);
 
     // bf16: products read bfloat16 copies of their inputs and weights and accumulate in
     // float (float only; check_precision_supported first). Default fp32.

@@ -102,7 +102,6 @@ Impl::Prepared& Impl::get(const Key& key) {
             const bool grad_src =
                 key.product == Product::input_grad || key.product == Product::weight_grad;
             grow(rounded_a, N * (grad_src ? OC : C));
-            if (key.product == Product::weight_grad) grow(rounded_b, N * C);
         }
     }
     return it->second;
@@ -185,7 +184,8 @@ template <>
 void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const float* dout,
                              const float* inp, const float* weight, int N, int C, int OC) {
     if (precision_ == Precision::bf16) {
-        impl_->get({Impl::Product::weight_grad, N, C, OC, true}); // prepared: room for inp
+        impl_->get({Impl::Product::weight_grad, N, C, OC, true});
+        grow(impl_->rounded_b, size_t(N) * C); // prepared (Bf16Io::rounded_in): room for inp
         return backward(dinp, dweight, dbias, dout,
                         impl_->round(impl_->rounded_b, inp, size_t(N) * C), weight, N, C, OC);
     }
@@ -196,13 +196,14 @@ void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const fl
 
 template <>
 void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, const float* weight,
-                            bool bf16_out) {
+                            Bf16Io io) {
     const bool bf16 = precision_ == Precision::bf16;
-    impl_->get(impl_->forward_key(N, C, OC, bias, bf16, bf16 && bf16_out));
+    impl_->get(impl_->forward_key(N, C, OC, bias, bf16, bf16 && io == Bf16Io::bf16_in_out));
     if (bf16 && weight) impl_->copy_of(weight, size_t(OC) * C);
     if (!training) return;
     impl_->get({Impl::Product::input_grad, N, C, OC, bf16});
     impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
+    if (bf16 && io == Bf16Io::rounded_in) grow(impl_->rounded_b, size_t(N) * C);
 }
 
 template <> void Matmul<float>::weights_changed() {

@@ -59,9 +59,11 @@ template <> struct Matmul<float>::Impl {
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
     std::map<Key, Prepared> prepared;
-    std::vector<char> scratch;              // shared by every product, sized for the largest
-    std::vector<WeightCopy> copies;         // bf16 weight copies, a few per weight tensor
-    std::vector<bf16> rounded_a, rounded_b; // bf16 activations: src, and inp in backward
+    std::vector<char> scratch;      // shared by every product, sized for the largest
+    std::vector<WeightCopy> copies; // bf16 weight copies, a few per weight tensor
+    // bf16 activations: src (an input or dout), and inp in backward; rounded_b only for
+    // shapes prepared with Bf16Io::rounded_in.
+    std::vector<bf16> rounded_a, rounded_b;
 };
 
 } // namespace model

@@ -669,10 +669,14 @@ TEST_CASE("train checks its evaluators, samples and memory before the first step
     check_one_line_error(vocab, 2, "--sample-every: samples are text of GPT-2's 50257 tokens");
 
     // Far more memory than any machine has: refused with the sizes, before allocating.
+    // --recompute all is advised only where it is not in use already (it is the default).
     const Run memory = run(train + " --batch 200000000 --seq 8");
     check_one_line_error(memory, 1, "--batch: activations, gradients and AdamW moments for batch");
-    CHECK(memory.out.find("GiB is available; lower --batch or --seq, or use --recompute") !=
-          std::string::npos);
+    CHECK(memory.out.find("GiB is available; lower --batch or --seq\n") != std::string::npos);
+    const Run memory_gelu = run(train + " --batch 200000000 --seq 8 --recompute gelu");
+    check_one_line_error(memory_gelu, 1, "--batch: activations, gradients and AdamW moments for");
+    CHECK(memory_gelu.out.find("GiB is available; lower --batch or --seq, or use --recompute "
+                               "all") != std::string::npos);
     const Run eval_memory = run("eval loss --model " + (w / "model.bin") + " --data " +
                                 (w / "shard.bin") + " --batch 100000000 --seq 16");
     check_one_line_error(eval_memory, 1, "--batch: activations for batch 100000000 x seq 16 need");

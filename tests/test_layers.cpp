@@ -338,7 +338,7 @@ TEST_CASE("bf16 products written in bf16 round the float result once") {
     to_bf16(xh.data(), x.data(), x.size());
     Matmul<float> mm;
     mm.set_precision(Precision::bf16);
-    mm.prepare(N, C, OC, true, false, w.data(), true);
+    mm.prepare(N, C, OC, true, false, w.data(), Matmul<float>::Bf16Io::bf16_in_out);
     std::vector<float> y(size_t(N) * OC);
     std::vector<bf16> yh(y.size());
     for (const float* b :

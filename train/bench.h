@@ -24,7 +24,7 @@ struct BenchOptions {
     // The job's peak GFLOP/s in FP32 FMA and in bf16 dot products (0: measure it); MFU
     // is against the one of `precision`.
     double peak_gflops = 0, peak_gflops_bf16 = 0;
-    model::Recompute recompute = model::Recompute::gelu;
+    model::Recompute recompute = model::Recompute::all;
     ParallelOptions parallel;
 
     void validate() const; // throws base::SettingError naming the field

@@ -68,9 +68,9 @@ struct TrainOptions {
     // reduction with the backward pass (stage 0 only).
     int zero = 0;
     bool overlap = true;
-    // Memory: what backward recomputes instead of keeping (model/recompute.h); gelu by
-    // default, as llm.c: a step about as fast (README), without the largest per-layer activation.
-    model::Recompute recompute = model::Recompute::gelu;
+    // Memory: what backward recomputes instead of keeping (model/recompute.h); all by
+    // default: a step about as fast (README) without the GELU and LayerNorm outputs.
+    model::Recompute recompute = model::Recompute::all;
 
     // Throws base::SettingError naming the field (as spelled here) that is out of range
     // or disagrees with another.
