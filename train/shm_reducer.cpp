@@ -26,6 +26,7 @@ SharedMemoryReducer::SharedMemoryReducer(MPI_Comm node, MPI_Comm cross)
                                       node_, &mine, &window_),
               "MPI_Win_allocate_shared");
     slots_.resize(size_t(ranks_));
+    sources_.resize(size_t(ranks_));
     for (int q = 0; q < ranks_; ++q) {
         MPI_Aint bytes = 0;
         int unit = 0;
@@ -43,10 +44,10 @@ SharedMemoryReducer::~SharedMemoryReducer() {
 void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
     for (size_t c = 0; c < n; c += kSlot) {
         const size_t k = std::min(kSlot, n - c);
-        std::memcpy(slots_[rank_], data + c, k * sizeof(float));
-        sync();
         const size_t lo = slice(k, rank_), hi = slice(k, rank_ + 1);
-        sum_slots(slots_[rank_], lo, hi);
+        copy_but(data + c, k, lo, hi); // the others' slices; this rank sums its own from data
+        sync();
+        sum_slots(slots_[rank_], lo, hi, data + c);
         if (machines_ > 1)
             check_mpi(MPI_Allreduce(MPI_IN_PLACE, slots_[rank_] + lo, int(hi - lo), MPI_FLOAT,
                                     MPI_SUM, cross_),
@@ -60,17 +61,24 @@ void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
     }
 }
 
-// Rank r sums its part of every rank's slot into its own data; nothing is copied back.
+// Rank r sums its part of every rank's slot, its own values read from data, into its own
+// data; nothing is copied back.
 void SharedMemoryReducer::reduce_scatter_sum(float* data, std::span<const size_t> offsets) {
     const size_t n0 = offsets[0], n1 = offsets[ranks_];
     for (size_t c = n0; c < n1; c += kSlot) {
         const size_t k = std::min(kSlot, n1 - c);
-        std::memcpy(slots_[rank_], data + c, k * sizeof(float));
-        sync();
         const auto [lo, hi] = part_in_chunk(offsets, rank_, c, k);
-        sum_slots(data + c, lo, hi);
+        copy_but(data + c, k, lo, hi);
+        sync();
+        sum_slots(data + c, lo, hi, data + c);
         sync();
     }
+}
+
+// This rank's slot gets chunk (k elements) but [lo, hi), the part only this rank reads.
+void SharedMemoryReducer::copy_but(const float* chunk, size_t k, size_t lo, size_t hi) {
+    std::memcpy(slots_[rank_], chunk, lo * sizeof(float));
+    std::memcpy(slots_[rank_] + hi, chunk + hi, (k - hi) * sizeof(float));
 }
 
 void SharedMemoryReducer::allgather(float* data, std::span<const size_t> offsets) {
@@ -88,14 +96,17 @@ void SharedMemoryReducer::allgather(float* data, std::span<const size_t> offsets
     }
 }
 
-// out[i] = slot_0[i] + slot_1[i] + ... for i in [lo, hi), always in this order.
-void SharedMemoryReducer::sum_slots(float* out, size_t lo, size_t hi) const {
+// out[i] = slot_0[i] + slot_1[i] + ... for i in [lo, hi), always in this order, with
+// own[i] in place of this rank's slot.
+void SharedMemoryReducer::sum_slots(float* out, size_t lo, size_t hi, const float* own) {
     // In blocks that stay in L1, one slot at a time, so that each pass is one vectorised
     // stream (a loop over the slots inside the loop over elements was not vectorised and
-    // ran at a fifth of the speed). The sum builds up in out, unless out is a slot that a
-    // later pass reads (slot 2 or above): then in acc, copied out at the end.
+    // ran at a fifth of the speed). The sum builds up in out, unless out is a source that
+    // a later pass reads (source 2 or above): then in acc, copied out at the end.
     constexpr size_t kBlock = 2048;
-    const float* const* s = slots_.data();
+    std::copy(slots_.begin(), slots_.end(), sources_.begin());
+    sources_[size_t(rank_)] = own;
+    const float* const* s = sources_.data();
     const int m = ranks_;
     bool in_place = true;
     for (int q = 2; q < m; ++q) in_place = in_place && out != s[q];

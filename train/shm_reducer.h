@@ -3,10 +3,11 @@
 //
 // Each rank owns one slot of the window, kSlot floats (16 MB, small enough for a
 // container's /dev/shm); longer buffers go through in chunks of one slot. For each chunk
-// every rank copies its data into its slot, then rank q of the machine sums slice q of all
-// slots, adding them in rank order, so that every element is summed once and all ranks
-// read back the same bits. Across machines, the ranks holding the same slice all-reduce it
-// with MPI before every rank copies all slices out.
+// every rank copies into its slot the slices the other ranks sum, then rank q of the
+// machine sums slice q of all slots (its own values read from its data), adding them in
+// rank order, so that every element is summed once and all ranks read back the same bits. Across
+// machines, the ranks holding the same slice all-reduce it with MPI before every rank copies all
+// slices out.
 //
 // Every method is a collective over the machine's ranks (allreduce_sum also over the
 // ranks with the same place on the other machines).
@@ -38,7 +39,8 @@ public:
     void allgather(float* data, std::span<const size_t> offsets);
 
 private:
-    void sum_slots(float* out, size_t lo, size_t hi) const;
+    void copy_but(const float* chunk, size_t k, size_t lo, size_t hi);
+    void sum_slots(float* out, size_t lo, size_t hi, const float* own);
     size_t slice(size_t k, int q) const;
     void sync();
 
@@ -47,7 +49,8 @@ private:
     MPI_Comm node_, cross_;
     int rank_ = 0, ranks_ = 1, machines_ = 1; // rank_ and ranks_ on this machine
     MPI_Win window_ = MPI_WIN_NULL;
-    std::vector<float*> slots_; // every rank's slot of the window, by rank on the machine
+    std::vector<float*> slots_;         // every rank's slot of the window, by rank on the machine
+    std::vector<const float*> sources_; // sum_slots' inputs: slots_, one replaced
 };
 
 } // namespace train
