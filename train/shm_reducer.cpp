@@ -26,7 +26,6 @@ SharedMemoryReducer::SharedMemoryReducer(MPI_Comm node, MPI_Comm cross)
                                       node_, &mine, &window_),
               "MPI_Win_allocate_shared");
     slots_.resize(size_t(ranks_));
-    sources_.resize(size_t(ranks_));
     for (int q = 0; q < ranks_; ++q) {
         MPI_Aint bytes = 0;
         int unit = 0;
@@ -98,33 +97,31 @@ void SharedMemoryReducer::allgather(float* data, std::span<const size_t> offsets
 
 // out[i] = slot_0[i] + slot_1[i] + ... for i in [lo, hi), always in this order, with
 // own[i] in place of this rank's slot.
-void SharedMemoryReducer::sum_slots(float* out, size_t lo, size_t hi, const float* own) {
+void SharedMemoryReducer::sum_slots(float* out, size_t lo, size_t hi, const float* own) const {
     // In blocks that stay in L1, one slot at a time, so that each pass is one vectorised
     // stream (a loop over the slots inside the loop over elements was not vectorised and
     // ran at a fifth of the speed). The sum builds up in out, unless out is a source that
     // a later pass reads (source 2 or above): then in acc, copied out at the end.
     constexpr size_t kBlock = 2048;
-    std::copy(slots_.begin(), slots_.end(), sources_.begin());
-    sources_[size_t(rank_)] = own;
-    const float* const* s = sources_.data();
+    auto source = [&](int q) -> const float* { return q == rank_ ? own : slots_[size_t(q)]; };
     const int m = ranks_;
     bool in_place = true;
-    for (int q = 2; q < m; ++q) in_place = in_place && out != s[q];
+    for (int q = 2; q < m; ++q) in_place = in_place && out != source(q);
 #pragma omp parallel for schedule(static)
     for (size_t b0 = lo; b0 < hi; b0 += kBlock) {
         const size_t n = std::min(hi, b0 + kBlock) - b0;
         alignas(64) float acc[kBlock];
         float* sum = in_place ? out + b0 : acc;
-        const float* s0 = s[0] + b0;
+        const float* s0 = source(0) + b0;
         if (m == 1) {
             std::memmove(sum, s0, n * sizeof(float));
         } else {
-            const float* s1 = s[1] + b0;
+            const float* s1 = source(1) + b0;
 #pragma omp simd
             for (size_t i = 0; i < n; ++i) sum[i] = s0[i] + s1[i];
         }
         for (int q = 2; q < m; ++q) {
-            const float* sq = s[q] + b0;
+            const float* sq = source(q) + b0;
 #pragma omp simd
             for (size_t i = 0; i < n; ++i) sum[i] += sq[i];
         }

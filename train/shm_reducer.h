@@ -5,9 +5,9 @@
 // container's /dev/shm); longer buffers go through in chunks of one slot. For each chunk
 // every rank copies into its slot the slices the other ranks sum, then rank q of the
 // machine sums slice q of all slots (its own values read from its data), adding them in
-// rank order, so that every element is summed once and all ranks read back the same bits. Across
-// machines, the ranks holding the same slice all-reduce it with MPI before every rank copies all
-// slices out.
+// rank order, so that every element is summed once and all ranks read back the same
+// bits. Across machines, the ranks holding the same slice all-reduce it with MPI before
+// every rank copies all slices out.
 //
 // Every method is a collective over the machine's ranks (allreduce_sum also over the
 // ranks with the same place on the other machines).
@@ -40,7 +40,7 @@ public:
 
 private:
     void copy_but(const float* chunk, size_t k, size_t lo, size_t hi);
-    void sum_slots(float* out, size_t lo, size_t hi, const float* own);
+    void sum_slots(float* out, size_t lo, size_t hi, const float* own) const;
     size_t slice(size_t k, int q) const;
     void sync();
 
@@ -49,8 +49,7 @@ private:
     MPI_Comm node_, cross_;
     int rank_ = 0, ranks_ = 1, machines_ = 1; // rank_ and ranks_ on this machine
     MPI_Win window_ = MPI_WIN_NULL;
-    std::vector<float*> slots_;         // every rank's slot of the window, by rank on the machine
-    std::vector<const float*> sources_; // sum_slots' inputs: slots_, one replaced
+    std::vector<float*> slots_; // every rank's slot of the window, by rank on the machine
 };
 
 } // namespace train
