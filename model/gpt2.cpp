@@ -50,7 +50,8 @@ private:
 #define TIMED(stage, call) timer(stage, [&] { call; })
 
 template <class T>
-GPT2<T>::GPT2(const Config& config) : layout_(config), params_(layout_.total(), T(0)) {}
+GPT2<T>::GPT2(const Config& config)
+    : layout_(config), own_params_(layout_.total(), T(0)), params_(own_params_) {}
 
 namespace {
 
@@ -121,6 +122,17 @@ template <class T> template <class U> void GPT2<T>::set_params(const U* values, 
                                     " does not match the model's " +
                                     std::to_string(params_.size()));
     std::transform(values, values + count, params_.begin(), [](U v) { return T(v); });
+    mm_.weights_changed();
+}
+
+template <class T> void GPT2<T>::use_params_at(T* storage) {
+    if (storage) {
+        params_ = {storage, params_.size()};
+        std::vector<T>().swap(own_params_);
+    } else if (own_params_.empty()) {
+        own_params_.assign(params_.begin(), params_.end());
+        params_ = own_params_;
+    }
     mm_.weights_changed();
 }
 

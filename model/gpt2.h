@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -29,6 +30,10 @@ enum class Pass { inference, training };
 template <class T> class GPT2 {
 public:
     explicit GPT2(const Config& config);
+    GPT2(const GPT2&) = delete; // params_ may point into own_params_, which a move keeps
+    GPT2& operator=(const GPT2&) = delete;
+    GPT2(GPT2&&) = default;
+    GPT2& operator=(GPT2&&) = default;
 
     const Config& config() const { return layout_.config(); }
     const ParamLayout& layout() const { return layout_; }
@@ -50,6 +55,11 @@ public:
     void init_weights(uint64_t seed);
     // Copies parameters in (count must equal num_params()); any scalar type.
     template <class U> void set_params(const U* values, size_t count);
+    // Moves the parameters to storage (num_params() values that the caller keeps alive),
+    // such as memory shared by the processes of a machine: what storage holds becomes
+    // the parameters, and the model's own copy is freed. Null moves them back into memory
+    // of the model's own, with their current values.
+    void use_params_at(T* storage);
 
     // The arithmetic of the passes (model/precision.h); fp32 by default. bf16 needs
     // float; throws base::SettingError("precision") if the build or CPU cannot run it.
@@ -148,7 +158,9 @@ private:
     bool bf16_kept() const { return std::is_same_v<T, float> && precision() == Precision::bf16; }
 
     ParamLayout layout_;
-    std::vector<T> params_, grads_;
+    std::vector<T> own_params_; // empty while the parameters live elsewhere
+    std::span<T> params_;       // own_params_ or the storage of use_params_at()
+    std::vector<T> grads_;
     std::vector<T> act_memory_;
     std::vector<bf16> act_bf16_; // the activations kept in bf16 (bf16 precision)
     Activations<T> acts_{};

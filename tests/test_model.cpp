@@ -1,4 +1,5 @@
 // The whole model: sizes, initialisation, loss semantics, gradients.
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
@@ -79,6 +80,32 @@ TEST_CASE("an untrained model predicts close to uniformly") {
     const auto tokens = iota_tokens(16, kTiny.vocab), targets = iota_tokens(16, kTiny.vocab, 3);
     const double loss = m.forward(tokens.data(), targets.data(), 2, 8);
     CHECK(loss == Approx(std::log(64.0)).epsilon(0.02));
+}
+
+TEST_CASE("parameters moved to outside storage are used, updated there, and moved back") {
+    for (Precision precision : {Precision::fp32, Precision::bf16}) {
+        if (precision == Precision::bf16 && (!cpu_has_bf16() || !matmul_has_bf16())) continue;
+        CAPTURE(precision_name(precision));
+        GPT2<float> m(kTiny);
+        m.set_precision(precision);
+        m.init_weights(5);
+        const auto tokens = iota_tokens(9, kTiny.vocab);
+        const double before = m.forward(tokens.data(), tokens.data() + 1, 1, 8);
+        std::vector<float> storage(m.params(), m.params() + m.num_params());
+        m.use_params_at(storage.data());
+        CHECK(m.params() == storage.data());
+        CHECK(m.forward(tokens.data(), tokens.data() + 1, 1, 8) == before);
+        // Written from outside (as another rank would), read by the next pass.
+        for (float& p : storage) p *= 0.5f;
+        (void)m.params(); // tells the model they changed
+        const double halved = m.forward(tokens.data(), tokens.data() + 1, 1, 8);
+        CHECK(halved != before);
+        m.use_params_at(nullptr);
+        CHECK(m.params() != storage.data());
+        CHECK(std::equal(storage.begin(), storage.end(), std::as_const(m).params()));
+        storage.assign(storage.size(), 0.0f); // no longer the model's
+        CHECK(m.forward(tokens.data(), tokens.data() + 1, 1, 8) == halved);
+    }
 }
 
 TEST_CASE("the loss is the mean over targets that are not -1") {

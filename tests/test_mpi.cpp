@@ -112,7 +112,16 @@ TEST_CASE(
                       mpirun(2, args + " --batch 2 --overlap on --out " + (w / "two-overlap"), 120,
                              "GPT2_RANKS_PER_NODE=1"),
                       10);
-    check_same_losses(one, mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-zero")), 10);
+    // ZeRO-1 with the parameters in shared memory, and with a copy per rank all-gathered.
+    const Run zero = mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-zero"));
+    check_same_losses(one, zero, 10);
+    CHECK(zero.out.find("ZeRO-1 (optimizer moments sharded; reduce-scatter, parameters shared)") !=
+          std::string::npos);
+    const Run gathered = mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-gathered"), 120,
+                                "GPT2_SHARED_PARAMS=0");
+    check_same_losses(one, gathered, 10);
+    CHECK(gathered.out.find("ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)") !=
+          std::string::npos);
     // Only rank 0 prints and writes.
     const Run two =
         mpirun(2, kTrain + data_args(w) + " --batch 2 --steps 2 --out " + (w / "print"));

@@ -161,6 +161,7 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
             dp = std::make_unique<DataParallel>(
                 comm, *gpt, optim::AdamWConfig{0.9, 0.95, 1e-8, 0.1}, o.parallel);
     });
+    if (dp) dp->broadcast_params(); // as training does: under ZeRO-1, one shared copy
     BenchResult r;
     r.config = gpt->config().describe();
     r.matmul = model::matmul_backend();

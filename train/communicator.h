@@ -54,6 +54,14 @@ public:
     // Root's bytes to every rank.
     virtual void broadcast(void* data, size_t bytes) = 0;
 
+    // Memory for n floats that every rank maps, where all ranks run on one machine whose
+    // shared-memory file system has room for it; null otherwise (always, for one
+    // process). At most one such buffer, valid while the communicator lives.
+    virtual float* shared_floats(size_t n) = 0;
+    // Makes every rank's writes to the shared_floats() memory visible to all ranks, then
+    // waits for all of them.
+    virtual void sync_shared() = 0;
+
     // Every rank learns whether any rank failed; if so, `message` becomes the first
     // failing rank's message, prefixed with "rank R: " when there are several ranks.
     virtual bool any_failed(bool failed, std::string& message) = 0;
@@ -82,6 +90,8 @@ public:
     void scatter(const float* full, float* part, std::span<const size_t> offsets) override;
     void gather(const float* part, float* full, std::span<const size_t> offsets) override;
     void broadcast(void*, size_t) override {}
+    float* shared_floats(size_t) override { return nullptr; }
+    void sync_shared() override {}
     bool any_failed(bool failed, std::string&) override { return failed; }
     bool any(bool flag) override { return flag; }
     [[noreturn]] void abort_job(int exit_code) override;

@@ -169,6 +169,20 @@ void MpiCommunicator::broadcast(void* data, size_t bytes) {
             "MPI_Bcast");
 }
 
+// GPT2_SHARED_PARAMS=0 turns the shared buffer off, so that tests on one machine also go
+// through the all-gather, and a user can keep /dev/shm for other jobs.
+float* MpiCommunicator::shared_floats(size_t n) {
+    const char* env = std::getenv("GPT2_SHARED_PARAMS");
+    int wanted = reducer_ && nodes_ == 1 && !(env && std::string(env) == "0");
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, &wanted, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD),
+              "MPI_Allreduce");
+    return wanted ? reducer_->shared_buffer(n) : nullptr;
+}
+
+void MpiCommunicator::sync_shared() {
+    if (reducer_) reducer_->sync();
+}
+
 bool MpiCommunicator::any_failed(bool failed, std::string& message) {
     int first = failed ? rank_ : size_;
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD),

@@ -37,6 +37,8 @@ public:
     void scatter(const float* full, float* part, std::span<const size_t> offsets) override;
     void gather(const float* part, float* full, std::span<const size_t> offsets) override;
     void broadcast(void* data, size_t bytes) override;
+    float* shared_floats(size_t n) override;
+    void sync_shared() override;
     bool any_failed(bool failed, std::string& message) override;
     bool any(bool flag) override;
     [[noreturn]] void abort_job(int exit_code) override;

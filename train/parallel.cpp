@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 
 namespace train {
 
@@ -47,9 +48,28 @@ DataParallel::DataParallel(Communicator& comm, model::GPT2<float>& gpt,
 
 DataParallel::~DataParallel() {
     if (overlapping_) gpt_.set_backward_hook({});
+    if (shared_) gpt_.use_params_at(nullptr);
+}
+
+void DataParallel::broadcast_params() {
+    const size_t n = gpt_.num_params();
+    if (!shared_ && options_.zero == 1 && comm_.size() > 1) {
+        if (float* shared = comm_.shared_floats(n)) {
+            if (comm_.is_root()) std::copy_n(std::as_const(gpt_).params(), n, shared);
+            gpt_.use_params_at(shared); // read only after sync_shared() below
+            shared_ = true;
+        }
+    }
+    if (shared_) {
+        comm_.sync_shared();
+        (void)gpt_.params(); // mutable access: what the model derived from them is stale
+    } else {
+        comm_.broadcast(gpt_.params(), n * sizeof(float));
+    }
 }
 
 const char* DataParallel::describe() const {
+    if (shared_) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, parameters shared)";
     if (options_.zero == 1) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)";
     return overlapping_ ? "gradients all-reduced in buckets during backward"
                         : "gradients all-reduced after backward";
@@ -107,7 +127,10 @@ void DataParallel::update(float lr, double grad_clip) {
                float(optim::clip_factor(norm_, grad_clip) * mean_));
     if (options_.zero == 1) {
         const auto t1 = clock::now();
-        comm_.allgather(gpt_.params(), offsets_);
+        if (shared_)
+            comm_.sync_shared(); // every part updated in place
+        else
+            comm_.allgather(gpt_.params(), offsets_);
         comm_seconds_ += since(t1);
     }
 }

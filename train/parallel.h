@@ -18,7 +18,8 @@ namespace train {
 struct ParallelOptions {
     // 0: every rank holds all of AdamW's moments and updates every parameter.
     // 1: ZeRO-1: rank r holds the moments of its 1/W of the flat buffer; gradients are
-    //    reduce-scattered, each rank updates its part, parameters are all-gathered.
+    //    reduce-scattered, each rank updates its part, parameters are all-gathered (or,
+    //    on one machine, shared: see broadcast_params()).
     int zero = 0;
     // Without ZeRO: start reducing each block's gradients as soon as backward has
     // finished it (MPI_Iallreduce per tensor), instead of one reduction afterwards.
@@ -35,6 +36,13 @@ public:
     ~DataParallel();
     DataParallel(const DataParallel&) = delete;
     DataParallel& operator=(const DataParallel&) = delete;
+
+    // The root's parameters to every rank (collective). Under ZeRO-1 with every rank on
+    // one machine, the first call moves them into memory the ranks share (where there is
+    // room; see Communicator::shared_floats): each rank then updates its part in place
+    // and no all-gather follows. Until destruction, write them only through this class
+    // or on the root before a call; the destructor gives the model its own copy back.
+    void broadcast_params();
 
     // Call just before the backward pass of a step's last micro-batch; with overlap on
     // (and several ranks, no ZeRO) that backward then starts the reductions.
@@ -87,6 +95,7 @@ private:
     std::vector<size_t> offsets_; // partition of the flat buffer: {0, n} without ZeRO
     optim::AdamW adam_;
     bool overlapping_ = false, armed_ = false;
+    bool shared_ = false; // the parameters live in the communicator's shared memory
     std::vector<std::vector<Range>> buckets_; // [layer + 1]: tensors of block layer; [0]: the rest
     double comm_seconds_ = 0, hook_seconds_ = 0;
     double mean_ = 1, norm_ = 0; // reduce()'s averaging factor and norm, for update()

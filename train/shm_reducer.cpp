@@ -1,7 +1,11 @@
 #include "train/shm_reducer.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 
 namespace train {
@@ -12,6 +16,16 @@ namespace {
 std::pair<size_t, size_t> part_in_chunk(std::span<const size_t> offsets, int q, size_t c,
                                         size_t k) {
     return {std::clamp(offsets[q], c, c + k) - c, std::clamp(offsets[q + 1], c, c + k) - c};
+}
+
+// Whether the file system behind Open MPI's shared windows (its osc_sm_backing_directory,
+// /dev/shm unless set in the environment) has `bytes` free beside a margin for others.
+bool room_for(size_t bytes) {
+    const char* dir = std::getenv("OMPI_MCA_osc_sm_backing_directory");
+    struct statvfs fs {};
+    if (statvfs(dir && *dir ? dir : "/dev/shm", &fs) != 0) return false;
+    const double margin = double(size_t(256) << 20);
+    return double(fs.f_bavail) * double(fs.f_frsize) >= double(bytes) * 1.25 + margin;
 }
 
 } // namespace
@@ -36,8 +50,28 @@ SharedMemoryReducer::SharedMemoryReducer(MPI_Comm node, MPI_Comm cross)
 }
 
 SharedMemoryReducer::~SharedMemoryReducer() {
-    MPI_Win_unlock_all(window_);
-    MPI_Win_free(&window_);
+    for (MPI_Win* w : {&buffer_window_, &window_}) {
+        if (*w == MPI_WIN_NULL) continue;
+        MPI_Win_unlock_all(*w);
+        MPI_Win_free(w);
+    }
+}
+
+float* SharedMemoryReducer::shared_buffer(size_t n) {
+    if (buffer_window_ != MPI_WIN_NULL) throw std::logic_error("shared_buffer: one per reducer");
+    int room = rank_ == 0 && room_for(n * sizeof(float)); // rank 0 speaks for the machine
+    check_mpi(MPI_Bcast(&room, 1, MPI_INT, 0, node_), "MPI_Bcast");
+    if (!room) return nullptr;
+    float* base = nullptr;
+    check_mpi(MPI_Win_allocate_shared(MPI_Aint(rank_ == 0 ? n * sizeof(float) : 0), sizeof(float),
+                                      MPI_INFO_NULL, node_, &base, &buffer_window_),
+              "MPI_Win_allocate_shared");
+    MPI_Aint bytes = 0;
+    int unit = 0;
+    check_mpi(MPI_Win_shared_query(buffer_window_, 0, &bytes, &unit, &base),
+              "MPI_Win_shared_query");
+    check_mpi(MPI_Win_lock_all(MPI_MODE_NOCHECK, buffer_window_), "MPI_Win_lock_all");
+    return base;
 }
 
 void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
@@ -137,8 +171,10 @@ size_t SharedMemoryReducer::slice(size_t k, int q) const {
 // Makes every rank's writes to the window visible to the others, then waits for all.
 void SharedMemoryReducer::sync() {
     MPI_Win_sync(window_);
+    if (buffer_window_ != MPI_WIN_NULL) MPI_Win_sync(buffer_window_);
     check_mpi(MPI_Barrier(node_), "MPI_Barrier");
     MPI_Win_sync(window_);
+    if (buffer_window_ != MPI_WIN_NULL) MPI_Win_sync(buffer_window_);
 }
 
 } // namespace train

@@ -38,17 +38,26 @@ public:
     void reduce_scatter_sum(float* data, std::span<const size_t> offsets);
     void allgather(float* data, std::span<const size_t> offsets);
 
+    // Memory for n floats that every rank of the machine maps (rank 0 of the machine
+    // holds it), or null where the file system behind MPI's shared windows has too little
+    // room: tmpfs hands out its pages only when they are first written, and running out
+    // then would end a rank with SIGBUS rather than an error. At most one per reducer.
+    float* shared_buffer(size_t n);
+    // Makes every rank's writes to the window and the shared buffer visible to the
+    // others, then waits for all.
+    void sync();
+
 private:
     void copy_but(const float* chunk, size_t k, size_t lo, size_t hi);
     void sum_slots(float* out, size_t lo, size_t hi, const float* own) const;
     size_t slice(size_t k, int q) const;
-    void sync();
 
     static constexpr size_t kSlot = size_t(1) << 22;
 
     MPI_Comm node_, cross_;
     int rank_ = 0, ranks_ = 1, machines_ = 1; // rank_ and ranks_ on this machine
     MPI_Win window_ = MPI_WIN_NULL;
+    MPI_Win buffer_window_ = MPI_WIN_NULL; // shared_buffer()'s
     std::vector<float*> slots_; // every rank's slot of the window, by rank on the machine
 };
 

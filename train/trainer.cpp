@@ -337,7 +337,7 @@ void Trainer::resume(const Checkpoint* c) {
 // The root's weights (null elsewhere) to every rank.
 void Trainer::start_fresh(const std::vector<float>* params) {
     if (params) gpt_->set_params(params->data(), params->size());
-    comm_.broadcast(gpt_->params(), gpt_->num_params() * sizeof(float));
+    dp_->broadcast_params();
 }
 
 void Trainer::describe(const std::string& from) {
