@@ -136,6 +136,18 @@ template <class T> void GPT2<T>::use_params_at(T* storage) {
     mm_.weights_changed();
 }
 
+template <class T> void GPT2<T>::use_grads_at(T* storage) {
+    if (grads_.empty()) throw std::logic_error("use_grads_at: no gradients allocated");
+    if (storage) {
+        std::copy(grads_.begin(), grads_.end(), storage);
+        grads_ = {storage, grads_.size()};
+        std::vector<T>().swap(own_grads_);
+    } else if (own_grads_.empty()) {
+        own_grads_.assign(grads_.begin(), grads_.end());
+        grads_ = own_grads_;
+    }
+}
+
 template <class T> void GPT2<T>::set_precision(Precision precision) {
     if (precision == Precision::bf16 && !std::is_same_v<T, float>)
         throw base::SettingError("precision", "bf16 runs float models only");
@@ -145,7 +157,7 @@ template <class T> void GPT2<T>::set_precision(Precision precision) {
 }
 
 template <class T> void GPT2<T>::allocate_grads() {
-    if (grads_.empty()) grads_.assign(params_.size(), T(0));
+    if (grads_.empty()) grads_ = own_grads_ = std::vector<T>(params_.size(), T(0));
 }
 
 template <class T> void GPT2<T>::zero_grad() {

@@ -60,6 +60,8 @@ public:
     // the parameters, and the model's own copy is freed. Null moves them back into memory
     // of the model's own, with their current values.
     void use_params_at(T* storage);
+    // The same for the gradients, which must be allocated: they are copied to storage.
+    void use_grads_at(T* storage);
 
     // The arithmetic of the passes (model/precision.h); fp32 by default. bf16 needs
     // float; throws base::SettingError("precision") if the build or CPU cannot run it.
@@ -160,7 +162,8 @@ private:
     ParamLayout layout_;
     std::vector<T> own_params_; // empty while the parameters live elsewhere
     std::span<T> params_;       // own_params_ or the storage of use_params_at()
-    std::vector<T> grads_;
+    std::vector<T> own_grads_;
+    std::span<T> grads_; // empty until allocate_grads(); own_grads_ or use_grads_at()'s
     std::vector<T> act_memory_;
     std::vector<bf16> act_bf16_; // the activations kept in bf16 (bf16 precision)
     Activations<T> acts_{};

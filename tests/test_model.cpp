@@ -3,6 +3,7 @@
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -82,13 +83,15 @@ TEST_CASE("an untrained model predicts close to uniformly") {
     CHECK(loss == Approx(std::log(64.0)).epsilon(0.02));
 }
 
-TEST_CASE("parameters moved to outside storage are used, updated there, and moved back") {
+TEST_CASE("parameters and gradients moved to outside storage are used there and moved back") {
     for (Precision precision : {Precision::fp32, Precision::bf16}) {
         if (precision == Precision::bf16 && (!cpu_has_bf16() || !matmul_has_bf16())) continue;
-        CAPTURE(precision_name(precision));
+        const std::string name = precision_name(precision);
+        CAPTURE(name);
         GPT2<float> m(kTiny);
         m.set_precision(precision);
         m.init_weights(5);
+        m.reserve(1, 8, true);
         const auto tokens = iota_tokens(9, kTiny.vocab);
         const double before = m.forward(tokens.data(), tokens.data() + 1, 1, 8);
         std::vector<float> storage(m.params(), m.params() + m.num_params());
@@ -105,6 +108,28 @@ TEST_CASE("parameters moved to outside storage are used, updated there, and move
         CHECK(std::equal(storage.begin(), storage.end(), std::as_const(m).params()));
         storage.assign(storage.size(), 0.0f); // no longer the model's
         CHECK(m.forward(tokens.data(), tokens.data() + 1, 1, 8) == halved);
+
+        // Gradients: copied out, accumulated there as in the model's own, copied back.
+        const auto pass = [&] {
+            m.forward(tokens.data(), tokens.data() + 1, 1, 8, Pass::training);
+            m.backward();
+        };
+        m.zero_grad();
+        pass();
+        const std::vector<float> once(m.grads(), m.grads() + m.num_params());
+        pass();
+        const std::vector<float> twice(m.grads(), m.grads() + m.num_params());
+        m.zero_grad();
+        pass();
+        std::vector<float> grads(m.num_params(), -1.0f);
+        m.use_grads_at(grads.data());
+        CHECK(m.grads() == grads.data());
+        CHECK(grads == once);
+        pass();
+        CHECK(grads == twice);
+        m.use_grads_at(nullptr);
+        CHECK(m.grads() != grads.data());
+        CHECK(std::equal(twice.begin(), twice.end(), m.grads()));
     }
 }
 

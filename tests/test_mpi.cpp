@@ -112,13 +112,14 @@ TEST_CASE(
                       mpirun(2, args + " --batch 2 --overlap on --out " + (w / "two-overlap"), 120,
                              "GPT2_RANKS_PER_NODE=1"),
                       10);
-    // ZeRO-1 with the parameters in shared memory, and with a copy per rank all-gathered.
+    // ZeRO-1 with parameters and gradients in shared memory, and with a copy per rank
+    // (gradients copied through the window's slots, parameters all-gathered).
     const Run zero = mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-zero"));
     check_same_losses(one, zero, 10);
-    CHECK(zero.out.find("ZeRO-1 (optimizer moments sharded; reduce-scatter, parameters shared)") !=
+    CHECK(zero.out.find("ZeRO-1 (optimizer moments sharded; parameters and gradients shared)") !=
           std::string::npos);
     const Run gathered = mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-gathered"), 120,
-                                "GPT2_SHARED_PARAMS=0");
+                                "GPT2_SHARED_BUFFERS=0");
     check_same_losses(one, gathered, 10);
     CHECK(gathered.out.find("ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)") !=
           std::string::npos);

@@ -58,6 +58,9 @@ public:
     // shared-memory file system has room for it; null otherwise (always, for one
     // process). At most one such buffer, valid while the communicator lives.
     virtual float* shared_floats(size_t n) = 0;
+    // The same with n floats for each rank: this rank's. reduce_scatter_sum on it reads
+    // the other ranks' in place, without copies.
+    virtual float* shared_floats_each(size_t n) = 0;
     // Makes every rank's writes to the shared_floats() memory visible to all ranks, then
     // waits for all of them.
     virtual void sync_shared() = 0;
@@ -91,6 +94,7 @@ public:
     void gather(const float* part, float* full, std::span<const size_t> offsets) override;
     void broadcast(void*, size_t) override {}
     float* shared_floats(size_t) override { return nullptr; }
+    float* shared_floats_each(size_t) override { return nullptr; }
     void sync_shared() override {}
     bool any_failed(bool failed, std::string&) override { return failed; }
     bool any(bool flag) override { return flag; }

@@ -169,14 +169,22 @@ void MpiCommunicator::broadcast(void* data, size_t bytes) {
             "MPI_Bcast");
 }
 
-// GPT2_SHARED_PARAMS=0 turns the shared buffer off, so that tests on one machine also go
-// through the all-gather, and a user can keep /dev/shm for other jobs.
-float* MpiCommunicator::shared_floats(size_t n) {
-    const char* env = std::getenv("GPT2_SHARED_PARAMS");
+// Where every rank is on one machine. GPT2_SHARED_BUFFERS=0 says no, so that tests on one
+// machine also go through the copying paths, and a user can keep /dev/shm for other jobs.
+bool MpiCommunicator::may_share() {
+    const char* env = std::getenv("GPT2_SHARED_BUFFERS");
     int wanted = reducer_ && nodes_ == 1 && !(env && std::string(env) == "0");
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, &wanted, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD),
               "MPI_Allreduce");
-    return wanted ? reducer_->shared_buffer(n) : nullptr;
+    return wanted;
+}
+
+float* MpiCommunicator::shared_floats(size_t n) {
+    return may_share() ? reducer_->shared_buffer(n) : nullptr;
+}
+
+float* MpiCommunicator::shared_floats_each(size_t n) {
+    return may_share() ? reducer_->shared_segment(n) : nullptr;
 }
 
 void MpiCommunicator::sync_shared() {

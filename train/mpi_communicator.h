@@ -38,6 +38,7 @@ public:
     void gather(const float* part, float* full, std::span<const size_t> offsets) override;
     void broadcast(void* data, size_t bytes) override;
     float* shared_floats(size_t n) override;
+    float* shared_floats_each(size_t n) override;
     void sync_shared() override;
     bool any_failed(bool failed, std::string& message) override;
     bool any(bool flag) override;
@@ -48,6 +49,7 @@ private:
     bool same_ranks_per_machine() const;
     void set_counts(std::span<const size_t> offsets);
     void wait_all_quietly();
+    bool may_share();
 
     int rank_ = 0, size_ = 1;
     MPI_Comm node_ = MPI_COMM_NULL, cross_ = MPI_COMM_NULL;

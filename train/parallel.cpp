@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <new>
 #include <stdexcept>
 #include <utility>
 
@@ -48,7 +49,12 @@ DataParallel::DataParallel(Communicator& comm, model::GPT2<float>& gpt,
 
 DataParallel::~DataParallel() {
     if (overlapping_) gpt_.set_backward_hook({});
-    if (shared_) gpt_.use_params_at(nullptr);
+    try {
+        if (shared_) gpt_.use_params_at(nullptr);
+        if (shared_grads_) gpt_.use_grads_at(nullptr);
+    } catch (const std::bad_alloc&) {
+        // The model goes on reading the communicator's memory, valid while it lives.
+    }
 }
 
 void DataParallel::broadcast_params() {
@@ -58,6 +64,12 @@ void DataParallel::broadcast_params() {
             if (comm_.is_root()) std::copy_n(std::as_const(gpt_).params(), n, shared);
             gpt_.use_params_at(shared); // read only after sync_shared() below
             shared_ = true;
+            // Each rank's gradients where the others read them: the reduce-scatter then
+            // sums in place instead of copying through the window's slots.
+            if (float* mine = comm_.shared_floats_each(n)) {
+                gpt_.use_grads_at(mine);
+                shared_grads_ = true;
+            }
         }
     }
     if (shared_) {
@@ -69,6 +81,7 @@ void DataParallel::broadcast_params() {
 }
 
 const char* DataParallel::describe() const {
+    if (shared_grads_) return "ZeRO-1 (optimizer moments sharded; parameters and gradients shared)";
     if (shared_) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, parameters shared)";
     if (options_.zero == 1) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)";
     return overlapping_ ? "gradients all-reduced in buckets during backward"

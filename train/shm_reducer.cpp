@@ -40,38 +40,53 @@ SharedMemoryReducer::SharedMemoryReducer(MPI_Comm node, MPI_Comm cross)
                                       node_, &mine, &window_),
               "MPI_Win_allocate_shared");
     slots_.resize(size_t(ranks_));
-    for (int q = 0; q < ranks_; ++q) {
-        MPI_Aint bytes = 0;
-        int unit = 0;
-        check_mpi(MPI_Win_shared_query(window_, q, &bytes, &unit, &slots_[q]),
-                  "MPI_Win_shared_query");
-    }
+    for (int q = 0; q < ranks_; ++q) slots_[size_t(q)] = base_of(window_, q);
     check_mpi(MPI_Win_lock_all(MPI_MODE_NOCHECK, window_), "MPI_Win_lock_all");
 }
 
 SharedMemoryReducer::~SharedMemoryReducer() {
-    for (MPI_Win* w : {&buffer_window_, &window_}) {
+    for (MPI_Win* w : {&segment_window_, &buffer_window_, &window_}) {
         if (*w == MPI_WIN_NULL) continue;
         MPI_Win_unlock_all(*w);
         MPI_Win_free(w);
     }
 }
 
-float* SharedMemoryReducer::shared_buffer(size_t n) {
-    if (buffer_window_ != MPI_WIN_NULL) throw std::logic_error("shared_buffer: one per reducer");
-    int room = rank_ == 0 && room_for(n * sizeof(float)); // rank 0 speaks for the machine
+// A window of n floats held by rank `holder` of the machine, or n for each rank if holder
+// is -1. False, and no window, where the file system has no room for it.
+bool SharedMemoryReducer::allocate(MPI_Win& window, size_t n, int holder) {
+    if (window != MPI_WIN_NULL) throw std::logic_error("shared memory: allocated already");
+    const size_t all = holder < 0 ? n * size_t(ranks_) : n;
+    int room = rank_ == 0 && room_for(all * sizeof(float)); // rank 0 speaks for the machine
     check_mpi(MPI_Bcast(&room, 1, MPI_INT, 0, node_), "MPI_Bcast");
-    if (!room) return nullptr;
+    if (!room) return false;
+    const size_t mine = holder < 0 || holder == rank_ ? n : 0;
     float* base = nullptr;
-    check_mpi(MPI_Win_allocate_shared(MPI_Aint(rank_ == 0 ? n * sizeof(float) : 0), sizeof(float),
-                                      MPI_INFO_NULL, node_, &base, &buffer_window_),
+    check_mpi(MPI_Win_allocate_shared(MPI_Aint(mine * sizeof(float)), sizeof(float), MPI_INFO_NULL,
+                                      node_, &base, &window),
               "MPI_Win_allocate_shared");
+    check_mpi(MPI_Win_lock_all(MPI_MODE_NOCHECK, window), "MPI_Win_lock_all");
+    return true;
+}
+
+// Where rank q's part of window starts, in this process.
+float* SharedMemoryReducer::base_of(MPI_Win window, int q) {
     MPI_Aint bytes = 0;
     int unit = 0;
-    check_mpi(MPI_Win_shared_query(buffer_window_, 0, &bytes, &unit, &base),
-              "MPI_Win_shared_query");
-    check_mpi(MPI_Win_lock_all(MPI_MODE_NOCHECK, buffer_window_), "MPI_Win_lock_all");
+    float* base = nullptr;
+    check_mpi(MPI_Win_shared_query(window, q, &bytes, &unit, &base), "MPI_Win_shared_query");
     return base;
+}
+
+float* SharedMemoryReducer::shared_buffer(size_t n) {
+    return allocate(buffer_window_, n, 0) ? base_of(buffer_window_, 0) : nullptr;
+}
+
+float* SharedMemoryReducer::shared_segment(size_t n) {
+    if (!allocate(segment_window_, n, -1)) return nullptr;
+    segments_.resize(size_t(ranks_));
+    for (int q = 0; q < ranks_; ++q) segments_[size_t(q)] = base_of(segment_window_, q);
+    return segments_[size_t(rank_)];
 }
 
 void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
@@ -80,7 +95,7 @@ void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
         const size_t lo = slice(k, rank_), hi = slice(k, rank_ + 1);
         copy_but(data + c, k, lo, hi); // the others' slices; this rank sums its own from data
         sync();
-        sum_slots(slots_[rank_], lo, hi, data + c);
+        sum_sources(slots_[rank_], lo, hi, [&](int q) { return from_slot(q, data + c); });
         if (machines_ > 1)
             check_mpi(MPI_Allreduce(MPI_IN_PLACE, slots_[rank_] + lo, int(hi - lo), MPI_FLOAT,
                                     MPI_SUM, cross_),
@@ -97,13 +112,20 @@ void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
 // Rank r sums its part of every rank's slot, its own values read from data, into its own
 // data; nothing is copied back.
 void SharedMemoryReducer::reduce_scatter_sum(float* data, std::span<const size_t> offsets) {
+    if (!segments_.empty() && data == segments_[size_t(rank_)]) {
+        sync(); // every rank's segment is final
+        sum_sources(data, offsets[rank_], offsets[rank_ + 1],
+                    [&](int q) -> const float* { return segments_[size_t(q)]; });
+        sync(); // no rank writes its segment again while another reads it
+        return;
+    }
     const size_t n0 = offsets[0], n1 = offsets[ranks_];
     for (size_t c = n0; c < n1; c += kSlot) {
         const size_t k = std::min(kSlot, n1 - c);
         const auto [lo, hi] = part_in_chunk(offsets, rank_, c, k);
         copy_but(data + c, k, lo, hi);
         sync();
-        sum_slots(data + c, lo, hi, data + c);
+        sum_sources(data + c, lo, hi, [&](int q) { return from_slot(q, data + c); });
         sync();
     }
 }
@@ -129,15 +151,14 @@ void SharedMemoryReducer::allgather(float* data, std::span<const size_t> offsets
     }
 }
 
-// out[i] = slot_0[i] + slot_1[i] + ... for i in [lo, hi), always in this order, with
-// own[i] in place of this rank's slot.
-void SharedMemoryReducer::sum_slots(float* out, size_t lo, size_t hi, const float* own) const {
-    // In blocks that stay in L1, one slot at a time, so that each pass is one vectorised
-    // stream (a loop over the slots inside the loop over elements was not vectorised and
+// out[i] = source(0)[i] + source(1)[i] + ... for i in [lo, hi), always in this order.
+template <class Source>
+void SharedMemoryReducer::sum_sources(float* out, size_t lo, size_t hi, Source source) const {
+    // In blocks that stay in L1, one source at a time, so that each pass is one vectorised
+    // stream (a loop over the sources inside the loop over elements was not vectorised and
     // ran at a fifth of the speed). The sum builds up in out, unless out is a source that
     // a later pass reads (source 2 or above): then in acc, copied out at the end.
     constexpr size_t kBlock = 2048;
-    auto source = [&](int q) -> const float* { return q == rank_ ? own : slots_[size_t(q)]; };
     const int m = ranks_;
     bool in_place = true;
     for (int q = 2; q < m; ++q) in_place = in_place && out != source(q);
@@ -170,11 +191,13 @@ size_t SharedMemoryReducer::slice(size_t k, int q) const {
 
 // Makes every rank's writes to the window visible to the others, then waits for all.
 void SharedMemoryReducer::sync() {
-    MPI_Win_sync(window_);
-    if (buffer_window_ != MPI_WIN_NULL) MPI_Win_sync(buffer_window_);
+    const auto memory_sync = [&] {
+        for (MPI_Win w : {window_, buffer_window_, segment_window_})
+            if (w != MPI_WIN_NULL) MPI_Win_sync(w);
+    };
+    memory_sync();
     check_mpi(MPI_Barrier(node_), "MPI_Barrier");
-    MPI_Win_sync(window_);
-    if (buffer_window_ != MPI_WIN_NULL) MPI_Win_sync(buffer_window_);
+    memory_sync();
 }
 
 } // namespace train

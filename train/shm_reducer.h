@@ -43,13 +43,23 @@ public:
     // room: tmpfs hands out its pages only when they are first written, and running out
     // then would end a rank with SIGBUS rather than an error. At most one per reducer.
     float* shared_buffer(size_t n);
+    // As shared_buffer, n floats for each rank: this rank's, or null. reduce_scatter_sum
+    // on this rank's segment reads the other ranks' segments in place instead of copying
+    // through the window's slots. At most one per reducer.
+    float* shared_segment(size_t n);
     // Makes every rank's writes to the window and the shared buffer visible to the
     // others, then waits for all.
     void sync();
 
 private:
     void copy_but(const float* chunk, size_t k, size_t lo, size_t hi);
-    void sum_slots(float* out, size_t lo, size_t hi, const float* own) const;
+    template <class Source> void sum_sources(float* out, size_t lo, size_t hi, Source source) const;
+    // In the slotted reductions: rank q's chunk, this rank's own read from its data.
+    const float* from_slot(int q, const float* own) const {
+        return q == rank_ ? own : slots_[size_t(q)];
+    }
+    bool allocate(MPI_Win& window, size_t n, int holder);
+    static float* base_of(MPI_Win window, int q);
     size_t slice(size_t k, int q) const;
 
     static constexpr size_t kSlot = size_t(1) << 22;
@@ -57,7 +67,9 @@ private:
     MPI_Comm node_, cross_;
     int rank_ = 0, ranks_ = 1, machines_ = 1; // rank_ and ranks_ on this machine
     MPI_Win window_ = MPI_WIN_NULL;
-    MPI_Win buffer_window_ = MPI_WIN_NULL; // shared_buffer()'s
+    MPI_Win buffer_window_ = MPI_WIN_NULL;  // shared_buffer()'s
+    MPI_Win segment_window_ = MPI_WIN_NULL; // shared_segment()'s
+    std::vector<float*> segments_;          // every rank's segment, by rank on the machine
     std::vector<float*> slots_; // every rank's slot of the window, by rank on the machine
 };
 
