@@ -438,7 +438,7 @@ TEST_CASE("option values out of range are refused before any work, and --help st
         {train + " --batch 0", "--batch: must be positive, got 0"},
         {train + " --seq 0", "--seq: must be at least 1, got 0"},
         {train + " --sample-temperature nan", "--sample-temperature: must be at least 0, got nan"},
-        {train + " --zero 2", "--zero: must be in [0, 1], got 2"},
+        {train + " --zero 2", "--zero: 2 not in {0,1,auto}"},
         {sample + " --temperature nan", "--temperature: must be at least 0, got nan"},
         {sample + " --top-p nan", "--top-p: must be in (0, 1], got nan"},
         {sample + " --top-p 2", "--top-p: must be in (0, 1], got 2"},

@@ -102,7 +102,7 @@ TEST_CASE(
     make_shard(w, "train_000001.bin", 6000);
     const std::string args = kTrain + data_args(w) + " --steps 10 --grad-accum 2";
     const Run one = run_gpt2(args + " --batch 4 --out " + (w / "one"));
-    check_same_losses(one, mpirun(2, args + " --batch 2 --out " + (w / "two")), 10);
+    check_same_losses(one, mpirun(2, args + " --batch 2 --zero 0 --out " + (w / "two")), 10);
     // As two machines: MPI_Allreduce after backward, and MPI_Iallreduce per tensor during it.
     check_same_losses(one,
                       mpirun(2, args + " --batch 2 --overlap off --out " + (w / "two-blocking"),
@@ -128,9 +128,17 @@ TEST_CASE(
         mpirun(2, kTrain + data_args(w) + " --batch 2 --steps 2 --out " + (w / "print"));
     INFO(two.out);
     CHECK(losses(two.out).size() == 2);
+    // --zero auto: ZeRO-1 on one machine, plain data parallelism across machines.
     CHECK(
         two.out.find("ranks: 2 ranks on 1 machine (2 per machine, shared memory inside a machine); "
-                     "gradients all-reduced after backward") != std::string::npos);
+                     "ZeRO-1 (optimizer moments sharded; parameters and gradients shared)") !=
+        std::string::npos);
+    const Run machines =
+        mpirun(2, kTrain + data_args(w) + " --batch 2 --steps 2 --out " + (w / "print-machines"),
+               120, "GPT2_RANKS_PER_NODE=1");
+    INFO(machines.out);
+    CHECK(machines.out.find("; gradients all-reduced in buckets during backward") !=
+          std::string::npos);
 }
 
 TEST_CASE("mpirun: with a loss mask, 2 ranks of batch B still give one rank of batch 2B's "
@@ -148,7 +156,7 @@ TEST_CASE("mpirun: with a loss mask, 2 ranks of batch B still give one rank of b
     data::write_mask(data::mask_path(w / "train_000001.bin"), classes.data(), classes.size(), 0);
     const std::string args = kTrain + data_args(w) + " --steps 6 --grad-accum 2";
     const Run one = run_gpt2(args + " --batch 4 --out " + (w / "one"));
-    check_same_losses(one, mpirun(2, args + " --batch 2 --out " + (w / "two")), 6);
+    check_same_losses(one, mpirun(2, args + " --batch 2 --zero 0 --out " + (w / "two")), 6);
     check_same_losses(one, mpirun(2, args + " --batch 2 --zero 1 --out " + (w / "two-zero")), 6);
 }
 

@@ -187,6 +187,7 @@ BenchResult run_bench(const BenchOptions& o, Communicator& comm) {
     r.mfu = r.peak_gflops > 0 ? r.flops_per_token * r.tok_per_s / (r.peak_gflops * 1e9) : 0;
     r.peak_rss_gib = peak_rss_gib(comm);
     if (dp && r.ranks > 1) r.reduction = dp->describe();
+    if (dp) r.zero = dp->zero();
     fill_breakdown(r, o, *gpt, t);
     return r;
 }

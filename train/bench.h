@@ -44,6 +44,7 @@ struct BenchResult {
     double comm_ms_per_step = 0, wait_ms_per_step = 0; // medians; several ranks only
     double peak_rss_gib = 0;                           // the largest of any rank
     std::string reduction; // how gradients were reduced (several ranks, training)
+    int zero = 0;          // the ZeRO stage used (--zero auto resolved)
     // Mean milliseconds per step by part: the model's stages, then optimizer,
     // communication, waiting and other; and the mean step they add up to.
     std::vector<std::pair<std::string, double>> breakdown_ms;

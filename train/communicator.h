@@ -22,6 +22,7 @@ public:
     virtual int rank() const = 0;
     virtual int size() const = 0;
     bool is_root() const { return rank() == 0; }
+    virtual int machines() const = 0; // how many machines the ranks run on
     // e.g. "4 ranks on 2 machines (2 per machine, shared memory inside a machine)"
     virtual std::string describe() const = 0;
 
@@ -81,6 +82,7 @@ class SingleProcess final : public Communicator {
 public:
     int rank() const override { return 0; }
     int size() const override { return 1; }
+    int machines() const override { return 1; }
     std::string describe() const override { return "1 rank"; }
     void allreduce_sum(float*, size_t) override {}
     double allreduce_sum(double value) override { return value; }

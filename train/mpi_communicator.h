@@ -24,6 +24,7 @@ public:
 
     int rank() const override { return rank_; }
     int size() const override { return size_; }
+    int machines() const override { return nodes_; }
     std::string describe() const override;
 
     void allreduce_sum(float* data, size_t n) override;

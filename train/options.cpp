@@ -181,7 +181,7 @@ void TrainOptions::validate() const {
     require(eval_every == 0 || evaluates, "eval_every", "runs the {evals} evaluators: none given");
     require(total_batch_tokens == 0 || grad_accum == 1, "grad_accum",
             "is set by {total_batch_tokens}: give one of the two");
-    require(zero == 0 || zero == 1, "zero", "must be 0 or 1, got " + std::to_string(zero));
+    require(zero >= -1 && zero <= 1, "zero", "must be auto, 0 or 1, got " + std::to_string(zero));
 }
 
 void TrainOptions::validate_for(const model::Config& config) const {

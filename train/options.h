@@ -64,9 +64,9 @@ struct TrainOptions {
     std::string out = "runs/train", log_file, resume;
     int checkpoint_every = 0, keep = 2;
     bool overwrite = false;
-    // Data parallelism (under mpirun): ZeRO stage 0 or 1, and overlapping the gradient
-    // reduction with the backward pass (stage 0 only).
-    int zero = 0;
+    // Data parallelism (under mpirun): ZeRO stage 0 or 1 (-1: auto, see ParallelOptions),
+    // and overlapping the gradient reduction with the backward pass (stage 0 only).
+    int zero = -1;
     bool overlap = true;
     // Memory: what backward recomputes instead of keeping (model/recompute.h); all by
     // default: a step about as fast (README) without the GELU and LayerNorm outputs.

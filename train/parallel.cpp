@@ -28,18 +28,30 @@ std::vector<size_t> partition(size_t n, int ranks) {
     return offsets;
 }
 
+namespace {
+
+// Options with zero = -1 resolved: ZeRO-1 on one machine, where the ranks share their
+// parameters and gradients (broadcast_params) and it is the fastest mode; across
+// machines plain data parallelism, whose reduction can overlap backward.
+ParallelOptions resolved(ParallelOptions o, const Communicator& comm) {
+    if (o.zero == -1) o.zero = comm.size() > 1 && comm.machines() == 1 ? 1 : 0;
+    if (o.zero != 0 && o.zero != 1)
+        throw base::SettingError("zero", "must be auto, 0 or 1, got " + std::to_string(o.zero));
+    return o;
+}
+
+} // namespace
+
 DataParallel::DataParallel(Communicator& comm, model::GPT2<float>& gpt,
                            const optim::AdamWConfig& config, const ParallelOptions& options)
-    : comm_(comm), gpt_(gpt), options_(options),
-      offsets_(options.zero ? partition(gpt.num_params(), comm.size())
-                            : std::vector<size_t>{0, gpt.num_params()}),
-      adam_(gpt.layout(), config, offsets_[options.zero ? comm.rank() : 0],
-            offsets_[options.zero ? comm.rank() + 1 : 1]) {
-    if (options.zero != 0 && options.zero != 1)
-        throw base::SettingError("zero", "must be 0 or 1, got " + std::to_string(options.zero));
+    : comm_(comm), gpt_(gpt), options_(resolved(options, comm)),
+      offsets_(options_.zero ? partition(gpt.num_params(), comm.size())
+                             : std::vector<size_t>{0, gpt.num_params()}),
+      adam_(gpt.layout(), config, offsets_[options_.zero ? comm.rank() : 0],
+            offsets_[options_.zero ? comm.rank() + 1 : 1]) {
     if (!gpt.grads()) gpt.allocate_grads();
     overlapping_ =
-        options.overlap && options.zero == 0 && comm.size() > 1 && comm.reduces_in_background();
+        options_.overlap && options_.zero == 0 && comm.size() > 1 && comm.reduces_in_background();
     if (!overlapping_) return;
     buckets_.resize(size_t(gpt.config().n_layer) + 1);
     for (const auto& t : gpt.layout().tensors())

@@ -16,11 +16,12 @@
 namespace train {
 
 struct ParallelOptions {
+    // -1 (auto): 1 where all ranks run on one machine, else 0.
     // 0: every rank holds all of AdamW's moments and updates every parameter.
     // 1: ZeRO-1: rank r holds the moments of its 1/W of the flat buffer; gradients are
     //    reduce-scattered, each rank updates its part, parameters are all-gathered (or,
     //    on one machine, shared: see broadcast_params()).
-    int zero = 0;
+    int zero = -1;
     // Without ZeRO: start reducing each block's gradients as soon as backward has
     // finished it (MPI_Iallreduce per tensor), instead of one reduction afterwards.
     // Applies where the communicator reduces in the background (one rank per machine);
@@ -72,6 +73,7 @@ public:
     // How gradients are reduced, for logs: "ZeRO-1 (...)", "gradients all-reduced in
     // buckets during backward" or "gradients all-reduced after backward".
     const char* describe() const;
+    int zero() const { return options_.zero; } // the ZeRO stage in use: 0 or 1
 
     // This rank's part of the flat buffer whose moments it holds: [begin, end).
     size_t begin() const { return adam_.begin(); }

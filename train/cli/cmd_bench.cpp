@@ -24,7 +24,7 @@ void print_json(const train::BenchOptions& o, const train::BenchResult& r) {
         {"threads", r.threads},
         {"forward_only", o.forward_only},
         {"precision", model::precision_name(r.precision)},
-        {"zero", o.parallel.zero},
+        {"zero", r.zero},
         {"overlap", o.parallel.overlap},
         {"recompute", model::recompute_name(o.recompute)},
         {"ms_per_step", r.ms_per_step},
@@ -106,9 +106,7 @@ void add_bench(CLI::App& app) {
     cmd->add_option("--peak-gflops-bf16", o->peak_gflops_bf16,
                     "Peak bf16 GFLOP/s (of all ranks) to use instead of measuring it")
         ->check(above(0));
-    cmd->add_option("--zero", o->parallel.zero, "Under mpirun: ZeRO stage, 0 or 1 (as gpt2 train)")
-        ->check(in_range(0, 1))
-        ->capture_default_str();
+    add_zero_option(*cmd, o->parallel.zero);
     add_on_off(*cmd, "--overlap", o->parallel.overlap,
                "under mpirun, overlap the all-reduce with backward");
     add_recompute_option(*cmd, o->recompute);

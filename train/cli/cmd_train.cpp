@@ -246,12 +246,7 @@ void add_output_options(CLI::App& cmd, TrainOptions& o) {
 }
 
 void add_parallel_options(CLI::App& cmd, TrainOptions& o) {
-    cmd.add_option("--zero", o.zero,
-                   "Under mpirun: 0 = every rank holds all optimizer moments; 1 = ZeRO-1, each "
-                   "rank holds and updates 1/ranks of them (reduce-scatter, all-gather)")
-        ->check(in_range(0, 1))
-        ->capture_default_str()
-        ->group("Parallel");
+    add_zero_option(cmd, o.zero)->group("Parallel");
     add_on_off(cmd, "--overlap", o.overlap,
                "under mpirun with --zero 0 and one rank per machine, all-reduce each block's "
                "gradients while backward goes on to the next (ranks sharing a machine reduce "

@@ -286,6 +286,16 @@ CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value) {
                       "bit-identical");
 }
 
+CLI::Option* add_zero_option(CLI::App& cmd, int& value) {
+    return add_choice(cmd, "--zero", value,
+                      std::map<std::string, int>{{"auto", -1}, {"0", 0}, {"1", 1}},
+                      "under mpirun: 0 = every rank holds all optimizer moments and updates all "
+                      "parameters; 1 = ZeRO-1, each rank holds and updates 1/ranks of them "
+                      "(reduce-scatter; on one machine the ranks share one copy of the parameters "
+                      "and read each other's gradients in shared memory, else all-gather); auto = "
+                      "1 when all ranks run on one machine, else 0");
+}
+
 CLI::Validator at_least(double low) {
     return range_validator(">= " + number_text(low), "at least " + number_text(low),
                            [low](double v) { return v >= low; });

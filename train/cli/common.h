@@ -67,6 +67,8 @@ std::unique_ptr<model::GPT2<float>> load_model_as(const std::string& path,
                                                   model::Precision precision);
 // --recompute off|gelu|all, for train and bench.
 CLI::Option* add_recompute_option(CLI::App& cmd, model::Recompute& value);
+// --zero auto|0|1 (auto = -1), for train and bench.
+CLI::Option* add_zero_option(CLI::App& cmd, int& value);
 
 // Numeric option ranges, checked as the command line is parsed and stated in --help
 // (after the type: "FLOAT:>= 0"). NaN and infinities are refused; a value that is not a
