@@ -189,7 +189,7 @@ size_t SharedMemoryReducer::slice(size_t k, int q) const {
     return q == ranks_ ? k : std::min(k, k / size_t(ranks_) * size_t(q) / 16 * 16);
 }
 
-// Makes every rank's writes to the window visible to the others, then waits for all.
+// Makes every rank's writes to any of the windows visible to the others, then waits for all.
 void SharedMemoryReducer::sync() {
     const auto memory_sync = [&] {
         for (MPI_Win w : {window_, buffer_window_, segment_window_})

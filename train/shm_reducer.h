@@ -9,6 +9,10 @@
 // bits. Across machines, the ranks holding the same slice all-reduce it with MPI before
 // every rank copies all slices out.
 //
+// Where a buffer can live in shared memory for good (ZeRO-1's parameters and gradients
+// on one machine), shared_buffer() and shared_segment() allocate it in windows of its
+// own, and the reduce-scatter of a segment reads the others' segments without copies.
+//
 // Every method is a collective over the machine's ranks (allreduce_sum also over the
 // ranks with the same place on the other machines).
 #pragma once
@@ -47,8 +51,8 @@ public:
     // on this rank's segment reads the other ranks' segments in place instead of copying
     // through the window's slots. At most one per reducer.
     float* shared_segment(size_t n);
-    // Makes every rank's writes to the window and the shared buffer visible to the
-    // others, then waits for all.
+    // Makes every rank's writes to the slots, the shared buffer and the segments visible
+    // to the others, then waits for all.
     void sync();
 
 private:
