@@ -71,17 +71,21 @@ DataParallel::~DataParallel() {
 
 void DataParallel::broadcast_params() {
     const size_t n = gpt_.num_params();
-    if (!shared_ && options_.zero == 1 && comm_.size() > 1) {
-        if (float* shared = comm_.shared_floats(n)) {
-            if (comm_.is_root()) std::copy_n(std::as_const(gpt_).params(), n, shared);
-            gpt_.use_params_at(shared); // read only after sync_shared() below
-            shared_ = true;
-            // Each rank's gradients where the others read them: the reduce-scatter then
-            // sums in place instead of copying through the window's slots.
-            if (float* mine = comm_.shared_floats_each(n)) {
-                gpt_.use_grads_at(mine);
-                shared_grads_ = true;
+    if (!placed_ && comm_.size() > 1) {
+        placed_ = true;
+        // Under ZeRO-1 one copy of the parameters, each rank updating its part.
+        if (options_.zero == 1) {
+            if (float* shared = comm_.shared_floats(n)) {
+                if (comm_.is_root()) std::copy_n(std::as_const(gpt_).params(), n, shared);
+                gpt_.use_params_at(shared); // read only after sync_shared() below
+                shared_ = true;
             }
+        }
+        // Each rank's gradients where the others read them: the reduction then sums in
+        // place instead of copying through the window's slots.
+        if (float* mine = comm_.shared_floats_each(n)) {
+            gpt_.use_grads_at(mine);
+            shared_grads_ = true;
         }
     }
     if (shared_) {
@@ -93,9 +97,13 @@ void DataParallel::broadcast_params() {
 }
 
 const char* DataParallel::describe() const {
-    if (shared_grads_) return "ZeRO-1 (optimizer moments sharded; parameters and gradients shared)";
-    if (shared_) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, parameters shared)";
-    if (options_.zero == 1) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)";
+    if (options_.zero == 1) {
+        if (shared_ && shared_grads_)
+            return "ZeRO-1 (optimizer moments sharded; parameters and gradients shared)";
+        if (shared_) return "ZeRO-1 (optimizer moments sharded; reduce-scatter, parameters shared)";
+        return "ZeRO-1 (optimizer moments sharded; reduce-scatter, all-gather)";
+    }
+    if (shared_grads_) return "gradients shared, all-reduced after backward";
     return overlapping_ ? "gradients all-reduced in buckets during backward"
                         : "gradients all-reduced after backward";
 }

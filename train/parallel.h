@@ -38,11 +38,11 @@ public:
     DataParallel(const DataParallel&) = delete;
     DataParallel& operator=(const DataParallel&) = delete;
 
-    // The root's parameters to every rank (collective). Under ZeRO-1 with every rank on
-    // one machine, the first call moves them into memory the ranks share (where there is
-    // room; see Communicator::shared_floats): each rank then updates its part in place
-    // and no all-gather follows. The gradients move too, so that the reduce-scatter reads
-    // them in place. Until destruction, write the parameters only through this class or
+    // The root's parameters to every rank (collective). With every rank on one machine,
+    // the first call moves the gradients into memory the ranks share (where there is
+    // room; see Communicator::shared_floats), so that their reduction reads them in
+    // place; under ZeRO-1 the parameters too: each rank then updates its part in place
+    // and no all-gather follows. Until destruction, write the parameters only through this class or
     // on the root before a call. The destructor gives the model its own copies back (if
     // memory allows; else the model must not outlive the communicator).
     void broadcast_params();
@@ -99,8 +99,9 @@ private:
     std::vector<size_t> offsets_; // partition of the flat buffer: {0, n} without ZeRO
     optim::AdamW adam_;
     bool overlapping_ = false, armed_ = false;
+    bool placed_ = false;       // broadcast_params() has chosen where the buffers live
     bool shared_ = false;       // the parameters live in the communicator's shared memory
-    bool shared_grads_ = false; // and each rank's gradients too
+    bool shared_grads_ = false; // each rank's gradients do
     std::vector<std::vector<Range>> buckets_; // [layer + 1]: tensors of block layer; [0]: the rest
     double comm_seconds_ = 0, hook_seconds_ = 0;
     double mean_ = 1, norm_ = 0; // reduce()'s averaging factor and norm, for update()

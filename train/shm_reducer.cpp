@@ -90,6 +90,19 @@ float* SharedMemoryReducer::shared_segment(size_t n) {
 }
 
 void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
+    if (!segments_.empty() && data == segments_[size_t(rank_)]) { // one machine: in place
+        const size_t lo = slice(n, rank_), hi = slice(n, rank_ + 1);
+        sync(); // every rank's segment is final
+        sum_sources(data, lo, hi, [&](int q) -> const float* { return segments_[size_t(q)]; });
+        sync();
+        for (int q = 0; q < ranks_; ++q) {
+            const size_t a = slice(n, q), b = slice(n, q + 1);
+            if (q != rank_)
+                std::memcpy(data + a, segments_[size_t(q)] + a, (b - a) * sizeof(float));
+        }
+        sync(); // no rank writes its segment again while another reads it
+        return;
+    }
     for (size_t c = 0; c < n; c += kSlot) {
         const size_t k = std::min(kSlot, n - c);
         const size_t lo = slice(k, rank_), hi = slice(k, rank_ + 1);

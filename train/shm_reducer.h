@@ -9,9 +9,9 @@
 // bits. Across machines, the ranks holding the same slice all-reduce it with MPI before
 // every rank copies all slices out.
 //
-// Where a buffer can live in shared memory for good (ZeRO-1's parameters and gradients
+// Where a buffer can live in shared memory for good (gradients, and ZeRO-1's parameters,
 // on one machine), shared_buffer() and shared_segment() allocate it in windows of its
-// own, and the reduce-scatter of a segment reads the others' segments without copies.
+// own, and the reductions of a segment read the others' segments without copies.
 //
 // Every method is a collective over the machine's ranks (allreduce_sum also over the
 // ranks with the same place on the other machines).
@@ -47,9 +47,9 @@ public:
     // room: tmpfs hands out its pages only when they are first written, and running out
     // then would end a rank with SIGBUS rather than an error. At most one per reducer.
     float* shared_buffer(size_t n);
-    // As shared_buffer, n floats for each rank: this rank's, or null. reduce_scatter_sum
-    // on this rank's segment reads the other ranks' segments in place instead of copying
-    // through the window's slots. At most one per reducer.
+    // As shared_buffer, n floats for each rank: this rank's, or null. allreduce_sum and
+    // reduce_scatter_sum on this rank's segment read the other ranks' segments in place
+    // instead of copying through the window's slots. At most one per reducer.
     float* shared_segment(size_t n);
     // Makes every rank's writes to the slots, the shared buffer and the segments visible
     // to the others, then waits for all.
