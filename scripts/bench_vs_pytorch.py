@@ -235,12 +235,22 @@ def parse_configs(text):
     return configs
 
 
-def print_table(configs, results):
-    """tokens/s of both programs per config, training and forward, with the ratios."""
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
-    def tokens(B, T, kind, precision, program):  # program 0: ours, 1: PyTorch
-        pair = results.get((B, T, f"{kind}-{precision}"))
-        r = pair[program] if pair else None
+
+def print_table(configs, results, rounds):
+    """tokens/s of both programs per config, training and forward, with the ratios: with
+    several rounds, the median over rounds of each figure, each ratio taken within a round
+    (the runs of one round are minutes apart, so they share the machine's drift)."""
+
+    def tokens(B, T, kind, precision, program, round_):  # program 0: ours, 1: PyTorch
+        runs = results.get((B, T, f"{kind}-{precision}"))
+        r = runs[round_][program] if runs else None
         return r["tok_per_s"] if r else None
 
     def cell(x, width, ratio=False):
@@ -254,19 +264,36 @@ def print_table(configs, results):
                ("torch bf16", 10), ("bf16/fp32", 9), ("ours/torch fp32", 15),
                ("ours/torch bf16", 15)]
     header = f"{'B x T':>8} {'':>5} | " + " ".join(f"{name:>{w}}" for name, w in columns)
-    print("\ntokens/s (median step)")
+    print("\ntokens/s (median step" + (f"; median of {rounds} rounds)" if rounds > 1 else ")"))
     print(header)
     print("-" * len(header))
+    spreads = []
     for B, T in configs:
         for kind in ("train", "fwd"):
-            of, ob = tokens(B, T, kind, "fp32", 0), tokens(B, T, kind, "bf16", 0)
-            pf, pb = tokens(B, T, kind, "fp32", 1), tokens(B, T, kind, "bf16", 1)
-            if all(x is None for x in (of, ob, pf, pb)):
+            per_round = []
+            for i in range(rounds):
+                of, ob = tokens(B, T, kind, "fp32", 0, i), tokens(B, T, kind, "bf16", 0, i)
+                pf, pb = tokens(B, T, kind, "fp32", 1, i), tokens(B, T, kind, "bf16", 1, i)
+                per_round.append([of, ob, div(ob, of), pf, pb, div(pb, pf), div(of, pf),
+                                  div(ob, pb)])
+            columns_of_rounds = list(zip(*per_round))
+            if all(x is None for i in (0, 1, 3, 4) for x in columns_of_rounds[i]):
                 continue
-            values = [(of, False), (ob, False), (div(ob, of), True), (pf, False), (pb, False),
-                      (div(pb, pf), True), (div(of, pf), True), (div(ob, pb), True)]
+            values = [median(c) for c in columns_of_rounds]
+            ratio = [False, False, True, False, False, True, True, True]
             print(f"{f'{B}x{T}':>8} {kind:>5} | " +
-                  " ".join(cell(v, w, r) for (v, r), (_, w) in zip(values, columns)))
+                  " ".join(cell(v, w, r) for v, r, (_, w) in zip(values, ratio, columns)))
+            if rounds > 1:
+                ranges = []
+                for name, i in (("ours bf16/fp32", 2), ("ours/torch fp32", 6),
+                                ("ours/torch bf16", 7)):
+                    got = [x for x in columns_of_rounds[i] if x is not None]
+                    if got:
+                        ranges.append(f"{name} {min(got):.2f}-{max(got):.2f}x")
+                spreads.append(f"  {B}x{T} {kind}: " + ", ".join(ranges))
+    if spreads:
+        print(f"\nratios over the {rounds} rounds (lowest-highest):")
+        print("\n".join(spreads))
 
 
 def compare(args):
@@ -274,6 +301,8 @@ def compare(args):
         sys.exit(f"bench_vs_pytorch: {args.gpt2}: not an executable (build it, or give --gpt2)")
     if args.quick:
         args.steps, args.warmup = 2, 1
+    if args.rounds < 1:
+        sys.exit(f"bench_vs_pytorch: --rounds: must be at least 1, got {args.rounds}")
     modes = args.modes.split(",")
     for m in modes:
         if m not in MODES:
@@ -290,24 +319,33 @@ def compare(args):
           f"(OMP_WAIT_POLICY={base.get('OMP_WAIT_POLICY', 'unset')}), {args.warmup} warm-up + "
           f"median of {args.steps} steps", flush=True)
     results = {}
-    for B, T in configs:
-        for mode in modes:
-            o = ours(args, B, T, mode, base)
-            p = pytorch(args, B, T, mode, torch_env)
-            results[(B, T, mode)] = (o, p)
-            line = f"  {B}x{T} {mode}: ours "
-            line += (f"{o['tok_per_s']:.1f} tok/s (MFU {100 * o['mfu']:.1f}% of the "
-                     f"{o['precision']} peak, {o['peak_gflops']:.0f} GFLOP/s)" if o else "failed")
-            line += (f", PyTorch {p['tok_per_s']:.1f} tok/s (loss {p['loss']:.3f})" if p
-                     else ", PyTorch failed")
-            print(line, flush=True)
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+        for B, T in configs:
+            for mode in modes:
+                o = ours(args, B, T, mode, base)
+                p = pytorch(args, B, T, mode, torch_env)
+                results.setdefault((B, T, mode), []).append((o, p))
+                report(B, T, mode, o, p)
 
-    print_table(configs, results)
+    print_table(configs, results, args.rounds)
     if args.json:
         with open(args.json, "w") as f:
-            for (B, T, mode), (o, p) in results.items():
-                record = {"batch": B, "seq": T, "mode": mode, "ours": o, "pytorch": p}
-                f.write(json.dumps(record) + "\n")
+            for (B, T, mode), runs in results.items():
+                for round_, (o, p) in enumerate(runs):
+                    record = {"batch": B, "seq": T, "mode": mode, "round": round_ + 1,
+                              "ours": o, "pytorch": p}
+                    f.write(json.dumps(record) + "\n")
+
+
+def report(B, T, mode, o, p):
+    line = f"  {B}x{T} {mode}: ours "
+    line += (f"{o['tok_per_s']:.1f} tok/s (MFU {100 * o['mfu']:.1f}% of the "
+             f"{o['precision']} peak, {o['peak_gflops']:.0f} GFLOP/s)" if o else "failed")
+    line += (f", PyTorch {p['tok_per_s']:.1f} tok/s (loss {p['loss']:.3f})" if p
+             else ", PyTorch failed")
+    print(line, flush=True)
 
 
 def main():
@@ -322,6 +360,9 @@ def main():
     c.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both")
     c.add_argument("--omp-wait-policy", choices=["passive", "active", "env"], default="passive",
                    help="OMP_WAIT_POLICY for both programs (env: as in the environment)")
+    c.add_argument("--rounds", type=int, default=1,
+                   help="run every config and mode this many times, interleaved; the table "
+                        "gives medians and the ratios' range (this VM drifts by 10-20%%)")
     c.add_argument("--quick", action="store_true", help="smoke run: 1 warm-up + 2 timed steps")
     c.add_argument("--json", help="also write every result as JSON lines to this file")
     t = sub.add_parser("torch", help="the PyTorch side alone: one config and mode, one JSON line")

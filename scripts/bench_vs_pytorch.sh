@@ -5,11 +5,13 @@
 #
 #   scripts/bench_vs_pytorch.sh [GPT2_BINARY] [--configs 4x256,1x1024] [--modes
 #       train-fp32,train-bf16,fwd-fp32,fwd-bf16] [--steps 5] [--warmup 2] [--threads N]
-#       [--quick] [--json FILE]
+#       [--rounds 1] [--quick] [--json FILE]
 #
 # GPT2_BINARY defaults to build/gpt2 beside this script; threads default to the CPUs
-# (both programs get the same, via OMP_NUM_THREADS); --quick is a smoke run (1 warm-up
-# and 2 timed steps). Needs python3-torch (scripts/setup.sh --test).
+# (both programs get the same, via OMP_NUM_THREADS); --rounds N repeats everything N
+# times, interleaved, and reports medians and each ratio's range (ratios are taken within
+# a round); --quick is a smoke run (1 warm-up and 2 timed steps). Needs python3-torch
+# (scripts/setup.sh --test).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 gpt2="$(dirname "$here")/build/gpt2"
