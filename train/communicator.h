@@ -59,11 +59,11 @@ public:
     // shared-memory file system has room for it; null otherwise (always, for one
     // process). At most one such buffer, valid while the communicator lives.
     virtual float* shared_floats(size_t n) = 0;
-    // The same with n floats for each rank: this rank's. reduce_scatter_sum on it reads
-    // the other ranks' in place, without copies.
+    // The same with n floats for each rank: this rank's. allreduce_sum and
+    // reduce_scatter_sum on it read the other ranks' in place, without copies.
     virtual float* shared_floats_each(size_t n) = 0;
-    // Makes every rank's writes to the shared_floats() memory visible to all ranks, then
-    // waits for all of them.
+    // Makes every rank's writes to the memory of shared_floats() and shared_floats_each()
+    // visible to all ranks, then waits for all of them.
     virtual void sync_shared() = 0;
 
     // Every rank learns whether any rank failed; if so, `message` becomes the first
