@@ -125,27 +125,31 @@ template <class T> template <class U> void GPT2<T>::set_params(const U* values, 
     mm_.weights_changed();
 }
 
-template <class T> void GPT2<T>::use_params_at(T* storage) {
+namespace {
+
+// A buffer of the model moved to `storage` (its values copied there if `copy`), or back
+// into `own` with its current values when storage is null.
+template <class T> void relocate(std::vector<T>& own, std::span<T>& view, T* storage, bool copy) {
     if (storage) {
-        params_ = {storage, params_.size()};
-        std::vector<T>().swap(own_params_);
-    } else if (own_params_.empty()) {
-        own_params_.assign(params_.begin(), params_.end());
-        params_ = own_params_;
+        if (copy) std::copy(view.begin(), view.end(), storage);
+        view = {storage, view.size()};
+        std::vector<T>().swap(own);
+    } else if (own.empty()) {
+        own.assign(view.begin(), view.end());
+        view = own;
     }
+}
+
+} // namespace
+
+template <class T> void GPT2<T>::use_params_at(T* storage) {
+    relocate(own_params_, params_, storage, false);
     mm_.weights_changed();
 }
 
 template <class T> void GPT2<T>::use_grads_at(T* storage) {
     if (grads_.empty()) throw std::logic_error("use_grads_at: no gradients allocated");
-    if (storage) {
-        std::copy(grads_.begin(), grads_.end(), storage);
-        grads_ = {storage, grads_.size()};
-        std::vector<T>().swap(own_grads_);
-    } else if (own_grads_.empty()) {
-        own_grads_.assign(grads_.begin(), grads_.end());
-        grads_ = own_grads_;
-    }
+    relocate(own_grads_, grads_, storage, true);
 }
 
 template <class T> void GPT2<T>::set_precision(Precision precision) {

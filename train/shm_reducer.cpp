@@ -90,11 +90,8 @@ float* SharedMemoryReducer::shared_segment(size_t n) {
 }
 
 void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
-    if (!segments_.empty() && data == segments_[size_t(rank_)]) { // one machine: in place
-        const size_t lo = slice(n, rank_), hi = slice(n, rank_ + 1);
-        sync(); // every rank's segment is final
-        sum_sources(data, lo, hi, [&](int q) -> const float* { return segments_[size_t(q)]; });
-        sync();
+    if (is_segment(data)) {
+        sum_segments(slice(n, rank_), slice(n, rank_ + 1));
         for (int q = 0; q < ranks_; ++q) {
             const size_t a = slice(n, q), b = slice(n, q + 1);
             if (q != rank_)
@@ -125,13 +122,7 @@ void SharedMemoryReducer::allreduce_sum(float* data, size_t n) {
 // Rank r sums its part of every rank's slot, its own values read from data, into its own
 // data; nothing is copied back.
 void SharedMemoryReducer::reduce_scatter_sum(float* data, std::span<const size_t> offsets) {
-    if (!segments_.empty() && data == segments_[size_t(rank_)]) {
-        sync(); // every rank's segment is final
-        sum_sources(data, offsets[rank_], offsets[rank_ + 1],
-                    [&](int q) -> const float* { return segments_[size_t(q)]; });
-        sync(); // no rank writes its segment again while another reads it
-        return;
-    }
+    if (is_segment(data)) return sum_segments(offsets[rank_], offsets[rank_ + 1]);
     const size_t n0 = offsets[0], n1 = offsets[ranks_];
     for (size_t c = n0; c < n1; c += kSlot) {
         const size_t k = std::min(kSlot, n1 - c);
@@ -141,6 +132,16 @@ void SharedMemoryReducer::reduce_scatter_sum(float* data, std::span<const size_t
         sum_sources(data + c, lo, hi, [&](int q) { return from_slot(q, data + c); });
         sync();
     }
+}
+
+// [lo, hi) of this rank's segment becomes the sum of that range of every rank's segment,
+// read in place; the syncs around it let every rank's segment be final before, and keep
+// each segment unchanged until every rank has read it.
+void SharedMemoryReducer::sum_segments(size_t lo, size_t hi) {
+    sync();
+    sum_sources(segments_[size_t(rank_)], lo, hi,
+                [&](int q) -> const float* { return segments_[size_t(q)]; });
+    sync();
 }
 
 // This rank's slot gets chunk (k elements) but [lo, hi), the part only this rank reads.

@@ -62,6 +62,10 @@ private:
     const float* from_slot(int q, const float* own) const {
         return q == rank_ ? own : slots_[size_t(q)];
     }
+    bool is_segment(const float* data) const {
+        return !segments_.empty() && data == segments_[size_t(rank_)];
+    }
+    void sum_segments(size_t lo, size_t hi);
     bool allocate(MPI_Win& window, size_t n, int holder);
     static float* base_of(MPI_Win window, int q);
     size_t slice(size_t k, int q) const;
