@@ -129,11 +129,12 @@ namespace {
 
 // A buffer of the model moved to `storage` (its values copied there if `copy`), or back
 // into `own` with its current values when storage is null.
-template <class T> void relocate(std::vector<T>& own, std::span<T>& view, T* storage, bool copy) {
+template <class T>
+void relocate(base::LargeVector<T>& own, std::span<T>& view, T* storage, bool copy) {
     if (storage) {
         if (copy) std::copy(view.begin(), view.end(), storage);
         view = {storage, view.size()};
-        std::vector<T>().swap(own);
+        base::LargeVector<T>().swap(own);
     } else if (own.empty()) {
         own.assign(view.begin(), view.end());
         view = own;
@@ -161,7 +162,7 @@ template <class T> void GPT2<T>::set_precision(Precision precision) {
 }
 
 template <class T> void GPT2<T>::allocate_grads() {
-    if (grads_.empty()) grads_ = own_grads_ = std::vector<T>(params_.size(), T(0));
+    if (grads_.empty()) grads_ = own_grads_ = base::LargeVector<T>(params_.size(), T(0));
 }
 
 template <class T> void GPT2<T>::zero_grad() {

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/memory.h"
 #include "model/activations.h"
 #include "model/config.h"
 #include "model/layout.h"
@@ -160,12 +161,12 @@ private:
     bool bf16_kept() const { return std::is_same_v<T, float> && precision() == Precision::bf16; }
 
     ParamLayout layout_;
-    std::vector<T> own_params_; // empty while the parameters live elsewhere
-    std::span<T> params_;       // own_params_ or the storage of use_params_at()
-    std::vector<T> own_grads_;
+    base::LargeVector<T> own_params_; // empty while the parameters live elsewhere
+    std::span<T> params_;             // own_params_ or the storage of use_params_at()
+    base::LargeVector<T> own_grads_;
     std::span<T> grads_; // empty until allocate_grads(); own_grads_ or use_grads_at()'s
-    std::vector<T> act_memory_;
-    std::vector<bf16> act_bf16_; // the activations kept in bf16 (bf16 precision)
+    base::LargeVector<T> act_memory_;
+    base::LargeVector<bf16> act_bf16_; // the activations kept in bf16 (bf16 precision)
     Activations<T> acts_{};
     int cap_batch_ = 0, cap_seq_ = 0;
     int attn_slots_ = 0; // attention's scratch slots: the threads it may use
@@ -182,7 +183,7 @@ private:
     std::function<void(int)> backward_hook_;
     Matmul<T> mm_; // the linear layers' products, prepared per shape
     // Generation: the key/value cache and one position's buffers.
-    std::vector<T> step_memory_;
+    base::LargeVector<T> step_memory_;
     StepActivations<T> step_acts_{};
     int kv_positions_ = 0;
 };

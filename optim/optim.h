@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/memory.h"
 #include "model/layout.h"
 
 namespace optim {
@@ -62,7 +63,7 @@ private:
     AdamWConfig config_;
     size_t begin_, end_;
     int64_t t_ = 0;
-    std::vector<float> m_, v_;
+    base::LargeVector<float> m_, v_;
     std::vector<Run> decay_runs_;
 };
 
