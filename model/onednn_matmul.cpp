@@ -2,8 +2,11 @@
 
 #include <oneapi/dnnl/dnnl_version.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "model/layers.h"
 
@@ -21,11 +24,10 @@ void check(dnnl_status_t status, const char* what) {
                                  std::to_string(int(status)) + ")");
 }
 
-// The memory descriptors of a product (see Impl::Product) and whether it accumulates.
-// bf16: src and weights in bf16, dst (unless bf16_dst), bias and accumulation in f32. Weights stay
-// in their plain (OC,C) layout, so that one bf16 copy serves the forward product and the input
-// gradient: oneDNN 2.6's reorders into its blocked layouts run at under 1 GB/s, which would cost
-// more per step than the blocked layout gains.
+// The memory descriptors of a product (see Impl::Product) in plain layouts, and whether it
+// accumulates. bf16: src and weights in bf16, dst (unless bf16_dst), bias and accumulation in
+// f32. make() may swap bf16 weights for the blocked layout that pack_blocked writes (oneDNN
+// 2.6's own reorders into it run at under 1 GB/s, too slow to run every step).
 struct Shapes {
     memory::desc src, weights, bias, dst;
     bool accumulate = false;
@@ -60,7 +62,41 @@ Shapes shapes_of(const Impl::Key& k) {
     return s;
 }
 
-Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vector<char>& scratch) {
+// Writes the (K,N) matrix X, X(k,n) = x[k*sk + n*sn] (x in float or bf16), rounded to bf16
+// in oneDNN's BA16a64b2a layout: blocks of 32 k by 64 n, block (nb, kb) at (nb*KB + kb)*2048
+// elements (KB = K/32 rounded up), and inside a block the pair X(2p, n), X(2p+1, n) of its
+// rows and columns as the 32-bit unit p*64 + n, the first in the low half; K padded to 32
+// and N to 64 with zeros. On all threads.
+template <class In> void pack_blocked(bf16* dst, const In* x, int K, int N, size_t sk, size_t sn) {
+    const int KB = (K + 31) / 32, NB = (N + 63) / 64;
+    auto bits = [](In v) { return uint32_t(to_bf16(value_of(v)).bits); };
+    auto at = [&](int k, int n) { return k < K && n < N ? bits(x[k * sk + n * sn]) : 0u; };
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int nb = 0; nb < NB; ++nb)
+        for (int kb = 0; kb < KB; ++kb) {
+            uint32_t* block = reinterpret_cast<uint32_t*>(dst) + (size_t(nb) * KB + kb) * 1024;
+            const int k0 = kb * 32, n0 = nb * 64;
+            const bool full = k0 + 32 <= K && n0 + 64 <= N;
+            for (int p = 0; p < 16; ++p) {
+                uint32_t* units = block + p * 64;
+                const In* r0 = x + size_t(k0 + 2 * p) * sk + size_t(n0) * sn;
+                const In* r1 = r0 + sk;
+                if (full && sn == 1) { // rows of X contiguous: the weight gradient's input
+#pragma omp simd
+                    for (int j = 0; j < 64; ++j) units[j] = bits(r0[j]) | bits(r1[j]) << 16;
+                } else if (full) { // columns contiguous: W^T for the forward product
+                    for (int j = 0; j < 64; ++j)
+                        units[j] = bits(r0[j * sn]) | bits(r1[j * sn]) << 16;
+                } else {
+                    for (int j = 0; j < 64; ++j)
+                        units[j] = at(k0 + 2 * p, n0 + j) | at(k0 + 2 * p + 1, n0 + j) << 16;
+                }
+            }
+        }
+}
+
+Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine,
+                    base::LargeVector<char>& scratch) {
     const Shapes s = shapes_of(key);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -69,16 +105,28 @@ Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vecto
         sum.append_sum(1.0f);
         attr.set_post_ops(sum);
     }
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(s.src, s.weights, s.bias, s.dst), attr,
-                                          engine);
+    auto describe = [&](const memory::desc& weights) {
+        return dnnl::matmul::primitive_desc(dnnl::matmul::desc(s.src, weights, s.bias, s.dst), attr,
+                                            engine);
+    };
+    dnnl::matmul::primitive_desc pd = describe(s.weights);
     Impl::Prepared p;
+    if (key.bf16) { // the layout oneDNN picks, if it is the one pack_blocked writes
+        const auto bf16 = memory::data_type::bf16;
+        const memory::desc blocked(s.weights.dims(), bf16, tag::BA16a64b2a);
+        const auto chosen = describe(memory::desc(s.weights.dims(), bf16, tag::any));
+        if (chosen.weights_desc() == blocked) {
+            pd = chosen;
+            p.blocked = true;
+        }
+    }
     p.primitive = dnnl::matmul(pd);
     auto arg = [&](int name, memory& m, const memory::desc& md) {
         m = memory(md, engine, nullptr);
         p.args[p.n_args++] = {name, m.get()};
     };
     arg(DNNL_ARG_SRC, p.src, s.src);
-    arg(DNNL_ARG_WEIGHTS, p.weights, s.weights);
+    arg(DNNL_ARG_WEIGHTS, p.weights, pd.weights_desc());
     arg(DNNL_ARG_DST, p.dst, s.dst);
     arg(DNNL_ARG_SCRATCHPAD, p.scratch, pd.scratchpad_desc());
     if (key.product == Impl::Product::forward_bias) arg(DNNL_ARG_BIAS, p.bias, s.bias);
@@ -87,7 +135,7 @@ Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine, std::vecto
     return p;
 }
 
-void grow(std::vector<bf16>& v, size_t n) {
+void grow(base::LargeVector<bf16>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
@@ -97,30 +145,49 @@ Impl::Prepared& Impl::get(const Key& key) {
     auto it = prepared.find(key);
     if (it == prepared.end()) {
         it = prepared.emplace(key, make(key, engine, scratch)).first;
-        if (key.bf16) { // room for the rounded activations
+        if (key.bf16) { // room for the rounded activations, and the packed input
             const size_t N = key.N, C = key.C, OC = key.OC;
             const bool grad_src =
                 key.product == Product::input_grad || key.product == Product::weight_grad;
             grow(rounded_a, N * (grad_src ? OC : C));
+            if (key.product == Product::weight_grad && it->second.blocked)
+                grow(packed_b, it->second.weights.get_desc().get_size() / sizeof(bf16));
         }
     }
     return it->second;
 }
 
-Impl::WeightCopy& Impl::copy_of(const float* weight, size_t n) {
+Impl::WeightCopy& Impl::copy_of(const float* weight, const Key& key) {
+    const bool blocked = get(key).blocked;
     for (WeightCopy& c : copies)
-        if (c.source == weight) return c;
-    return copies.emplace_back(WeightCopy{weight, std::vector<bf16>(n), false});
+        if (c.source == weight && c.blocked == blocked) return c;
+    // Blocked: room for either product's layout, K padded to 32 and N to 64.
+    auto padded = [](size_t n, size_t block) { return (n + block - 1) / block * block; };
+    const size_t C = key.C, OC = key.OC;
+    const size_t n =
+        blocked ? std::max(padded(C, 32) * padded(OC, 64), padded(OC, 32) * padded(C, 64)) : OC * C;
+    return copies.emplace_back(WeightCopy{weight, blocked, base::LargeVector<bf16>(n)});
 }
 
-const void* Impl::weight_copy(const float* weight, size_t n) {
-    WeightCopy& c = copy_of(weight, n);
-    if (!c.fresh) to_bf16(c.data.data(), weight, n);
-    c.fresh = true;
+const void* Impl::weight_copy(const float* weight, const Key& key) {
+    WeightCopy& c = copy_of(weight, key);
+    const Product product =
+        key.product == Product::input_grad ? Product::input_grad : Product::forward;
+    if (!c.fresh || (c.blocked && c.product != product)) {
+        const size_t C = key.C;
+        if (!c.blocked)
+            to_bf16(c.data.data(), weight, size_t(key.OC) * C);
+        else if (product == Product::input_grad) // (K,N) = (OC,C): the weight as it is
+            pack_blocked(c.data.data(), weight, key.OC, key.C, C, 1);
+        else // (K,N) = (C,OC): its transpose
+            pack_blocked(c.data.data(), weight, key.C, key.OC, 1, C);
+        c.product = product;
+        c.fresh = true;
+    }
     return c.data.data();
 }
 
-const bf16* Impl::round(std::vector<bf16>& into, const float* x, size_t n) {
+const bf16* Impl::round(base::LargeVector<bf16>& into, const float* x, size_t n) {
     if (into.size() < n) throw std::logic_error("Matmul: bf16 product used before prepare");
     to_bf16(into.data(), x, n);
     return into.data();
@@ -137,12 +204,32 @@ void Impl::run(const Key& key, const void* src, const void* weights, const float
     check(dnnl_stream_wait(stream.get()), "stream wait");
 }
 
+template <class In>
+void Impl::backward_bf16(float* dinp, float* dweight, const float* dout, const In* inp,
+                         const float* weight, int N, int C, int OC) {
+    const Key input_grad{Product::input_grad, N, C, OC, true};
+    const Key weight_grad{Product::weight_grad, N, C, OC, true};
+    const Prepared& wg = get(weight_grad); // prepared: room for the rounded dout
+    const void* w = weight_copy(weight, input_grad);
+    const bf16* d = round(rounded_a, dout, size_t(N) * OC);
+    run(input_grad, d, w, nullptr, dinp);
+    const void* x = inp;
+    if (wg.blocked) {
+        pack_blocked(packed_b.data(), inp, N, C, size_t(C), 1);
+        x = packed_b.data();
+    } else if constexpr (std::is_same_v<In, float>) {
+        grow(rounded_b, size_t(N) * C); // prepared (Bf16Io::rounded_in): room for inp
+        x = round(rounded_b, inp, size_t(N) * C);
+    }
+    run(weight_grad, d, x, nullptr, dweight);
+}
+
 template <>
 void Matmul<float>::forward(float* out, const bf16* inp, const float* weight, const float* bias,
                             int N, int C, int OC) {
     if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 input in fp32");
     const Impl::Key key = impl_->forward_key(N, C, OC, bias);
-    const void* w = impl_->weight_copy(weight, size_t(OC) * C);
+    const void* w = impl_->weight_copy(weight, key);
     impl_->run(key, inp, w, bias, out);
 }
 
@@ -151,7 +238,7 @@ void Matmul<float>::forward(bf16* out, const bf16* inp, const float* weight, con
                             int N, int C, int OC) {
     if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 output in fp32");
     const Impl::Key key = impl_->forward_key(N, C, OC, bias, true, true);
-    const void* w = impl_->weight_copy(weight, size_t(OC) * C);
+    const void* w = impl_->weight_copy(weight, key);
     impl_->run(key, inp, w, bias, out);
 }
 
@@ -159,13 +246,7 @@ template <>
 void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const float* dout,
                              const bf16* inp, const float* weight, int N, int C, int OC) {
     if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 input in fp32");
-    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, true};
-    const Impl::Key weight_grad{Impl::Product::weight_grad, N, C, OC, true};
-    impl_->get(weight_grad); // prepared: room for the rounded dout
-    const void* w = impl_->weight_copy(weight, size_t(OC) * C);
-    const bf16* d = impl_->round(impl_->rounded_a, dout, size_t(N) * OC);
-    impl_->run(input_grad, d, w, nullptr, dinp);
-    impl_->run(weight_grad, d, inp, nullptr, dweight);
+    impl_->backward_bf16(dinp, dweight, dout, inp, weight, N, C, OC);
     if (dbias) bias_backward(dbias, dout, N, OC);
 }
 
@@ -184,10 +265,9 @@ template <>
 void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const float* dout,
                              const float* inp, const float* weight, int N, int C, int OC) {
     if (precision_ == Precision::bf16) {
-        impl_->get({Impl::Product::weight_grad, N, C, OC, true});
-        grow(impl_->rounded_b, size_t(N) * C); // prepared (Bf16Io::rounded_in): room for inp
-        return backward(dinp, dweight, dbias, dout,
-                        impl_->round(impl_->rounded_b, inp, size_t(N) * C), weight, N, C, OC);
+        impl_->backward_bf16(dinp, dweight, dout, inp, weight, N, C, OC);
+        if (dbias) bias_backward(dbias, dout, N, OC);
+        return;
     }
     impl_->run({Impl::Product::input_grad, N, C, OC, false}, dout, weight, nullptr, dinp);
     impl_->run({Impl::Product::weight_grad, N, C, OC, false}, dout, inp, nullptr, dweight);
@@ -198,12 +278,17 @@ template <>
 void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, const float* weight,
                             Bf16Io io) {
     const bool bf16 = precision_ == Precision::bf16;
-    impl_->get(impl_->forward_key(N, C, OC, bias, bf16, bf16 && io == Bf16Io::bf16_in_out));
-    if (bf16 && weight) impl_->copy_of(weight, size_t(OC) * C);
+    const Impl::Key forward =
+        impl_->forward_key(N, C, OC, bias, bf16, bf16 && io == Bf16Io::bf16_in_out);
+    impl_->get(forward);
+    if (bf16 && weight) impl_->copy_of(weight, forward);
     if (!training) return;
-    impl_->get({Impl::Product::input_grad, N, C, OC, bf16});
-    impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
-    if (bf16 && io == Bf16Io::rounded_in) grow(impl_->rounded_b, size_t(N) * C);
+    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
+    impl_->get(input_grad);
+    if (bf16 && weight) impl_->copy_of(weight, input_grad);
+    const Impl::Prepared& weight_grad = impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
+    if (bf16 && io == Bf16Io::rounded_in && !weight_grad.blocked)
+        grow(impl_->rounded_b, size_t(N) * C);
 }
 
 template <> void Matmul<float>::weights_changed() {

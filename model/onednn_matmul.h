@@ -4,8 +4,13 @@
 // running a prepared product allocates nothing.
 //
 // In bf16 a product reads bfloat16: activations are rounded into bf16 buffers kept
-// here, and each weight tensor gets one bf16 copy, remade after weights_changed() at
-// first use.
+// here, and each weight tensor gets one bf16 copy. A product's second operand ("weights"
+// to oneDNN: the weight tensor, or for the weight gradient the layer's input) is written
+// in oneDNN's blocked layout for bf16 on AVX-512 (BA16a64b2a), which its kernels run
+// 10-20% faster than plain rows; where oneDNN wants another layout, the plain one is
+// used. A blocked weight copy holds the layout of the product that used it last, the
+// forward one (W^T) or the input gradient's (W): training packs each weight twice per
+// pass, as two copies would after every optimizer step, in half the memory.
 #pragma once
 
 #include <dnnl.hpp>
@@ -13,6 +18,7 @@
 #include <map>
 #include <vector>
 
+#include "base/memory.h"
 #include "model/matmul.h"
 
 namespace model {
@@ -35,11 +41,16 @@ template <> struct Matmul<float>::Impl {
         dnnl::memory src, weights, bias, dst, scratch;
         int n_args = 0;
         dnnl_exec_arg_t args[5];
+        bool blocked = false; // weights in BA16a64b2a (bf16 only)
     };
-    // A weight tensor's bf16 copy (OC,C), remade at first use after weights_changed().
+    // A weight tensor's bf16 copy: plain (OC,C), which serves both products, or blocked
+    // (K,N) as `product` reads it. Remade at first use after weights_changed(), and when
+    // blocked at the first use by the other product.
     struct WeightCopy {
         const float* source;
-        std::vector<bf16> data;
+        bool blocked;
+        base::LargeVector<bf16> data;
+        Product product = Product::forward; // forward or input_grad
         bool fresh = false;
     };
 
@@ -48,22 +59,28 @@ template <> struct Matmul<float>::Impl {
         return {bias ? Product::forward_bias : Product::forward, N, C, OC, bf16, bf16_dst};
     }
     Prepared& get(const Key& key); // prepares the product on first use
-    // The bf16 copy of `weight` (n elements): copy_of finds or makes its buffer,
-    // weight_copy also brings its values up to date.
-    WeightCopy& copy_of(const float* weight, size_t n);
-    const void* weight_copy(const float* weight, size_t n);
+    // The bf16 copy of `weight` for the product `key` (forward or input_grad): copy_of
+    // finds or makes its buffer, weight_copy also brings it up to date for that product.
+    WeightCopy& copy_of(const float* weight, const Key& key);
+    const void* weight_copy(const float* weight, const Key& key);
     void run(const Key& key, const void* src, const void* weights, const float* bias, void* dst);
     // Rounds n floats to bf16 into `into` (grown at preparation, not here).
-    const bf16* round(std::vector<bf16>& into, const float* x, size_t n);
+    const bf16* round(base::LargeVector<bf16>& into, const float* x, size_t n);
+    // Both backward products in bf16 on inp (N,C) in float or bf16: dout rounded once,
+    // inp packed for the weight gradient (or rounded, or read as it is, if plain).
+    template <class In>
+    void backward_bf16(float* dinp, float* dweight, const float* dout, const In* inp,
+                       const float* weight, int N, int C, int OC);
 
     dnnl::engine engine{dnnl::engine::kind::cpu, 0};
     dnnl::stream stream{engine};
     std::map<Key, Prepared> prepared;
-    std::vector<char> scratch;      // shared by every product, sized for the largest
-    std::vector<WeightCopy> copies; // bf16 weight copies, a few per weight tensor
+    base::LargeVector<char> scratch; // shared by every product, sized for the largest
+    std::vector<WeightCopy> copies;  // bf16 weight copies, a few per weight tensor
     // bf16 activations: src (an input or dout), and inp in backward; rounded_b only for
-    // shapes prepared with Bf16Io::rounded_in.
-    std::vector<bf16> rounded_a, rounded_b;
+    // shapes prepared with Bf16Io::rounded_in whose weight gradient reads plain inputs;
+    // packed_b for inp in the blocked layout.
+    base::LargeVector<bf16> rounded_a, rounded_b, packed_b;
 };
 
 } // namespace model
