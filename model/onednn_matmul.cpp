@@ -3,6 +3,7 @@
 #include <oneapi/dnnl/dnnl_version.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -26,8 +27,10 @@ void check(dnnl_status_t status, const char* what) {
 
 // The memory descriptors of a product (see Impl::Product) in plain layouts, and whether it
 // accumulates. bf16: src and weights in bf16, dst (unless bf16_dst), bias and accumulation in
-// f32. make() may swap bf16 weights for the blocked layout that pack_blocked writes (oneDNN
-// 2.6's own reorders into it run at under 1 GB/s, too slow to run every step).
+// f32. make() may swap the weights for the blocked layout that pack_blocked writes (oneDNN
+// 2.6's own reorders into it run at under 1 GB/s, too slow to run every step): in bf16 for
+// every product, in fp32 for the input gradient only (the products that gain most; the
+// forward one keeps reading the parameters in place).
 struct Shapes {
     memory::desc src, weights, bias, dst;
     bool accumulate = false;
@@ -62,34 +65,55 @@ Shapes shapes_of(const Impl::Key& k) {
     return s;
 }
 
-// Writes the (K,N) matrix X, X(k,n) = x[k*sk + n*sn] (x in float or bf16), rounded to bf16
-// in oneDNN's BA16a64b2a layout: blocks of 32 k by 64 n, block (nb, kb) at (nb*KB + kb)*2048
-// elements (KB = K/32 rounded up), and inside a block the pair X(2p, n), X(2p+1, n) of its
-// rows and columns as the 32-bit unit p*64 + n, the first in the low half; K padded to 32
-// and N to 64 with zeros. On all threads.
-template <class In> void pack_blocked(bf16* dst, const In* x, int K, int N, size_t sk, size_t sn) {
-    const int KB = (K + 31) / 32, NB = (N + 63) / 64;
-    auto bits = [](In v) { return uint32_t(to_bf16(value_of(v)).bits); };
+// The blocked layout oneDNN's AVX-512 matmul prefers for its second operand (K,N): for bf16
+// BA16a64b2a, for float BA16a64b.
+memory::desc blocked_desc(const memory::dims& dims, bool bf16) {
+    return bf16 ? memory::desc(dims, memory::data_type::bf16, tag::BA16a64b2a)
+                : memory::desc(dims, memory::data_type::f32, tag::BA16a64b);
+}
+
+// Writes the (K,N) matrix X, X(k,n) = x[k*sk + n*sn] (x in float or bf16), in blocked_desc's
+// layout, as Out (bf16: rounded; float from float only). Blocks of 64 n by kb k (32 for
+// bf16, 16 for float), block (nb, b) at (nb*KB + b)*kb*64 elements (KB = K/kb rounded up),
+// each 16 rows of 64 32-bit units: for float unit (p, n) is X(p, n), for bf16 the pair
+// X(2p, n), X(2p+1, n), the first in the low half. K and N padded with zeros. All threads.
+template <class Out, class In>
+void pack_blocked(Out* dst, const In* x, int K, int N, size_t sk, size_t sn) {
+    constexpr bool pairs = std::is_same_v<Out, bf16>;
+    constexpr int kb = pairs ? 32 : 16;
+    const int KB = (K + kb - 1) / kb, NB = (N + 63) / 64;
+    auto bits = [](In v) {
+        if constexpr (pairs)
+            return uint32_t(to_bf16(value_of(v)).bits);
+        else
+            return std::bit_cast<uint32_t>(v);
+    };
+    // Unit (row k of X, and k + 1 for pairs; column n) of a full block, from &X(k, n).
+    auto unit = [&](const In* xk) {
+        if constexpr (pairs)
+            return bits(xk[0]) | bits(xk[sk]) << 16;
+        else
+            return bits(xk[0]);
+    };
     auto at = [&](int k, int n) { return k < K && n < N ? bits(x[k * sk + n * sn]) : 0u; };
 #pragma omp parallel for collapse(2) schedule(static)
     for (int nb = 0; nb < NB; ++nb)
-        for (int kb = 0; kb < KB; ++kb) {
-            uint32_t* block = reinterpret_cast<uint32_t*>(dst) + (size_t(nb) * KB + kb) * 1024;
-            const int k0 = kb * 32, n0 = nb * 64;
-            const bool full = k0 + 32 <= K && n0 + 64 <= N;
+        for (int b = 0; b < KB; ++b) {
+            uint32_t* block = reinterpret_cast<uint32_t*>(dst) + (size_t(nb) * KB + b) * 1024;
+            const int k0 = b * kb, n0 = nb * 64;
+            const bool full = k0 + kb <= K && n0 + 64 <= N;
             for (int p = 0; p < 16; ++p) {
                 uint32_t* units = block + p * 64;
-                const In* r0 = x + size_t(k0 + 2 * p) * sk + size_t(n0) * sn;
-                const In* r1 = r0 + sk;
-                if (full && sn == 1) { // rows of X contiguous: the weight gradient's input
+                const int k = k0 + (pairs ? 2 * p : p);
+                const In* xk = x + size_t(k) * sk + size_t(n0) * sn;
+                if (full && sn == 1) { // rows of X contiguous: W, or a layer's input
 #pragma omp simd
-                    for (int j = 0; j < 64; ++j) units[j] = bits(r0[j]) | bits(r1[j]) << 16;
+                    for (int j = 0; j < 64; ++j) units[j] = unit(xk + j);
                 } else if (full) { // columns contiguous: W^T for the forward product
-                    for (int j = 0; j < 64; ++j)
-                        units[j] = bits(r0[j * sn]) | bits(r1[j * sn]) << 16;
+                    for (int j = 0; j < 64; ++j) units[j] = unit(xk + j * sn);
                 } else {
                     for (int j = 0; j < 64; ++j)
-                        units[j] = at(k0 + 2 * p, n0 + j) | at(k0 + 2 * p + 1, n0 + j) << 16;
+                        units[j] = pairs ? at(k, n0 + j) | at(k + 1, n0 + j) << 16 : at(k, n0 + j);
                 }
             }
         }
@@ -111,10 +135,11 @@ Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine,
     };
     dnnl::matmul::primitive_desc pd = describe(s.weights);
     Impl::Prepared p;
-    if (key.bf16) { // the layout oneDNN picks, if it is the one pack_blocked writes
-        const auto bf16 = memory::data_type::bf16;
-        const memory::desc blocked(s.weights.dims(), bf16, tag::BA16a64b2a);
-        const auto chosen = describe(memory::desc(s.weights.dims(), bf16, tag::any));
+    if (key.bf16 || key.product == Impl::Product::input_grad) {
+        // The layout oneDNN picks, if it is the one pack_blocked writes.
+        const memory::desc blocked = blocked_desc(s.weights.dims(), key.bf16);
+        const auto chosen =
+            describe(memory::desc(s.weights.dims(), s.weights.data_type(), tag::any));
         if (chosen.weights_desc() == blocked) {
             pd = chosen;
             p.blocked = true;
@@ -160,13 +185,16 @@ Impl::Prepared& Impl::get(const Key& key) {
 Impl::WeightCopy& Impl::copy_of(const float* weight, const Key& key) {
     const bool blocked = get(key).blocked;
     for (WeightCopy& c : copies)
-        if (c.source == weight && c.blocked == blocked) return c;
-    // Blocked: room for either product's layout, K padded to 32 and N to 64.
+        if (c.source == weight && c.OC == key.OC && c.C == key.C && c.blocked == blocked &&
+            c.bf16 == key.bf16)
+            return c;
+    // Blocked: room for either product's layout, K padded to 32 (bf16) or 16 and N to 64.
     auto padded = [](size_t n, size_t block) { return (n + block - 1) / block * block; };
-    const size_t C = key.C, OC = key.OC;
+    const size_t C = key.C, OC = key.OC, kb = key.bf16 ? 32 : 16;
     const size_t n =
-        blocked ? std::max(padded(C, 32) * padded(OC, 64), padded(OC, 32) * padded(C, 64)) : OC * C;
-    return copies.emplace_back(WeightCopy{weight, blocked, base::LargeVector<bf16>(n)});
+        blocked ? std::max(padded(C, kb) * padded(OC, 64), padded(OC, kb) * padded(C, 64)) : OC * C;
+    return copies.emplace_back(WeightCopy{weight, key.OC, key.C, blocked, key.bf16,
+                                          base::LargeVector<char>(n * (key.bf16 ? 2 : 4))});
 }
 
 const void* Impl::weight_copy(const float* weight, const Key& key) {
@@ -175,12 +203,16 @@ const void* Impl::weight_copy(const float* weight, const Key& key) {
         key.product == Product::input_grad ? Product::input_grad : Product::forward;
     if (!c.fresh || (c.blocked && c.product != product)) {
         const size_t C = key.C;
+        auto* b16 = reinterpret_cast<bf16*>(c.data.data());
+        auto* f32 = reinterpret_cast<float*>(c.data.data());
         if (!c.blocked)
-            to_bf16(c.data.data(), weight, size_t(key.OC) * C);
-        else if (product == Product::input_grad) // (K,N) = (OC,C): the weight as it is
-            pack_blocked(c.data.data(), weight, key.OC, key.C, C, 1);
-        else // (K,N) = (C,OC): its transpose
-            pack_blocked(c.data.data(), weight, key.C, key.OC, 1, C);
+            to_bf16(b16, weight, size_t(key.OC) * C);
+        else if (product == Product::input_grad && c.bf16) // (K,N) = (OC,C): the weight as it is
+            pack_blocked(b16, weight, key.OC, key.C, C, 1);
+        else if (product == Product::input_grad)
+            pack_blocked(f32, weight, key.OC, key.C, C, 1);
+        else // (K,N) = (C,OC): its transpose (bf16 only)
+            pack_blocked(b16, weight, key.C, key.OC, 1, C);
         c.product = product;
         c.fresh = true;
     }
@@ -269,7 +301,10 @@ void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const fl
         if (dbias) bias_backward(dbias, dout, N, OC);
         return;
     }
-    impl_->run({Impl::Product::input_grad, N, C, OC, false}, dout, weight, nullptr, dinp);
+    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, false};
+    const void* w =
+        impl_->get(input_grad).blocked ? impl_->weight_copy(weight, input_grad) : weight;
+    impl_->run(input_grad, dout, w, nullptr, dinp);
     impl_->run({Impl::Product::weight_grad, N, C, OC, false}, dout, inp, nullptr, dweight);
     if (dbias) bias_backward(dbias, dout, N, OC);
 }
@@ -284,8 +319,8 @@ void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, cons
     if (bf16 && weight) impl_->copy_of(weight, forward);
     if (!training) return;
     const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
+    if (weight && (bf16 || impl_->get(input_grad).blocked)) impl_->copy_of(weight, input_grad);
     impl_->get(input_grad);
-    if (bf16 && weight) impl_->copy_of(weight, input_grad);
     const Impl::Prepared& weight_grad = impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
     if (bf16 && io == Bf16Io::rounded_in && !weight_grad.blocked)
         grow(impl_->rounded_b, size_t(N) * C);

@@ -6,11 +6,12 @@
 // In bf16 a product reads bfloat16: activations are rounded into bf16 buffers kept
 // here, and each weight tensor gets one bf16 copy. A product's second operand ("weights"
 // to oneDNN: the weight tensor, or for the weight gradient the layer's input) is written
-// in oneDNN's blocked layout for bf16 on AVX-512 (BA16a64b2a), which its kernels run
-// 10-20% faster than plain rows; where oneDNN wants another layout, the plain one is
-// used. A blocked weight copy holds the layout of the product that used it last, the
-// forward one (W^T) or the input gradient's (W): training packs each weight twice per
-// pass, as two copies would after every optimizer step, in half the memory.
+// in oneDNN's blocked layout for AVX-512 (BA16a64b2a), which its kernels run 10-20%
+// faster than plain rows; where oneDNN wants another layout, the plain one is used. A
+// blocked weight copy holds the layout of the product that used it last, the forward one
+// (W^T) or the input gradient's (W): training packs each weight twice per pass, as two
+// copies would after every optimizer step, in half the memory. In fp32 only the input
+// gradient reads a blocked copy of the weight (BA16a64b), 10-40% faster than plain.
 #pragma once
 
 #include <dnnl.hpp>
@@ -41,15 +42,17 @@ template <> struct Matmul<float>::Impl {
         dnnl::memory src, weights, bias, dst, scratch;
         int n_args = 0;
         dnnl_exec_arg_t args[5];
-        bool blocked = false; // weights in BA16a64b2a (bf16 only)
+        bool blocked = false; // weights in BA16a64b2a (bf16) or BA16a64b (f32)
     };
-    // A weight tensor's bf16 copy: plain (OC,C), which serves both products, or blocked
-    // (K,N) as `product` reads it. Remade at first use after weights_changed(), and when
-    // blocked at the first use by the other product.
+    // A weight tensor's copy: in bf16 plain (OC,C), which serves both products, or
+    // blocked (K,N) as `product` reads it; in f32 blocked for the input gradient. Remade
+    // at first use after weights_changed(), and when blocked at the first use by the
+    // other product.
     struct WeightCopy {
-        const float* source;
-        bool blocked;
-        base::LargeVector<bf16> data;
+        const float* source; // with its shape: memory reused for another tensor is another copy
+        int OC, C;
+        bool blocked, bf16;
+        base::LargeVector<char> data;       // bf16 or float elements
         Product product = Product::forward; // forward or input_grad
         bool fresh = false;
     };
@@ -59,8 +62,8 @@ template <> struct Matmul<float>::Impl {
         return {bias ? Product::forward_bias : Product::forward, N, C, OC, bf16, bf16_dst};
     }
     Prepared& get(const Key& key); // prepares the product on first use
-    // The bf16 copy of `weight` for the product `key` (forward or input_grad): copy_of
-    // finds or makes its buffer, weight_copy also brings it up to date for that product.
+    // The copy of `weight` for the product `key` (forward or input_grad): copy_of finds or
+    // makes its buffer, weight_copy also brings it up to date for that product.
     WeightCopy& copy_of(const float* weight, const Key& key);
     const void* weight_copy(const float* weight, const Key& key);
     void run(const Key& key, const void* src, const void* weights, const float* bias, void* dst);
@@ -76,7 +79,7 @@ template <> struct Matmul<float>::Impl {
     dnnl::stream stream{engine};
     std::map<Key, Prepared> prepared;
     base::LargeVector<char> scratch; // shared by every product, sized for the largest
-    std::vector<WeightCopy> copies;  // bf16 weight copies, a few per weight tensor
+    std::vector<WeightCopy> copies;  // weight copies, one per weight tensor and precision
     // bf16 activations: src (an input or dout), and inp in backward; rounded_b only for
     // shapes prepared with Bf16Io::rounded_in whose weight gradient reads plain inputs;
     // packed_b for inp in the blocked layout.
