@@ -236,6 +236,20 @@ void Impl::run(const Key& key, const void* src, const void* weights, const float
     check(dnnl_stream_wait(stream.get()), "stream wait");
 }
 
+namespace {
+
+// A layer's input for a product that reads plain bf16 rows: rounded into rounded_b (room
+// made at preparation, Bf16Io::rounded_in), or as it is.
+const void* plain_rows(Impl& m, const float* inp, size_t n) {
+    grow(m.rounded_b, n);
+    return m.round(m.rounded_b, inp, n);
+}
+const void* plain_rows(Impl&, const bf16* inp, size_t) {
+    return inp;
+}
+
+} // namespace
+
 template <class In>
 void Impl::backward_bf16(float* dinp, float* dweight, const float* dout, const In* inp,
                          const float* weight, int N, int C, int OC) {
@@ -245,13 +259,12 @@ void Impl::backward_bf16(float* dinp, float* dweight, const float* dout, const I
     const void* w = weight_copy(weight, input_grad);
     const bf16* d = round(rounded_a, dout, size_t(N) * OC);
     run(input_grad, d, w, nullptr, dinp);
-    const void* x = inp;
+    const void* x = nullptr;
     if (wg.blocked) {
         pack_blocked(packed_b.data(), inp, N, C, size_t(C), 1);
         x = packed_b.data();
-    } else if constexpr (std::is_same_v<In, float>) {
-        grow(rounded_b, size_t(N) * C); // prepared (Bf16Io::rounded_in): room for inp
-        x = round(rounded_b, inp, size_t(N) * C);
+    } else {
+        x = plain_rows(*this, inp, size_t(N) * C);
     }
     run(weight_grad, d, x, nullptr, dweight);
 }
