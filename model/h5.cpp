@@ -214,9 +214,23 @@ void read_floats(hid_t loc, const std::string& name, const std::vector<hsize_t>&
     const H5T_class_t cls = H5Tget_class(type);
     if (cls != H5T_FLOAT && cls != H5T_INTEGER) fail(path, "tensor '" + name + "' is not numeric");
     // A corrupt type size would have HDF5 allocate (and clear) size x elements bytes.
-    if (const size_t size = H5Tget_size(type); size == 0 || size > 8)
+    const size_t size = H5Tget_size(type);
+    if (size == 0 || size > 8)
         fail(path, "tensor '" + name + "' has " + std::to_string(size) +
                        "-byte elements, not a number of at most 8 bytes");
+    // A damaged layout message can leave a compact or contiguous dataset with less data
+    // than its shape needs, and HDF5 then copies from nothing (a crash). Chunked data may
+    // be compressed, so its stored size says nothing.
+    Id plist(H5Dget_create_plist(dset), H5Pclose);
+    const H5D_layout_t layout = plist.ok() ? H5Pget_layout(plist) : H5D_LAYOUT_ERROR;
+    if (layout == H5D_COMPACT || layout == H5D_CONTIGUOUS) {
+        const hssize_t points = H5Sget_simple_extent_npoints(space);
+        const hsize_t needed = hsize_t(std::max<hssize_t>(points, 0)) * size;
+        const hsize_t stored = H5Dget_storage_size(dset);
+        if (stored < needed)
+            fail(path, "tensor '" + name + "' has " + std::to_string(stored) +
+                           " bytes of data stored, and its shape needs " + std::to_string(needed));
+    }
     if (H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
         fail(path, "cannot read tensor '" + name + "' (" + error_text() + ")");
 }

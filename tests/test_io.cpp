@@ -324,6 +324,16 @@ TEST_CASE("file with an .h5 extension that is not HDF5 is rejected") {
     check_rejected(tmp / "x.h5", "not an HDF5 file");
 }
 
+TEST_CASE("HDF5 tensor whose layout stores fewer bytes than its shape needs is rejected") {
+    // Found by fuzz_hdf5_model: a compact 4 x 4 dataset with 0 bytes of data, from which
+    // HDF5's own read (and h5dump) copies from a null pointer.
+    const fs::path file =
+        fs::path(FUZZ_CORPUS_DIR) / "fuzz_hdf5_model" / "regression_compact_no_data.h5";
+    REQUIRE(fs::exists(file));
+    check_rejected(file, "'h.0.attn.c_proj.weight' has 0 bytes of data stored, and its shape "
+                         "needs 64");
+}
+
 TEST_CASE("HDF5 file in the format without metadata checksums is refused, and h5repack "
           "as the message says makes it readable") {
     TempDir tmp;
