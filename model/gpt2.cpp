@@ -258,7 +258,8 @@ size_t GPT2<T>::reserve_bytes(int max_batch, int max_seq, bool for_training) con
     const size_t BT = size_t(max_batch) * max_seq;
     const auto [total, total_bf16] = activation_elements(max_batch, max_seq, for_training);
     const size_t grads = for_training && grads_.empty() ? params_.size() : 0;
-    return (total + grads) * sizeof(T) + total_bf16 * sizeof(bf16) + 3 * BT * sizeof(int);
+    return (total + grads) * sizeof(T) + total_bf16 * sizeof(bf16) + 3 * BT * sizeof(int) +
+           mm_.weight_copy_bytes(params_.size(), for_training);
 }
 
 // Every linear product of a pass on N rows, prepared now rather than in the first pass.

@@ -76,8 +76,8 @@ public:
     // for a shape the model cannot take, and base::MemoryError ("batch") when what it
     // would allocate is more than the machine has available; both before allocating.
     void reserve(int max_batch, int max_seq, bool for_training);
-    // The bytes reserve() would allocate: activations, token buffers and (for training,
-    // when not yet allocated) gradients.
+    // The bytes reserve() would allocate: activations, token buffers, the products'
+    // weight copies and (for training, when not yet allocated) gradients.
     size_t reserve_bytes(int max_batch, int max_seq, bool for_training) const;
     int reserved_batch() const { return cap_batch_; } // 0 before reserve()
     int reserved_seq() const { return cap_seq_; }

@@ -82,6 +82,9 @@ INSTANTIATE(double)
         throw std::logic_error("Matmul: bf16 outputs need precision bf16 on oneDNN");              \
     }                                                                                              \
     template <> void Matmul<T>::prepare(int, int, int, bool, bool, const T*, Bf16Io) {}            \
+    template <> size_t Matmul<T>::weight_copy_bytes(size_t, bool) const {                          \
+        return 0;                                                                                  \
+    }                                                                                              \
     template <> void Matmul<T>::weights_changed() {}
 CBLAS_MATMUL(double)
 #ifndef GPT2_MATMUL_ONEDNN

@@ -44,6 +44,10 @@ public:
     // also the room for its derived copies (bf16), and per `io` the room for rounded inputs.
     void prepare(int N, int C, int OC, bool bias, bool training, const T* weight = nullptr,
                  Bf16Io io = Bf16Io::rounded_in);
+    // About how many bytes prepare() adds in weight copies for a model of `params`
+    // weights, for memory checks before it runs (block padding aside): bf16 copies in bf16
+    // precision, blocked float copies for training's input gradients on oneDNN in fp32.
+    size_t weight_copy_bytes(size_t params, bool training) const;
 
     // bf16: products read bfloat16 copies of their inputs and weights and accumulate in
     // float (float only; check_precision_supported first). Default fp32.

@@ -204,14 +204,13 @@ const void* Impl::weight_copy(const float* weight, const Key& key) {
     if (!c.fresh || (c.blocked && c.product != product)) {
         const size_t C = key.C;
         auto* b16 = reinterpret_cast<bf16*>(c.data.data());
-        auto* f32 = reinterpret_cast<float*>(c.data.data());
         if (!c.blocked)
             to_bf16(b16, weight, size_t(key.OC) * C);
-        else if (product == Product::input_grad && c.bf16) // (K,N) = (OC,C): the weight as it is
-            pack_blocked(b16, weight, key.OC, key.C, C, 1);
+        else if (!c.bf16) // (K,N) = (OC,C), the input gradient's: the weight as it is
+            pack_blocked(reinterpret_cast<float*>(c.data.data()), weight, key.OC, key.C, C, 1);
         else if (product == Product::input_grad)
-            pack_blocked(f32, weight, key.OC, key.C, C, 1);
-        else // (K,N) = (C,OC): its transpose (bf16 only)
+            pack_blocked(b16, weight, key.OC, key.C, C, 1);
+        else // (K,N) = (C,OC), the forward product's: its transpose
             pack_blocked(b16, weight, key.C, key.OC, 1, C);
         c.product = product;
         c.fresh = true;
@@ -332,11 +331,16 @@ void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, cons
     if (bf16 && weight) impl_->copy_of(weight, forward);
     if (!training) return;
     const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
-    if (weight && (bf16 || impl_->get(input_grad).blocked)) impl_->copy_of(weight, input_grad);
-    impl_->get(input_grad);
+    const bool blocked = impl_->get(input_grad).blocked;
+    if (weight && (bf16 || blocked)) impl_->copy_of(weight, input_grad);
     const Impl::Prepared& weight_grad = impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
     if (bf16 && io == Bf16Io::rounded_in && !weight_grad.blocked)
         grow(impl_->rounded_b, size_t(N) * C);
+}
+
+template <> size_t Matmul<float>::weight_copy_bytes(size_t params, bool training) const {
+    if (precision_ == Precision::bf16) return params * sizeof(bf16);
+    return training ? params * sizeof(float) : 0;
 }
 
 template <> void Matmul<float>::weights_changed() {
