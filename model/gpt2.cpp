@@ -259,7 +259,9 @@ size_t GPT2<T>::reserve_bytes(int max_batch, int max_seq, bool for_training) con
     const auto [total, total_bf16] = activation_elements(max_batch, max_seq, for_training);
     const size_t grads = for_training && grads_.empty() ? params_.size() : 0;
     return (total + grads) * sizeof(T) + total_bf16 * sizeof(bf16) + 3 * BT * sizeof(int) +
-           mm_.weight_copy_bytes(params_.size(), for_training);
+           mm_.weight_copy_bytes(params_.size(),
+                                 BT > logit_rows(BT, true) ? layout_.group_size(kWte) : 0,
+                                 for_training);
 }
 
 // Every linear product of a pass on N rows, prepared now rather than in the first pass.
@@ -282,10 +284,12 @@ template <class T> void GPT2<T>::prepare_matmuls(int N, bool training, bool kept
         mm_.prepare(N, C, Vp, false, false, p.wte); // the tied LM head
         return;
     }
-    // The fused classifier's chunks of rows: whole ones and a last partial one.
+    // The fused classifier's chunks of rows: whole ones and a last partial one. With more
+    // than one, wte keeps a copy per product.
     const int R = int(logit_rows(size_t(N), true));
-    mm_.prepare(R, C, Vp, false, true, p.wte);
-    if (N % R) mm_.prepare(N % R, C, Vp, false, true, p.wte);
+    const auto copies = N > R ? Matmul<T>::Copies::per_product : Matmul<T>::Copies::alternate;
+    mm_.prepare(R, C, Vp, false, true, p.wte, Io::rounded_in, copies);
+    if (N % R) mm_.prepare(N % R, C, Vp, false, true, p.wte, Io::rounded_in, copies);
 }
 
 template <class T> size_t GPT2<T>::logit_rows(size_t BT, bool training) const {

@@ -39,15 +39,22 @@ public:
     // each product into buffers of its own (the default); inputs already in bf16 (the
     // overloads above); or those and a forward output in bf16 too.
     enum class Bf16Io { rounded_in, bf16_in, bf16_in_out };
+    // How a weight's bf16 copy serves the forward and the input-gradient products, which
+    // read it in different layouts: one buffer holding the layout of its last use (a
+    // layer's weight: each product runs once per pass), or one buffer per layout (the
+    // classifier's, whose row chunks each run both: one buffer would be repacked twice per
+    // chunk).
+    enum class Copies { alternate, per_product };
     // Prepares a shape's products before their first use: the forward one (with a bias
     // or without), and with `training` the two backward ones too; given the weight tensor,
     // also the room for its derived copies (bf16), and per `io` the room for rounded inputs.
     void prepare(int N, int C, int OC, bool bias, bool training, const T* weight = nullptr,
-                 Bf16Io io = Bf16Io::rounded_in);
+                 Bf16Io io = Bf16Io::rounded_in, Copies copies = Copies::alternate);
     // About how many bytes prepare() adds in weight copies for a model of `params`
-    // weights, for memory checks before it runs (block padding aside): bf16 copies in bf16
-    // precision, blocked float copies for training's input gradients on oneDNN in fp32.
-    size_t weight_copy_bytes(size_t params, bool training) const;
+    // weights, `per_product` of them prepared with Copies::per_product, for memory checks
+    // before it runs (block padding aside): bf16 copies in bf16 precision, blocked float
+    // copies for training's input gradients on oneDNN in fp32.
+    size_t weight_copy_bytes(size_t params, size_t per_product, bool training) const;
 
     // bf16: products read bfloat16 copies of their inputs and weights and accumulate in
     // float (float only; check_precision_supported first). Default fp32.

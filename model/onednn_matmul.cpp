@@ -182,19 +182,29 @@ Impl::Prepared& Impl::get(const Key& key) {
     return it->second;
 }
 
-Impl::WeightCopy& Impl::copy_of(const float* weight, const Key& key) {
+Impl::WeightCopy& Impl::copy_of(const float* weight, const Key& key, bool per_product) {
     const bool blocked = get(key).blocked;
+    const Product product =
+        key.product == Product::input_grad ? Product::input_grad : Product::forward;
+    per_product = per_product && blocked && key.bf16; // else one layout serves both
     for (WeightCopy& c : copies)
         if (c.source == weight && c.OC == key.OC && c.C == key.C && c.blocked == blocked &&
-            c.bf16 == key.bf16)
-            return c;
+            c.bf16 == key.bf16) {
+            if (per_product && !c.per_product) { // an alternating copy becomes this product's
+                c.per_product = true;
+                c.product = product;
+                c.fresh = false;
+            }
+            if (!c.per_product || c.product == product) return c;
+        }
     // Blocked: room for either product's layout, K padded to 32 (bf16) or 16 and N to 64.
     auto padded = [](size_t n, size_t block) { return (n + block - 1) / block * block; };
     const size_t C = key.C, OC = key.OC, kb = key.bf16 ? 32 : 16;
     const size_t n =
         blocked ? std::max(padded(C, kb) * padded(OC, 64), padded(OC, kb) * padded(C, 64)) : OC * C;
     return copies.emplace_back(WeightCopy{weight, key.OC, key.C, blocked, key.bf16,
-                                          base::LargeVector<char>(n * (key.bf16 ? 2 : 4))});
+                                          base::LargeVector<char>(n * (key.bf16 ? 2 : 4)), product,
+                                          per_product});
 }
 
 const void* Impl::weight_copy(const float* weight, const Key& key) {
@@ -323,23 +333,26 @@ void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const fl
 
 template <>
 void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, const float* weight,
-                            Bf16Io io) {
+                            Bf16Io io, Copies copies) {
     const bool bf16 = precision_ == Precision::bf16;
     const Impl::Key forward =
         impl_->forward_key(N, C, OC, bias, bf16, bf16 && io == Bf16Io::bf16_in_out);
     impl_->get(forward);
-    if (bf16 && weight) impl_->copy_of(weight, forward);
+    const bool per_product = training && copies == Copies::per_product;
+    if (bf16 && weight) impl_->copy_of(weight, forward, per_product);
     if (!training) return;
     const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
     const bool blocked = impl_->get(input_grad).blocked;
-    if (weight && (bf16 || blocked)) impl_->copy_of(weight, input_grad);
+    if (weight && (bf16 || blocked)) impl_->copy_of(weight, input_grad, per_product);
     const Impl::Prepared& weight_grad = impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
     if (bf16 && io == Bf16Io::rounded_in && !weight_grad.blocked)
         grow(impl_->rounded_b, size_t(N) * C);
 }
 
-template <> size_t Matmul<float>::weight_copy_bytes(size_t params, bool training) const {
-    if (precision_ == Precision::bf16) return params * sizeof(bf16);
+template <>
+size_t Matmul<float>::weight_copy_bytes(size_t params, size_t per_product, bool training) const {
+    if (precision_ == Precision::bf16)
+        return (params + (training ? per_product : 0)) * sizeof(bf16);
     return training ? params * sizeof(float) : 0;
 }
 

@@ -47,13 +47,14 @@ template <> struct Matmul<float>::Impl {
     // A weight tensor's copy: in bf16 plain (OC,C), which serves both products, or
     // blocked (K,N) as `product` reads it; in f32 blocked for the input gradient. Remade
     // at first use after weights_changed(), and when blocked at the first use by the
-    // other product.
+    // other product, unless `per_product`: then the weight has one copy per product.
     struct WeightCopy {
         const float* source; // with its shape: memory reused for another tensor is another copy
         int OC, C;
         bool blocked, bf16;
         base::LargeVector<char> data;       // bf16 or float elements
         Product product = Product::forward; // forward or input_grad
+        bool per_product = false;
         bool fresh = false;
     };
 
@@ -63,8 +64,9 @@ template <> struct Matmul<float>::Impl {
     }
     Prepared& get(const Key& key); // prepares the product on first use
     // The copy of `weight` for the product `key` (forward or input_grad): copy_of finds or
-    // makes its buffer, weight_copy also brings it up to date for that product.
-    WeightCopy& copy_of(const float* weight, const Key& key);
+    // makes its buffer (with `per_product`, one for this product alone, from now on),
+    // weight_copy also brings it up to date for that product.
+    WeightCopy& copy_of(const float* weight, const Key& key, bool per_product = false);
     const void* weight_copy(const float* weight, const Key& key);
     void run(const Key& key, const void* src, const void* weights, const float* bias, void* dst);
     // Rounds n floats to bf16 into `into` (grown at preparation, not here).

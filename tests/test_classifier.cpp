@@ -131,6 +131,37 @@ TEST_CASE("the fused classifier's loss, predictions and gradients match the unfu
             CHECK(rel_error(first, grads.data()) < 1e-12);
         }
     }
+    SUBCASE("bf16: chunks give one chunk's loss and gradients, also after the weights change") {
+        if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
+        // C and V large enough for oneDNN's blocked layouts: with several chunks, wte keeps
+        // a copy per product.
+        const Config config = make_config(1, 2, 64, 200, 8);
+        const Batch wide = make_batch(size_t(B) * Tn, config.vocab, 2);
+        GPT2<float> one(config), chunked(config);
+        one.init_weights(9);
+        chunked.set_params(one.params(), one.num_params());
+        chunked.set_classifier_rows(4);
+        for (GPT2<float>* m : {&one, &chunked}) {
+            m->set_precision(Precision::bf16);
+            m->reserve(B, Tn, true);
+        }
+        for (int update = 0; update < 2; ++update) {
+            CAPTURE(update);
+            double loss[2];
+            for (int i = 0; i < 2; ++i) {
+                GPT2<float>& m = i ? chunked : one;
+                m.zero_grad();
+                loss[i] = m.forward(wide.tokens.data(), wide.targets.data(), B, Tn, Pass::training);
+                m.backward();
+            }
+            CHECK(loss[1] == doctest::Approx(loss[0]).epsilon(1e-6));
+            CHECK(rel_error(as_double(one.grads(), one.num_params()), chunked.grads()) < 1e-5);
+            for (GPT2<float>* m : {&one, &chunked}) { // a step of plain gradient descent
+                float* p = m->params();
+                for (size_t j = 0; j < m->num_params(); ++j) p[j] -= 0.5f * m->grads()[j];
+            }
+        }
+    }
     SUBCASE("float, on the float products") {
         GPT2<float> m(kTiny);
         m.init_weights(7);

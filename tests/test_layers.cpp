@@ -328,6 +328,46 @@ TEST_CASE("bf16 products on inputs kept in bf16 equal those on float inputs, bit
                     std::logic_error);
 }
 
+TEST_CASE("a bf16 weight with a copy per product gives the products of one alternating copy") {
+    if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
+    const int N = 70, C = 65, OC = 130;                // several of oneDNN's blocks
+    std::mt19937 rng(12);
+    std::uniform_real_distribution<float> u(-1, 1);
+    auto random = [&](size_t n) {
+        std::vector<float> v(n);
+        for (float& e : v) e = u(rng);
+        return v;
+    };
+    const auto x = random(size_t(N) * C), g = random(size_t(N) * OC);
+    auto w = random(size_t(OC) * C);
+    Matmul<float> alternate, per_product;
+    for (Matmul<float>* mm : {&alternate, &per_product}) mm->set_precision(Precision::bf16);
+    alternate.prepare(N, C, OC, false, true, w.data());
+    per_product.prepare(N, C, OC, false, true, w.data(), Matmul<float>::Bf16Io::rounded_in,
+                        Matmul<float>::Copies::per_product);
+    for (int round = 0; round < 2; ++round) { // then changed weights: both copies follow
+        CAPTURE(round);
+        for (int pass = 0; pass < 3; ++pass) { // as the classifier's chunks do
+            CAPTURE(pass);
+            std::vector<float> y[2], gx[2], gw[2];
+            for (int i = 0; i < 2; ++i) {
+                Matmul<float>& mm = i ? per_product : alternate;
+                y[i].assign(size_t(N) * OC, 0.0f);
+                gx[i].assign(x.size(), 0.0f);
+                gw[i].assign(w.size(), 0.0f);
+                mm.forward(y[i].data(), x.data(), w.data(), nullptr, N, C, OC);
+                mm.backward(gx[i].data(), gw[i].data(), nullptr, g.data(), x.data(), w.data(), N, C,
+                            OC);
+            }
+            CHECK(y[1] == y[0]);
+            CHECK(gx[1] == gx[0]);
+            CHECK(gw[1] == gw[0]);
+        }
+        for (float& e : w) e *= -0.5f;
+        for (Matmul<float>* mm : {&alternate, &per_product}) mm->weights_changed();
+    }
+}
+
 TEST_CASE("bf16 products written in bf16 round the float result once") {
     if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
     const int N = 19, C = 40, OC = 72;
