@@ -2,6 +2,7 @@
 // that knows where each layer's slice of them lies.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 
 #include "model/bf16.h"
@@ -45,7 +46,8 @@ template <class T> struct BackwardScratch {
     T* dresidual; // (B,T,C) gradient of the residual stream
     T* dbt_c;     // (B,T,C) gradient of ln1/ln2/lnf outputs and of atty; from a training
                   // forward until its backward, the classifier's d loss/d lnf
-    T* dfch;      // (B,T,4C) gradient of fch_gelu, then in place of fch
+    T* dfch;      // (B,T,4C) gradient of fch_gelu, then in place of fch; in the logits'
+                  // memory, which the classifier is done with before backward
     T* dqkv;      // (B,T,3C) in dfch's memory: the attention branch's backward runs after
                   // the MLP branch's is done with it
 };
@@ -79,7 +81,8 @@ template <class T> struct Activations {
     T* lnf_mean;         // (B,T)
     T* lnf_rstd;         // (B,T)
     T* logits;           // (rows,Vp): all B*T rows' logits, then probs after the loss; or, reserved
-                         // for training, one chunk of rows of the fused classifier
+                         // for training, one chunk of rows of the fused classifier (and
+                         // then at least (B,T,4C): backward.dfch)
     T* losses;           // (B,T)
     T* proj;             // (B,T,C) scratch: attention and MLP projections before the residual add
     T* attn;             // (slots, attention_scratch_size(T,hs)) attention's per-thread blocks
@@ -160,16 +163,18 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
     a.lnf = take(BT * C);
     a.lnf_mean = take(BT);
     a.lnf_rstd = take(BT);
-    a.logits = take(logit_rows * size_t(c.padded_vocab));
+    // Training: the classifier's chunk of logits is done with before backward starts, so
+    // dfch shares its memory.
+    const size_t k = training ? 1 : 0;
+    BackwardScratch<T>& d = a.backward;
+    a.logits = take(std::max(logit_rows * size_t(c.padded_vocab), k * BT * 4 * C));
+    d.dfch = training ? a.logits : nullptr;
+    d.dqkv = d.dfch;
     a.losses = take(BT);
     a.proj = take(BT * C);
     a.attn = take(slots * attention_scratch_size<T>(int(Tn), int(C / NH)));
-    const size_t k = training ? 1 : 0;
-    BackwardScratch<T>& d = a.backward;
     d.dresidual = take(k * BT * C);
     d.dbt_c = take(k * BT * C);
-    d.dfch = take(k * BT * 4 * C);
-    d.dqkv = d.dfch;
 }
 
 // Incremental decoding: one position's buffers (B = T = 1) and the key/value cache.
