@@ -83,6 +83,8 @@ template <class T> struct Activations {
     T* logits;           // (rows,Vp): all B*T rows' logits, then probs after the loss; or, reserved
                          // for training, one chunk of rows of the fused classifier (and
                          // then at least (B,T,4C): backward.dfch)
+    bf16* dlogits_bf16;  // (2 rows,Vp) in bf16 precision, reserved for training: two chunks'
+                         // dlogits, for one weight-gradient product (else null)
     T* losses;           // (B,T)
     T* proj;             // (B,T,C) scratch: attention and MLP projections before the residual add
     T* attn;             // (slots, attention_scratch_size(T,hs)) attention's per-thread blocks
@@ -170,6 +172,9 @@ void assign_activations(Activations<T>& a, const Config& c, size_t B, size_t Tn,
     a.logits = take(std::max(logit_rows * size_t(c.padded_vocab), k * BT * 4 * C));
     d.dfch = training ? a.logits : nullptr;
     d.dqkv = d.dfch;
+    a.dlogits_bf16 = training && bf16_kept
+                         ? take_bf16(std::min(BT, 2 * logit_rows) * size_t(c.padded_vocab))
+                         : nullptr;
     a.losses = take(BT);
     a.proj = take(BT * C);
     a.attn = take(slots * attention_scratch_size<T>(int(Tn), int(C / NH)));

@@ -67,6 +67,41 @@ void softmax_crossentropy_backward(T* dlogits, const T* probs, const int* target
     }
 }
 
+namespace {
+
+// One row of the fused classifier: x (V logits, Vp in all) becomes its probabilities, or
+// with grad (d not null) d gets dloss * (probs - onehot) as Out, x then being scratch (d may
+// be x); the row's loss and prediction. Returns whether the target is kept. The arithmetic
+// of softmax_crossentropy_forward and softmax_crossentropy_backward.
+template <class T, class Out>
+bool crossentropy_row(T* x, Out* d, T& loss, int& prediction, int target, T dloss, int V, int Vp) {
+    const int best = int(std::max_element(x, x + V) - x);
+    const T mx = x[best];
+    prediction = best;
+    loss = T(0);
+    if (target < 0 && d) {
+        std::fill(d, d + Vp, store_as<Out>(T(0))); // an ignored row has no gradient
+        return false;
+    }
+    const T x_target = target >= 0 ? x[target] : T(0);
+    const T sum = exp_shifted(x, x, mx, V);
+    const T inv = T(1) / sum;
+    if (d) {
+        for (int v = 0; v < V; ++v) {
+            const T g = dloss * (x[v] * inv);
+            d[v] = store_as<Out>(v == target ? g - dloss : g);
+        }
+        std::fill(d + V, d + Vp, store_as<Out>(T(0)));
+    } else {
+        for (int v = 0; v < V; ++v) x[v] *= inv;
+        std::fill(x + V, x + Vp, T(0));
+    }
+    if (target >= 0) loss = std::log(sum) - (x_target - mx);
+    return target >= 0;
+}
+
+} // namespace
+
 // In place on logits (N,Vp): probs, or with grad dlogits = dloss * (probs - onehot);
 // losses (N), predictions (N); targets (N) in [-1, V). Each row's arithmetic is that of
 // softmax_crossentropy_forward and, with grad, softmax_crossentropy_backward.
@@ -77,30 +112,21 @@ int crossentropy_fused(T* logits, T* losses, int* predictions, const int* target
 #pragma omp parallel for reduction(+ : kept)
     for (int n = 0; n < N; ++n) {
         T* x = logits + size_t(n) * Vp;
-        const int best = int(std::max_element(x, x + V) - x);
-        const T mx = x[best];
-        const int target = targets[n];
-        predictions[n] = best;
-        kept += target >= 0;
-        if (target < 0) {
-            losses[n] = T(0);
-            if (grad) {
-                std::fill(x, x + Vp, T(0)); // an ignored row has no gradient
-                continue;
-            }
-        }
-        const T x_target = target >= 0 ? x[target] : T(0);
-        const T sum = exp_shifted(x, x, mx, V);
-        const T inv = T(1) / sum;
-        if (grad) {
-            for (int v = 0; v < V; ++v) x[v] = dloss * (x[v] * inv);
-            x[target] -= dloss;
-        } else {
-            for (int v = 0; v < V; ++v) x[v] *= inv;
-        }
-        std::fill(x + V, x + Vp, T(0));
-        if (target >= 0) losses[n] = std::log(sum) - (x_target - mx);
+        kept += crossentropy_row(x, grad ? x : nullptr, losses[n], predictions[n], targets[n],
+                                 dloss, V, Vp);
     }
+    return kept;
+}
+
+// The same with the gradient written in bf16 to dlogits (N,Vp), each value the float
+// version's rounded once; logits are left as scratch.
+int crossentropy_fused(float* logits, bf16* dlogits, float* losses, int* predictions,
+                       const int* targets, float dloss, int N, int V, int Vp) {
+    int kept = 0;
+#pragma omp parallel for reduction(+ : kept)
+    for (int n = 0; n < N; ++n)
+        kept += crossentropy_row(logits + size_t(n) * Vp, dlogits + size_t(n) * Vp, losses[n],
+                                 predictions[n], targets[n], dloss, V, Vp);
     return kept;
 }
 

@@ -285,11 +285,17 @@ template <class T> void GPT2<T>::prepare_matmuls(int N, bool training, bool kept
         return;
     }
     // The fused classifier's chunks of rows: whole ones and a last partial one. With more
-    // than one, wte keeps a copy per product.
+    // than one, wte keeps a copy per product. With dlogits kept in bf16, the weight
+    // gradient runs on pairs of chunks: on 2R rows, and at the end on what is left.
     const int R = int(logit_rows(size_t(N), true));
     const auto copies = N > R ? Matmul<T>::Copies::per_product : Matmul<T>::Copies::alternate;
-    mm_.prepare(R, C, Vp, false, true, p.wte, Io::rounded_in, copies);
-    if (N % R) mm_.prepare(N % R, C, Vp, false, true, p.wte, Io::rounded_in, copies);
+    const Io io = kept_bf16 ? Io::bf16_grad : Io::rounded_in;
+    mm_.prepare(R, C, Vp, false, true, p.wte, io, copies);
+    if (N % R) mm_.prepare(N % R, C, Vp, false, true, p.wte, io, copies);
+    if (kept_bf16 && N > R) {
+        mm_.prepare_weight_grad(std::min(N, 2 * R), C, Vp);
+        if (N > 2 * R && N % (2 * R) > R) mm_.prepare_weight_grad(N % (2 * R), C, Vp);
+    }
 }
 
 template <class T> size_t GPT2<T>::logit_rows(size_t BT, bool training) const {
@@ -482,6 +488,10 @@ template <class T> double GPT2<T>::classify(int N, bool training, int loss_divis
     T* dwte = training ? ParamViews<T>(grads_.data(), layout_).wte : nullptr;
     if (training) TIMED(kPointwise, fill_zero(dlnf, size_t(N) * C));
     const int R = cap_training_ ? classifier_rows_ : N;
+    // bf16 training: dlogits are written in bf16 to a.dlogits_bf16, whose rows from p0 on
+    // wait for the weight gradient, added when two chunks are there and at the end.
+    const bool grad_bf16 = training && a.dlogits_bf16;
+    int p0 = 0, pending_kept = 0;
     for (int r0 = 0; r0 < N; r0 += R) {
         const int rows = std::min(R, N - r0);
         T* logits = cap_training_ ? a.logits : a.logits + size_t(r0) * Vp;
@@ -489,12 +499,33 @@ template <class T> double GPT2<T>::classify(int N, bool training, int loss_divis
         TIMED(kMatmul,
               mm_.forward(logits, lnf, p.wte, static_cast<const T*>(nullptr), rows, C, Vp));
         int chunk_kept = 0;
-        TIMED(kLoss,
-              chunk_kept = crossentropy_fused(logits, a.losses + r0, predictions_.data() + r0,
-                                              targets + r0, training, dloss, rows, V, Vp));
-        if (training && chunk_kept) // else dlogits are 0
-            TIMED(kMatmul, mm_.backward(dlnf + size_t(r0) * C, dwte, static_cast<T*>(nullptr),
-                                        logits, lnf, p.wte, rows, C, Vp));
+        if (!grad_bf16) {
+            TIMED(kLoss,
+                  chunk_kept = crossentropy_fused(logits, a.losses + r0, predictions_.data() + r0,
+                                                  targets + r0, training, dloss, rows, V, Vp));
+            if (training && chunk_kept) // else dlogits are 0
+                TIMED(kMatmul, mm_.backward(dlnf + size_t(r0) * C, dwte, static_cast<T*>(nullptr),
+                                            logits, lnf, p.wte, rows, C, Vp));
+            continue;
+        }
+        if constexpr (std::is_same_v<T, float>) {
+            bf16* dlogits = a.dlogits_bf16 + size_t(r0 - p0) * Vp;
+            TIMED(kLoss, chunk_kept = crossentropy_fused(logits, dlogits, a.losses + r0,
+                                                         predictions_.data() + r0, targets + r0,
+                                                         dloss, rows, V, Vp));
+            if (chunk_kept)
+                TIMED(kMatmul,
+                      mm_.backward_input(dlnf + size_t(r0) * C, dlogits, p.wte, rows, C, Vp));
+            pending_kept += chunk_kept;
+            const int pending = r0 + rows - p0;
+            if (pending == 2 * R || r0 + rows == N) {
+                if (pending_kept) // else dlogits are 0
+                    TIMED(kMatmul, mm_.backward_weight(dwte, a.dlogits_bf16, a.lnf + size_t(p0) * C,
+                                                       pending, C, Vp));
+                p0 = r0 + rows;
+                pending_kept = 0;
+            }
+        }
     }
     kept_ = kept;
     has_targets_ = true;

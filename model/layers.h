@@ -135,5 +135,9 @@ void softmax_crossentropy_backward(T* dlogits, const T* probs, const int* target
 template <class T>
 int crossentropy_fused(T* logits, T* losses, int* predictions, const int* targets, bool grad,
                        T dloss, int N, int V, int Vp);
+// The same with grad, the dlogits written to dlogits (N,Vp) in bf16 (each the float value
+// rounded once) rather than in place; logits are left as scratch.
+int crossentropy_fused(float* logits, bf16* dlogits, float* losses, int* predictions,
+                       const int* targets, float dloss, int N, int V, int Vp);
 
 } // namespace model

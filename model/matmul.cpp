@@ -81,7 +81,14 @@ INSTANTIATE(double)
     template <> void Matmul<T>::forward(bf16*, const bf16*, const T*, const T*, int, int, int) {   \
         throw std::logic_error("Matmul: bf16 outputs need precision bf16 on oneDNN");              \
     }                                                                                              \
+    template <> void Matmul<T>::backward_input(T*, const bf16*, const T*, int, int, int) {         \
+        throw std::logic_error("Matmul: bf16 gradients need precision bf16 on oneDNN");            \
+    }                                                                                              \
+    template <> void Matmul<T>::backward_weight(T*, const bf16*, const T*, int, int, int) {        \
+        throw std::logic_error("Matmul: bf16 gradients need precision bf16 on oneDNN");            \
+    }                                                                                              \
     template <> void Matmul<T>::prepare(int, int, int, bool, bool, const T*, Bf16Io, Copies) {}    \
+    template <> void Matmul<T>::prepare_weight_grad(int, int, int) {}                              \
     template <> size_t Matmul<T>::weight_copy_bytes(size_t, size_t, bool) const {                  \
         return 0;                                                                                  \
     }                                                                                              \

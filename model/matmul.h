@@ -35,10 +35,16 @@ public:
     // The bf16 forward product with out rounded to bf16 (nearest even) as it is written,
     // for outputs kept in bf16 (qkv, fch).
     void forward(bf16* out, const bf16* inp, const T* weight, const T* bias, int N, int C, int OC);
+    // backward's two products one at a time, on dout already in bf16 (bf16 precision, float
+    // only), for a caller that makes dout in bf16 and keeps it: the fused classifier, which
+    // adds the weight gradient of two chunks of rows at once. No bias.
+    void backward_input(T* dinp, const bf16* dout, const T* weight, int N, int C, int OC);
+    void backward_weight(T* dweight, const bf16* dout, const T* inp, int N, int C, int OC);
     // What a shape's products read and write in bf16 precision: inputs in T, rounded by
     // each product into buffers of its own (the default); inputs already in bf16 (the
-    // overloads above); or those and a forward output in bf16 too.
-    enum class Bf16Io { rounded_in, bf16_in, bf16_in_out };
+    // overloads above); those and a forward output in bf16 too; or inputs in T and
+    // backward's dout in bf16 (backward_input, backward_weight).
+    enum class Bf16Io { rounded_in, bf16_in, bf16_in_out, bf16_grad };
     // How a weight's bf16 copy serves the forward and the input-gradient products, which
     // read it in different layouts: one buffer holding the layout of its last use (a
     // layer's weight: each product runs once per pass), or one buffer per layout (the
@@ -50,6 +56,9 @@ public:
     // also the room for its derived copies (bf16), and per `io` the room for rounded inputs.
     void prepare(int N, int C, int OC, bool bias, bool training, const T* weight = nullptr,
                  Bf16Io io = Bf16Io::rounded_in, Copies copies = Copies::alternate);
+    // Prepares backward_weight alone for a shape (on inputs in T), for weight gradients
+    // over more rows than the other products take at once.
+    void prepare_weight_grad(int N, int C, int OC);
     // About how many bytes prepare() adds in weight copies for a model of `params`
     // weights, `per_product` of them prepared with Copies::per_product, for memory checks
     // before it runs (block padding aside): bf16 copies in bf16 precision, blocked float

@@ -166,7 +166,7 @@ void grow(base::LargeVector<bf16>& v, size_t n) {
 
 } // namespace
 
-Impl::Prepared& Impl::get(const Key& key) {
+Impl::Prepared& Impl::get(const Key& key, bool rounds_src) {
     auto it = prepared.find(key);
     if (it == prepared.end()) {
         it = prepared.emplace(key, make(key, engine, scratch)).first;
@@ -174,7 +174,7 @@ Impl::Prepared& Impl::get(const Key& key) {
             const size_t N = key.N, C = key.C, OC = key.OC;
             const bool grad_src =
                 key.product == Product::input_grad || key.product == Product::weight_grad;
-            grow(rounded_a, N * (grad_src ? OC : C));
+            if (rounds_src) grow(rounded_a, N * (grad_src ? OC : C));
             if (key.product == Product::weight_grad && it->second.blocked)
                 grow(packed_b, it->second.weights.get_desc().get_size() / sizeof(bf16));
         }
@@ -259,23 +259,35 @@ const void* plain_rows(Impl&, const bf16* inp, size_t) {
 
 } // namespace
 
+void Impl::input_grad_bf16(float* dinp, const bf16* dout, const float* weight, int N, int C,
+                           int OC) {
+    const Key key{Product::input_grad, N, C, OC, true};
+    run(key, dout, weight_copy(weight, key), nullptr, dinp);
+}
+
 template <class In>
-void Impl::backward_bf16(float* dinp, float* dweight, const float* dout, const In* inp,
-                         const float* weight, int N, int C, int OC) {
-    const Key input_grad{Product::input_grad, N, C, OC, true};
-    const Key weight_grad{Product::weight_grad, N, C, OC, true};
-    const Prepared& wg = get(weight_grad); // prepared: room for the rounded dout
-    const void* w = weight_copy(weight, input_grad);
-    const bf16* d = round(rounded_a, dout, size_t(N) * OC);
-    run(input_grad, d, w, nullptr, dinp);
+void Impl::weight_grad_bf16(float* dweight, const bf16* dout, const In* inp, int N, int C, int OC) {
+    const Key key{Product::weight_grad, N, C, OC, true};
     const void* x = nullptr;
-    if (wg.blocked) {
+    if (get(key).blocked) {
         pack_blocked(packed_b.data(), inp, N, C, size_t(C), 1);
         x = packed_b.data();
     } else {
         x = plain_rows(*this, inp, size_t(N) * C);
     }
-    run(weight_grad, d, x, nullptr, dweight);
+    run(key, dout, x, nullptr, dweight);
+}
+
+template <class In>
+void Impl::backward_bf16(float* dinp, float* dweight, const float* dout, const In* inp,
+                         const float* weight, int N, int C, int OC) {
+    for (int r0 = 0; r0 < N; r0 += kBackwardRows) {
+        const int rows = std::min(kBackwardRows, N - r0);
+        get({Product::input_grad, rows, C, OC, true}); // prepared: room for the rounded dout
+        const bf16* d = round(rounded_a, dout + size_t(r0) * OC, size_t(rows) * OC);
+        input_grad_bf16(dinp + size_t(r0) * C, d, weight, rows, C, OC);
+        weight_grad_bf16(dweight, d, inp + size_t(r0) * C, rows, C, OC);
+    }
 }
 
 template <>
@@ -305,6 +317,20 @@ void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const fl
 }
 
 template <>
+void Matmul<float>::backward_input(float* dinp, const bf16* dout, const float* weight, int N, int C,
+                                   int OC) {
+    if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 gradient in fp32");
+    impl_->input_grad_bf16(dinp, dout, weight, N, C, OC);
+}
+
+template <>
+void Matmul<float>::backward_weight(float* dweight, const bf16* dout, const float* inp, int N,
+                                    int C, int OC) {
+    if (precision_ != Precision::bf16) throw std::logic_error("Matmul: bf16 gradient in fp32");
+    impl_->weight_grad_bf16(dweight, dout, inp, N, C, OC);
+}
+
+template <>
 void Matmul<float>::forward(float* out, const float* inp, const float* weight, const float* bias,
                             int N, int C, int OC) {
     if (precision_ == Precision::bf16) {
@@ -331,6 +357,12 @@ void Matmul<float>::backward(float* dinp, float* dweight, float* dbias, const fl
     if (dbias) bias_backward(dbias, dout, N, OC);
 }
 
+template <> void Matmul<float>::prepare_weight_grad(int N, int C, int OC) {
+    const bool bf16 = precision_ == Precision::bf16;
+    const Impl::Prepared& p = impl_->get({Impl::Product::weight_grad, N, C, OC, bf16}, false);
+    if (bf16 && !p.blocked) grow(impl_->rounded_b, size_t(N) * C); // inp, rounded
+}
+
 template <>
 void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, const float* weight,
                             Bf16Io io, Copies copies) {
@@ -341,12 +373,23 @@ void Matmul<float>::prepare(int N, int C, int OC, bool bias, bool training, cons
     const bool per_product = training && copies == Copies::per_product;
     if (bf16 && weight) impl_->copy_of(weight, forward, per_product);
     if (!training) return;
-    const Impl::Key input_grad{Impl::Product::input_grad, N, C, OC, bf16};
-    const bool blocked = impl_->get(input_grad).blocked;
-    if (weight && (bf16 || blocked)) impl_->copy_of(weight, input_grad, per_product);
-    const Impl::Prepared& weight_grad = impl_->get({Impl::Product::weight_grad, N, C, OC, bf16});
-    if (bf16 && io == Bf16Io::rounded_in && !weight_grad.blocked)
-        grow(impl_->rounded_b, size_t(N) * C);
+    const bool rounds_dout = io != Bf16Io::bf16_grad;
+    auto prepare_backward = [&](int rows) {
+        const Impl::Key input_grad{Impl::Product::input_grad, rows, C, OC, bf16};
+        const bool blocked = impl_->get(input_grad, rounds_dout).blocked;
+        if (weight && (bf16 || blocked)) impl_->copy_of(weight, input_grad, per_product);
+        const Impl::Prepared& weight_grad =
+            impl_->get({Impl::Product::weight_grad, rows, C, OC, bf16}, rounds_dout);
+        if (bf16 && (io == Bf16Io::rounded_in || io == Bf16Io::bf16_grad) && !weight_grad.blocked)
+            grow(impl_->rounded_b, size_t(rows) * C);
+    };
+    const int chunk = Impl::kBackwardRows;
+    if (bf16 && rounds_dout && N > chunk) { // as backward_bf16 runs it
+        prepare_backward(chunk);
+        if (N % chunk) prepare_backward(N % chunk);
+    } else {
+        prepare_backward(N);
+    }
 }
 
 template <>
