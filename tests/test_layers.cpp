@@ -330,6 +330,41 @@ TEST_CASE("bf16 products on inputs kept in bf16 equal those on float inputs, bit
                     std::logic_error);
 }
 
+TEST_CASE("bf16 weight copies round each weight as to_bf16 does, ties included") {
+    if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
+    // One-hot inputs and output gradients pick single weights out of both products: each
+    // result is one weight rounded to bf16, exactly (finite weights: 0 * NaN would spread).
+    // The shape spans whole blocks.
+    const int N = 64, C = 96, OC = 128;
+    std::mt19937 rng(13);
+    std::vector<float> w(size_t(OC) * C);
+    const uint32_t specials[] = {0x3f808000u, 0x3f818000u, 0xbf808000u, 0xbf818000u,
+                                 0x00008000u, 0x7f7e8000u, 0x477fffffu, 0x3f80ffffu};
+    for (size_t i = 0; i < w.size(); ++i) // random bits with 0x8000 (a tie) in the low half
+        w[i] = i % 7 == 0 ? std::bit_cast<float>(specials[i / 7 % 8])
+                          : std::bit_cast<float>(uint32_t(rng() & 0x3fff0000u) | 0x3c008000u);
+    std::vector<float> x(size_t(N) * C, 0.0f), g(size_t(N) * OC, 0.0f);
+    for (int n = 0; n < N; ++n) {
+        x[size_t(n) * C + (n * 5) % C] = 1.0f; // row n reads column (5n mod C) of w
+        g[size_t(n) * OC + (n * 3) % OC] = 1.0f;
+    }
+    Matmul<float> mm;
+    mm.set_precision(Precision::bf16);
+    mm.prepare(N, C, OC, false, true, w.data());
+    std::vector<float> y(size_t(N) * OC), gx(x.size(), 0.0f), gw(w.size(), 0.0f);
+    mm.forward(y.data(), x.data(), w.data(), nullptr, N, C, OC);
+    mm.backward(gx.data(), gw.data(), nullptr, g.data(), x.data(), w.data(), N, C, OC);
+    auto same = [](float got, float weight) { return got == to_float(to_bf16(weight)); };
+    size_t mismatches = 0;
+    for (int n = 0; n < N; ++n) {
+        for (int o = 0; o < OC; ++o)
+            mismatches += !same(y[size_t(n) * OC + o], w[size_t(o) * C + (n * 5) % C]);
+        for (int c = 0; c < C; ++c)
+            mismatches += !same(gx[size_t(n) * C + c], w[size_t((n * 3) % OC) * C + c]);
+    }
+    CHECK(mismatches == 0);
+}
+
 TEST_CASE("a bf16 weight with a copy per product gives the products of one alternating copy") {
     if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
     const int N = 70, C = 65, OC = 130;                // several of oneDNN's blocks
