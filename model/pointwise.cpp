@@ -10,24 +10,30 @@ namespace model {
 
 namespace {
 
-// out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in T arithmetic on an input
-// of T or bf16.
+// GELU's tanh form through the logistic function: with u = sqrt(2/pi) (x + 0.044715 x^3),
+// 0.5 (1 + tanh u) = sigma(2u) = 1 / (1 + e^-2u), one exponential and one division (tanh
+// would add a sign, an absolute value and a clamp); e^-2u saturates harmlessly both ways.
+template <class T> inline T gelu_sigma(T x) {
+    const T s2 = 2 * std::sqrt(T(2) / std::numbers::pi_v<T>);
+    return T(1) / (T(1) + exp_fast(-s2 * (x + T(0.044715) * x * x * x)));
+}
+
+// out (n) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x sigma(2u), in T arithmetic
+// on an input of T or bf16.
 template <class T, class Out, class In> void gelu_forward_in(Out* out, const In* inp, size_t n) {
-    const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
 #pragma omp parallel for simd
     for (size_t i = 0; i < n; ++i) {
         const T x = value_of(inp[i]);
-        out[i] = store_as<Out>(T(0.5) * x * (T(1) + tanh_fast(s * (x + T(0.044715) * x * x * x))));
+        out[i] = store_as<Out>(x * gelu_sigma(x));
     }
 }
 
-// gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) s (1 + 3 * 0.044715 x^2),
-// u = s (x + 0.044715 x^3)
+// gelu'(x) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) s (1 + 3 * 0.044715 x^2)
+//          = sigma + 2 x sigma (1 - sigma) s (1 + 3 * 0.044715 x^2), sigma = sigma(2u)
 template <class T> inline T gelu_grad(T x) {
     const T s = std::sqrt(T(2) / std::numbers::pi_v<T>);
-    const T th = tanh_fast(s * (x + T(0.044715) * x * x * x));
-    return T(0.5) * (T(1) + th) +
-           T(0.5) * x * (T(1) - th * th) * s * (T(1) + T(3 * 0.044715) * x * x);
+    const T sg = gelu_sigma(x);
+    return sg + T(2) * x * sg * (T(1) - sg) * s * (T(1) + T(3 * 0.044715) * x * x);
 }
 
 template <class T, class In>
