@@ -77,9 +77,12 @@ memory::desc blocked_desc(const memory::dims& dims, bool bf16) {
 #define PACK_TARGET __attribute__((target("avx512f,avx512bw")))
 
 // GCC 12's AVX-512 intrinsics pass an undefined vector as the merge source they ignore,
-// which -Wuninitialized reports inside target functions (GCC bug 105593).
+// which -W(maybe-)uninitialized reports inside target functions (GCC bug 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // 16 floats' bit patterns with the bf16 they round to (nearest even, NaN kept quiet, as
 // to_bf16) in the high half of each 32-bit lane.
@@ -145,6 +148,24 @@ PACK_TARGET void pack_block_transposed(uint32_t* block, const float* x, size_t l
     _mm_sfence(); // the streamed stores are seen before the product reads them
 }
 
+// The same from X(k, n) = x[k*ld + n] (W as it is: rows of X contiguous): unit (p, n) pairs
+// rows 2p and 2p+1, 64 values of each; streamed as well.
+PACK_TARGET void pack_block_rows(uint32_t* block, const float* x, size_t ld) {
+    const __m512i high = _mm512_set1_epi32(int(0xffff0000u));
+    for (int p = 0; p < 16; ++p) {
+        const float* r0 = x + size_t(2 * p) * ld;
+        const float* r1 = r0 + ld;
+        for (int q = 0; q < 4; ++q) {
+            const __m512i a = rounded_high(_mm512_loadu_si512(r0 + 16 * q));
+            const __m512i b = rounded_high(_mm512_loadu_si512(r1 + 16 * q));
+            _mm512_stream_si512(
+                reinterpret_cast<__m512i*>(block + p * 64 + 16 * q),
+                _mm512_or_si512(_mm512_srli_epi32(a, 16), _mm512_and_si512(b, high)));
+        }
+    }
+    _mm_sfence();
+}
+
 #pragma GCC diagnostic pop
 
 // Writes the (K,N) matrix X, X(k,n) = x[k*sk + n*sn] (x in float or bf16), in blocked_desc's
@@ -173,32 +194,41 @@ void pack_blocked(Out* dst, const In* x, int K, int N, size_t sk, size_t sn) {
     auto at = [&](int k, int n) { return k < K && n < N ? bits(x[k * sk + n * sn]) : 0u; };
     constexpr bool bf16_from_float = pairs && std::is_same_v<In, float>;
     static const bool avx512 = __builtin_cpu_supports("avx512bw");
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int nb = 0; nb < NB; ++nb)
-        for (int b = 0; b < KB; ++b) {
-            uint32_t* block = reinterpret_cast<uint32_t*>(dst) + (size_t(nb) * KB + b) * 1024;
-            const int k0 = b * kb, n0 = nb * 64;
-            const bool full = k0 + kb <= K && n0 + 64 <= N;
-            if constexpr (bf16_from_float)
-                if (full && sk == 1 && avx512 && reinterpret_cast<uintptr_t>(dst) % 64 == 0) {
+    // Blocks in the order that reads x along its rows: for rows of X contiguous (sn == 1)
+    // all n of kb rows, else all k of 64 columns.
+    const bool along_n = sn == 1;
+#pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < size_t(NB) * KB; ++t) {
+        const int nb = int(along_n ? t % NB : t / KB), b = int(along_n ? t / NB : t % KB);
+        uint32_t* block = reinterpret_cast<uint32_t*>(dst) + (size_t(nb) * KB + b) * 1024;
+        const int k0 = b * kb, n0 = nb * 64;
+        const bool full = k0 + kb <= K && n0 + 64 <= N;
+        if constexpr (bf16_from_float)
+            if (full && avx512 && reinterpret_cast<uintptr_t>(dst) % 64 == 0) {
+                if (sk == 1) {
                     pack_block_transposed(block, x + size_t(n0) * sn + k0, sn);
                     continue;
                 }
-            for (int p = 0; p < 16; ++p) {
-                uint32_t* units = block + p * 64;
-                const int k = k0 + (pairs ? 2 * p : p);
-                const In* xk = x + size_t(k) * sk + size_t(n0) * sn;
-                if (full && sn == 1) { // rows of X contiguous: W, or a layer's input
-#pragma omp simd
-                    for (int j = 0; j < 64; ++j) units[j] = unit(xk + j);
-                } else if (full) { // columns contiguous: W^T for the forward product
-                    for (int j = 0; j < 64; ++j) units[j] = unit(xk + j * sn);
-                } else {
-                    for (int j = 0; j < 64; ++j)
-                        units[j] = pairs ? at(k, n0 + j) | at(k + 1, n0 + j) << 16 : at(k, n0 + j);
+                if (sn == 1) {
+                    pack_block_rows(block, x + size_t(k0) * sk + n0, sk);
+                    continue;
                 }
             }
+        for (int p = 0; p < 16; ++p) {
+            uint32_t* units = block + p * 64;
+            const int k = k0 + (pairs ? 2 * p : p);
+            const In* xk = x + size_t(k) * sk + size_t(n0) * sn;
+            if (full && sn == 1) { // rows of X contiguous: W, or a layer's input
+#pragma omp simd
+                for (int j = 0; j < 64; ++j) units[j] = unit(xk + j);
+            } else if (full) { // columns contiguous: W^T for the forward product
+                for (int j = 0; j < 64; ++j) units[j] = unit(xk + j * sn);
+            } else {
+                for (int j = 0; j < 64; ++j)
+                    units[j] = pairs ? at(k, n0 + j) | at(k + 1, n0 + j) << 16 : at(k, n0 + j);
+            }
         }
+    }
 }
 
 Impl::Prepared make(const Impl::Key& key, const dnnl::engine& engine,
