@@ -2,6 +2,7 @@
 // training forward) against a naive reference.
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -9,6 +10,7 @@
 
 #include "model/gpt2.h"
 #include "model/gradcheck.h"
+#include "model/layers.h"
 
 using namespace model;
 
@@ -282,4 +284,41 @@ TEST_CASE("only a training forward leads to backward, and evaluation never touch
     m.backward();
     CHECK(std::equal(once.begin(), once.end(), m.grads()));
     CHECK_THROWS_AS(m.set_classifier_rows(0), std::invalid_argument);
+}
+
+TEST_CASE("the loss's predictions are the first of the largest logits, wherever they lie") {
+    // V = 100: sixteen lanes of 16 and a tail of 4. Each row: random logits, with the
+    // largest value placed at one or two positions (the first must win).
+    const int V = 100, Vp = 112;
+    const std::vector<std::vector<int>> tops = {{0},    {15},     {16},     {17},     {31},
+                                                {95},   {99},     {3, 40},  {20, 97}, {5, 21},
+                                                {1, 2}, {98, 99}, {50, 66}, {0, 99}};
+    const int N = int(tops.size()) + 1; // and a row of equal logits
+    std::mt19937 rng(4);
+    std::uniform_real_distribution<float> u(-2, 2);
+    std::vector<float> logits(size_t(N) * Vp, 0.0f);
+    for (int n = 0; n < N; ++n)
+        for (int v = 0; v < V; ++v) logits[size_t(n) * Vp + v] = n + 1 < N ? u(rng) : 0.5f;
+    for (size_t n = 0; n < tops.size(); ++n)
+        for (int at : tops[n]) logits[n * Vp + at] = 3.0f;
+    std::vector<int> expected(N), targets(N, 7), predictions(N);
+    for (int n = 0; n < N; ++n) {
+        const float* row = logits.data() + size_t(n) * Vp;
+        expected[size_t(n)] = int(std::max_element(row, row + V) - row);
+    }
+    CHECK(expected[0] == 0);
+    CHECK(expected[7] == 3);
+    CHECK(expected[size_t(N) - 1] == 0);
+    std::vector<float> losses(N);
+    for (bool grad : {false, true}) {
+        std::vector<float> work = logits;
+        crossentropy_fused(work.data(), losses.data(), predictions.data(), targets.data(), grad,
+                           1.0f, N, V, Vp);
+        CHECK(predictions == expected);
+    }
+    std::vector<float> work = logits;
+    std::vector<bf16> dlogits(logits.size());
+    crossentropy_fused(work.data(), dlogits.data(), losses.data(), predictions.data(),
+                       targets.data(), 1.0f, N, V, Vp);
+    CHECK(predictions == expected);
 }
