@@ -109,6 +109,14 @@ void check_small_integer_case(Matmul<float>& mm) {
     CHECK(db == std::vector<float>{2, 2, 2});
 }
 
+// n values drawn uniformly from [-1, 1).
+std::vector<float> uniform(std::mt19937& rng, size_t n) {
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> v(n);
+    for (float& e : v) e = u(rng);
+    return v;
+}
+
 // x rounded to the nearest bfloat16 (ties to even), by comparing the two candidates.
 float nearest_bf16(float x) {
     const uint32_t bits = std::bit_cast<uint32_t>(x) & 0xffff0000u;
@@ -302,12 +310,7 @@ TEST_CASE("bf16 products on inputs kept in bf16 equal those on float inputs, bit
     if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
     const int N = 19, C = 40, OC = 72;
     std::mt19937 rng(7);
-    std::uniform_real_distribution<float> u(-1, 1);
-    auto random = [&](size_t n) {
-        std::vector<float> v(n);
-        for (float& e : v) e = u(rng);
-        return v;
-    };
+    auto random = [&](size_t n) { return uniform(rng, n); };
     const auto x = random(size_t(N) * C), w = random(size_t(OC) * C), bias = random(OC),
                g = random(size_t(N) * OC);
     std::vector<bf16> xh(x.size());
@@ -369,12 +372,7 @@ TEST_CASE("a bf16 weight with a copy per product gives the products of one alter
     if (!matmul_has_bf16() || !cpu_has_bf16()) return; // CBLAS build or no AVX512_BF16
     const int N = 70, C = 65, OC = 130;                // several of oneDNN's blocks
     std::mt19937 rng(12);
-    std::uniform_real_distribution<float> u(-1, 1);
-    auto random = [&](size_t n) {
-        std::vector<float> v(n);
-        for (float& e : v) e = u(rng);
-        return v;
-    };
+    auto random = [&](size_t n) { return uniform(rng, n); };
     const auto x = random(size_t(N) * C), g = random(size_t(N) * OC);
     auto w = random(size_t(OC) * C);
     Matmul<float> alternate, per_product;
